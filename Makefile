@@ -1,0 +1,75 @@
+# One entry point for every developer command. `make dev` and `make test` work from a
+# fresh clone: each installs what it needs first (idempotently, keyed on the lock files).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAGE ?= dev
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+.PHONY: help install dev test test-fast bench soak openapi build synth deploy lint clean
+
+help:
+	@echo "make dev     install everything and start the local server (workflow-runs dev)"
+	@echo "make test    install everything and run every test"
+	@echo "make bench   run the benchmarks and write docs/benchmarks.md"
+	@echo "make soak    long reliability runs (load and fuzzing)"
+	@echo "make openapi regenerate docs/openapi.json"
+	@echo "make build   assemble the Lambda assets and the dependencies layer (arm64)"
+	@echo "make synth   build and synthesize the CDK app"
+	@echo "make deploy  STAGE=dev|prod: deploy with the CDK CLI (needs AWS credentials)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+.make-python: $(BIN)/python requirements/dev.lock pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+.make-node: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+.make-dynamodb-local: .make-python
+	$(BIN)/python -m workflow_runs_dev.dynamodb_local fetch
+	touch $@
+
+.make-chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	touch $@
+
+install: .make-python .make-node .make-dynamodb-local
+
+dev: install
+	$(BIN)/workflow-runs dev
+
+test: install .make-chromium
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: install
+	$(BIN)/python -m pytest -q -x -m "not browser and not slow"
+
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+soak: install
+	SOAK=1 $(BIN)/python -m pytest -q tests/reliability
+
+openapi: .make-python
+	$(BIN)/python -m workflow_runs_api.openapi > docs/openapi.json
+
+build: .make-python
+	$(BIN)/python -m infra.build
+
+synth: install build
+	$(BIN)/python -m infra.app
+
+deploy: synth
+	npx --no-install cdk deploy --app cdk.out --context stage=$(STAGE) --require-approval never
+
+lint: .make-python
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out build .make-*

@@ -1,0 +1,41 @@
+"""Typed domain errors. The HTTP layer maps each to one status code in one place."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error a caller may see. `details` is safe to show to the caller."""
+
+    code = "InternalError"
+
+    def __init__(self, details: str | list[str]):
+        super().__init__(details if isinstance(details, str) else "; ".join(details))
+        self.details = details
+
+
+class ValidationFailed(DomainError):
+    code = "ValidationError"
+
+
+class Unauthorized(DomainError):
+    code = "Unauthorized"
+
+
+class Forbidden(DomainError):
+    code = "Forbidden"
+
+
+class NotFound(DomainError):
+    code = "NotFound"
+
+
+class Conflict(DomainError):
+    code = "Conflict"
+
+
+class PayloadTooLarge(DomainError):
+    code = "PayloadTooLarge"
+
+
+class TransitionRejected(Exception):
+    """A status write whose condition (the old status) no longer held: someone else won."""

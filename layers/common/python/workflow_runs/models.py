@@ -1,0 +1,220 @@
+"""Domain models: workflows, runs, activity runs, statuses and their allowed transitions."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+MAX_ATTEMPTS_CEILING = 10  # the state machine's Retry upper bound; see docs/decisions.md
+STEP_TYPES = ("transform", "http", "llm", "wait", "fail")
+INPUT_TYPES = ("string", "number", "integer", "boolean", "object", "array")
+_STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+class Status(str, Enum):
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    WAITING = "waiting"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+NON_TERMINAL = tuple(s for s in Status if s not in TERMINAL)
+
+# A terminal status never changes; every other move is listed here.
+ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.SCHEDULED: frozenset({Status.RUNNING, Status.WAITING, Status.FAILED, Status.CANCELLED}),
+    Status.RUNNING: frozenset({Status.WAITING, Status.COMPLETED, Status.FAILED, Status.CANCELLED}),
+    Status.WAITING: frozenset({Status.RUNNING, Status.COMPLETED, Status.FAILED, Status.CANCELLED}),
+    Status.COMPLETED: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+
+
+def can_transition(old: Status, new: Status) -> bool:
+    return new in ALLOWED_TRANSITIONS[old]
+
+
+def sources_of(new: Status) -> tuple[Status, ...]:
+    """The statuses from which `new` may be reached (the condition of a status write)."""
+    return tuple(s for s in Status if new in ALLOWED_TRANSITIONS[s])
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC with milliseconds and Z, as the contract fixes."""
+    now = datetime.now(timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="json")
+
+
+class WorkflowInput(ApiModel):
+    name: str
+    type: Literal["string", "number", "integer", "boolean", "object", "array"]
+    required: bool = False
+    default: Any = None
+    description: str | None = Field(default=None, max_length=500)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _INPUT_NAME.match(value):
+            raise ValueError("input names start with a letter or _ and hold letters, digits and _ (≤ 64)")
+        return value
+
+    @model_validator(mode="after")
+    def _default_matches_type(self) -> "WorkflowInput":
+        if self.default is not None and not value_matches_type(self.default, self.type):
+            raise ValueError(f"default of input '{self.name}' is not of type {self.type}")
+        return self
+
+
+class Retry(ApiModel):
+    max_attempts: int = Field(default=1, ge=1, le=MAX_ATTEMPTS_CEILING)
+
+
+class Step(ApiModel):
+    id: str
+    name: str | None = Field(default=None, max_length=200)
+    type: Literal["transform", "http", "llm", "wait", "fail"]
+    config: dict[str, Any] = Field(default_factory=dict)
+    retry: Retry = Field(default_factory=Retry)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _STEP_ID.match(value):
+            raise ValueError("step ids start with a letter and hold letters, digits, _ and - (≤ 64)")
+        return value
+
+
+class WorkflowDefinition(ApiModel):
+    """What a client PUTs: everything but the id and version, which the server owns."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    inputs: list[WorkflowInput] = Field(default_factory=list, max_length=100)
+    steps: list[Step] = Field(min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "WorkflowDefinition":
+        step_ids = [s.id for s in self.steps]
+        if len(set(step_ids)) != len(step_ids):
+            raise ValueError(f"step ids must be unique: {sorted(_dupes(step_ids))}")
+        names = [i.name for i in self.inputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"input names must be unique: {sorted(_dupes(names))}")
+        return self
+
+
+def _dupes(values: list[str]) -> set[str]:
+    seen: set[str] = set()
+    return {v for v in values if v in seen or seen.add(v)}
+
+
+class Workflow(WorkflowDefinition):
+    id: str
+    version: int = Field(ge=1)
+    created_at: str
+    updated_at: str
+
+
+class RunInput(ApiModel):
+    name: str
+    value: Any
+
+
+class RunError(ApiModel):
+    message: str
+    step_id: str | None = None
+
+
+class ActivityRun(ApiModel):
+    id: str
+    step_id: str
+    step_name: str | None
+    status: Status
+    outputs: dict[str, Any] | None = None
+    attempt: int = Field(ge=1)
+    created_at: str
+    updated_at: str
+
+
+class WorkflowRunSummary(ApiModel):
+    id: str
+    workflow_id: str
+    workflow_name: str | None
+    status: Status
+    inputs: list[RunInput]
+    created_at: str
+    updated_at: str
+
+
+class WorkflowRun(WorkflowRunSummary):
+    activity_runs: list[ActivityRun] = Field(default_factory=list)
+    error: RunError | None = None
+    cancel_reason: str | None = None
+
+
+def value_matches_type(value: Any, type_name: str) -> bool:
+    if type_name == "string":
+        return isinstance(value, str)
+    if type_name == "boolean":
+        return isinstance(value, bool)
+    if type_name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_name == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if type_name == "object":
+        return isinstance(value, dict)
+    if type_name == "array":
+        return isinstance(value, list)
+    return False
+
+
+def resolve_inputs(workflow: WorkflowDefinition, given: dict[str, Any]) -> list[RunInput]:
+    """Check `given` against the declared inputs, apply defaults, keep declaration order.
+
+    Raises ValueError with one line per problem, so a caller can fix them all at once.
+    """
+    declared = {i.name: i for i in workflow.inputs}
+    problems = [f"inputs.{name}: unknown input" for name in given if name not in declared]
+    resolved: list[RunInput] = []
+    for spec in workflow.inputs:
+        if spec.name in given:
+            value = given[spec.name]
+            if not value_matches_type(value, spec.type):
+                problems.append(f"inputs.{spec.name}: expected {spec.type}")
+                continue
+            resolved.append(RunInput(name=spec.name, value=value))
+        elif spec.default is not None:
+            resolved.append(RunInput(name=spec.name, value=spec.default))
+        elif spec.required:
+            problems.append(f"inputs.{spec.name}: required")
+    if problems:
+        raise InputsInvalid(problems)
+    return resolved
+
+
+class InputsInvalid(ValueError):
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems

@@ -1,0 +1,64 @@
+"""Settings from the environment, built once by a cached factory (never at import time)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, Field
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (value or "").split(",") if p.strip())
+
+
+class Settings(BaseModel, frozen=True):
+    runs_table: str
+    events_table: str
+    dynamodb_endpoint_url: str | None = None
+    state_machine_arn: str | None = None
+
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_tenant_claim: str = "tenant_id"
+    jwt_algorithms: tuple[str, ...] = ("RS256", "ES256")
+    jwt_leeway_seconds: int = 30
+    # API Gateway ids of the private (VPC-only) REST API: a request whose request context
+    # names one of these arrived through the private API and is internal.
+    private_api_ids: tuple[str, ...] = ()
+
+    execute_wait_seconds: float = Field(default=25.0, ge=0, le=28)
+    max_body_bytes: int = 256 * 1024
+
+    llm_provider: str = "echo"
+    bedrock_model_id: str = "anthropic.claude-3-7-sonnet-20250219-v1:0"
+    http_step_allowed_hosts: tuple[str, ...] = ()
+    http_step_timeout_seconds: float = 10.0
+
+    envs_kms_key_id: str | None = None
+    local_secret_key: str | None = None  # base64 AES-256 key, one-machine runs only
+
+    sse_ping_seconds: float = 9.0
+    sse_poll_min_seconds: float = 0.05
+    sse_poll_max_seconds: float = 1.0
+    event_ttl_days: int = 7
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | os._Environ | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        missing = [name for name in ("RUNS_TABLE", "EVENTS_TABLE") if not env.get(name)]
+        if missing:
+            raise RuntimeError(f"missing required settings: {', '.join(missing)}")
+        values: dict[str, object] = {}
+        for field in cls.model_fields:
+            raw = env.get(field.upper())
+            if raw is None or raw == "":
+                continue
+            values[field] = _csv(raw) if cls.model_fields[field].annotation == tuple[str, ...] else raw
+        return cls.model_validate(values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()
