@@ -105,6 +105,53 @@ class Step(ApiModel):
             raise ValueError("step ids start with a letter and hold letters, digits, _ and - (≤ 64)")
         return value
 
+    @model_validator(mode="after")
+    def _config_shape(self) -> "Step":
+        problems = STEP_CONFIG_RULES[self.type](self.config)
+        if problems:
+            raise ValueError(f"step '{self.id}' ({self.type}): " + "; ".join(problems))
+        return self
+
+
+def _needs_string(config: dict[str, Any], key: str) -> list[str]:
+    return [] if isinstance(config.get(key), str) and config[key] else [f"config.{key} must be a non-empty string"]
+
+
+def _wait_rules(config: dict[str, Any]) -> list[str]:
+    seconds = config.get("seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= MAX_WAIT_SECONDS:
+        return [f"config.seconds must be an integer from 0 to {MAX_WAIT_SECONDS}"]
+    return []
+
+
+def _http_rules(config: dict[str, Any]) -> list[str]:
+    problems = _needs_string(config, "url")
+    method = config.get("method", "GET")
+    if not isinstance(method, str) or method.upper() not in HTTP_METHODS:
+        problems.append(f"config.method must be one of {', '.join(HTTP_METHODS)}")
+    if "headers" in config and not isinstance(config["headers"], dict):
+        problems.append("config.headers must be an object")
+    return problems
+
+
+def _transform_rules(config: dict[str, Any]) -> list[str]:
+    return [] if "output" in config else ["config.output is required (a template, or an object of templates)"]
+
+
+def _fail_rules(config: dict[str, Any]) -> list[str]:
+    return [] if isinstance(config.get("message", ""), str) else ["config.message must be a string"]
+
+
+MAX_WAIT_SECONDS = 365 * 24 * 3600  # a Standard execution lives at most a year
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+STEP_CONFIG_RULES: dict[str, Any] = {
+    "transform": _transform_rules,
+    "http": _http_rules,
+    "llm": lambda config: _needs_string(config, "prompt"),
+    "wait": _wait_rules,
+    "fail": _fail_rules,
+}
+
 
 class WorkflowDefinition(ApiModel):
     """What a client PUTs: everything but the id and version, which the server owns."""
