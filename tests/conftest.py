@@ -3,19 +3,16 @@ and a run store parametrised over moto (unit) and DynamoDB Local (integration)."
 
 from __future__ import annotations
 
-import base64
 import os
-import uuid
 from typing import Iterator
 
-import boto3
 import pytest
 
 from workflow_runs.settings import Settings
 from workflow_runs.store import RunStore
 from workflow_runs_dev import dynamodb_local
 
-LOCAL_KEY = base64.b64encode(b"k" * 32).decode()
+from tests.support import dynamodb, make_settings
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -31,22 +28,6 @@ def dynamodb_local_endpoint() -> Iterator[str]:
     db = dynamodb_local.start_dynamodb_local()
     yield db.endpoint_url
     db.stop()
-
-
-def make_settings(endpoint_url: str | None, **overrides) -> Settings:
-    suffix = uuid.uuid4().hex[:10]
-    values = {
-        "runs_table": f"runs-{suffix}",
-        "events_table": f"events-{suffix}",
-        "dynamodb_endpoint_url": endpoint_url,
-        "local_secret_key": LOCAL_KEY,
-        **overrides,
-    }
-    return Settings(**values)
-
-
-def dynamodb(endpoint_url: str | None):
-    return boto3.session.Session().client("dynamodb", endpoint_url=endpoint_url)
 
 
 @pytest.fixture

@@ -153,10 +153,15 @@ class RunStore:
                 if old
                 else {"ConditionExpression": "attribute_not_exists(PK)"}
             )
+            # The workflow's counter item exists from its first version on, so the dashboard
+            # answers an unknown workflow with one read (a missing counter is a 404).
+            writes = [{"Put": {"TableName": self._runs, "Item": item, **condition}}]
+            if not old:
+                writes.append(self._counter_touch(tenant, workflow_id, workflow.name))
             try:
-                self._client.put_item(TableName=self._runs, Item=item, **condition)
+                self._client.transact_write_items(TransactItems=writes)
                 return workflow
-            except self._client.exceptions.ConditionalCheckFailedException:
+            except self._client.exceptions.TransactionCanceledException:
                 continue  # a concurrent PUT won; read again and bump past it
         raise Conflict("the workflow is being changed concurrently; try again")
 
@@ -346,6 +351,16 @@ class RunStore:
             for sk in sort_keys
         ]
 
+    def _counter_touch(self, tenant: str, workflow_id: str, name: str) -> dict:
+        return {
+            "Update": {
+                "TableName": self._runs,
+                "Key": {keys.PK: _s(keys.counters_pk(tenant)), keys.SK: _s(keys.counter_workflow_sk(workflow_id))},
+                "UpdateExpression": "SET workflowId = :wf, workflowName = :name",
+                "ExpressionAttributeValues": {":wf": _s(workflow_id), ":name": _s(name)},
+            }
+        }
+
     # ---------------------------------------------------------------- activity runs
 
     def put_activity(self, run_id: str, step_index: int, activity: ActivityRun) -> bool:
@@ -469,12 +484,15 @@ class RunStore:
         return Status(item["status"]["S"]) if item else None
 
     def counts(self, tenant: str, workflow_id: str) -> dict[str, int]:
-        """Every status of a workflow's runs, from its kept counter: one GetItem."""
+        """Every status of a workflow's runs, from its kept counter: one GetItem.
+        The counter exists from the workflow's creation on, so a missing one is NotFound."""
         item = self._client.get_item(
             TableName=self._runs,
             Key={keys.PK: _s(keys.counters_pk(tenant)), keys.SK: _s(keys.counter_workflow_sk(workflow_id))},
         ).get("Item")
-        return _counts_of(_plain(item) if item else {})
+        if not item:
+            raise NotFound(f"workflow {workflow_id} not found")
+        return _counts_of(_plain(item))
 
     def list_runs(
         self,

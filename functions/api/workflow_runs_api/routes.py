@@ -1,0 +1,140 @@
+"""Thin HTTP adapters: parse, authorise, call one service function, shape the reply."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from workflow_runs.models import Status, WorkflowDefinition
+from workflow_runs.service import IDEMPOTENCY_KEY_PATTERN, CancelRequest, canonical_uuid
+from workflow_runs_http.forms import parse_execute
+from workflow_runs_http.security import PrincipalDep
+
+from . import schemas
+from .dependencies import ServiceDep
+
+RUNS = "/api/v1/workflow-runs"
+runs = APIRouter(prefix=RUNS, tags=["workflow runs"])
+workflows = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
+
+UuidPath = Annotated[str, Path(description="a UUID", examples=[schemas.RUN_ID])]
+Page = Annotated[int, Query(ge=1, le=10_000, description="page number, from 1")]
+Limit = Annotated[int, Query(ge=1, le=100, description="items per page, 1–100")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(pattern=IDEMPOTENCY_KEY_PATTERN, description="repeat-safe execute: a repeat returns the first run"),
+]
+
+EXECUTE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["workflowId"],
+                    "properties": {
+                        "workflowId": {"type": "string", "format": "uuid"},
+                        "inputs": {"type": "string", "description": "a JSON object keyed by input name"},
+                        "envs": {"type": "string", "description": "a JSON object of string → string (secret)"},
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["workflowId"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "workflowId": {"type": "string", "format": "uuid"},
+                        "inputs": {"type": "object"},
+                        "envs": {"type": "object", "additionalProperties": {"type": "string"}},
+                    },
+                },
+                "example": {"workflowId": schemas.WORKFLOW_ID, "inputs": {"topic": "tides"}},
+            },
+        },
+    }
+}
+
+
+@runs.post(
+    "/execute",
+    response_model=schemas.ExecuteReply,
+    responses={202: {"model": schemas.ExecuteReply, "description": "Still running: follow `Location`"},
+               **schemas.errors(400, 401, 404, 409, 413, 500)},
+    openapi_extra=EXECUTE_BODY,
+    summary="Execute a workflow (blocking, within a budget)",
+)
+async def execute(request: Request, principal: PrincipalDep, service: ServiceDep,
+                  idempotency_key: IdempotencyKey = None) -> Response:
+    body = await parse_execute(request)
+    from starlette.concurrency import run_in_threadpool  # noqa: PLC0415
+
+    run, ended = await run_in_threadpool(service.execute, principal.tenant, body, idempotency_key)
+    reply = schemas.ExecuteReply(success=run.status is Status.COMPLETED, workflowRun=run)
+    content = reply.model_dump(mode="json", by_alias=True)
+    if ended:
+        return JSONResponse(content)
+    return JSONResponse(content, status_code=202, headers={"Location": f"{RUNS}/{run.id}"})
+
+
+@runs.post("/cancel", response_model=schemas.CancelReply, responses=schemas.errors(400, 401, 404, 413, 500),
+           summary="Cancel runs by id, or every non-terminal run of a workflow")
+def cancel(body: Annotated[CancelRequest, Body()], principal: PrincipalDep, service: ServiceDep) -> schemas.CancelReply:
+    return schemas.CancelReply(results=service.cancel(principal.tenant, body))
+
+
+@runs.get("", response_model=schemas.RunList, responses=schemas.errors(400, 401, 500),
+          summary="List runs, newest first")
+def list_runs(
+    principal: PrincipalDep,
+    service: ServiceDep,
+    workflowId: Annotated[str | None, Query(description="filter by workflow")] = None,
+    status: Annotated[Status | None, Query(description="filter by status")] = None,
+    page: Page = 1,
+    limit: Limit = 10,
+    search: Annotated[str | None, Query(min_length=1, max_length=200, description="substring of the workflow name, any case")] = None,
+) -> schemas.RunList:
+    workflow_id = canonical_uuid(workflowId, "workflowId") if workflowId is not None else None
+    result = service.list_runs(principal.tenant, workflow_id=workflow_id, status=status, search=search,
+                               page=page, limit=limit)
+    return schemas.RunList(data=result.items, pagination=schemas.pagination(page, limit, result.total))
+
+
+@runs.get("/dashboard/{workflowId}", response_model=schemas.DashboardReply,
+          responses=schemas.errors(400, 401, 404, 500), summary="Run counts per status of a workflow")
+def dashboard(workflowId: UuidPath, principal: PrincipalDep, service: ServiceDep) -> schemas.DashboardReply:
+    workflow_id = canonical_uuid(workflowId, "workflowId")
+    counts = service.dashboard(principal.tenant, workflow_id)
+    return schemas.DashboardReply(workflowId=workflow_id, total=sum(counts.values()), counts=schemas.Counts(**counts))
+
+
+@runs.get("/{runId}", response_model=schemas.RunReply, responses=schemas.errors(400, 401, 404, 500),
+          summary="A run with its activity runs")
+def get_run(runId: UuidPath, principal: PrincipalDep, service: ServiceDep) -> schemas.RunReply:
+    return schemas.RunReply(workflowRun=service.get_run(principal.tenant, canonical_uuid(runId, "runId")))
+
+
+@workflows.put("/{workflowId}", response_model=schemas.WorkflowReply, responses=schemas.errors(400, 401, 413, 500),
+               summary="Create or replace a workflow (bumps its version)")
+def put_workflow(workflowId: UuidPath, body: Annotated[WorkflowDefinition, Body()], principal: PrincipalDep,
+                 service: ServiceDep) -> schemas.WorkflowReply:
+    return schemas.WorkflowReply(
+        workflow=service.put_workflow(principal.tenant, canonical_uuid(workflowId, "workflowId"), body)
+    )
+
+
+@workflows.get("/{workflowId}", response_model=schemas.WorkflowReply, responses=schemas.errors(400, 401, 404, 500),
+               summary="A workflow")
+def get_workflow(workflowId: UuidPath, principal: PrincipalDep, service: ServiceDep) -> schemas.WorkflowReply:
+    return schemas.WorkflowReply(workflow=service.get_workflow(principal.tenant, canonical_uuid(workflowId, "workflowId")))
+
+
+@workflows.get("", response_model=schemas.WorkflowList, responses=schemas.errors(400, 401, 500),
+               summary="The tenant's workflows, by name")
+def list_workflows(principal: PrincipalDep, service: ServiceDep, page: Page = 1, limit: Limit = 10) -> schemas.WorkflowList:
+    items, total = service.list_workflows(principal.tenant, page, limit)
+    return schemas.WorkflowList(data=items, pagination=schemas.pagination(page, limit, total))

@@ -1,0 +1,107 @@
+"""Reply shapes of the API, for the OpenAPI document and its examples."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from workflow_runs.models import Workflow, WorkflowRun, WorkflowRunSummary
+from workflow_runs.service import CancelResult
+
+RUN_ID = "0b8f6c1e-7d6a-4c55-9a55-5f4b1d2c3e4f"
+WORKFLOW_ID = "6f1c2d3e-4b5a-4c6d-8e7f-8091a2b3c4d5"
+STAMP = "2026-11-28T12:00:00.000Z"
+RUN_EXAMPLE = {
+    "id": RUN_ID, "workflowId": WORKFLOW_ID, "workflowName": "Summarise", "status": "completed",
+    "inputs": [{"name": "topic", "value": "tides"}], "createdAt": STAMP, "updatedAt": STAMP,
+    "activityRuns": [{"id": "3a1f6c1e-7d6a-5c55-9a55-5f4b1d2c3e40", "stepId": "summary", "stepName": "Summarise",
+                      "status": "completed", "outputs": {"value": "Tides rise twice a day."}, "attempt": 1,
+                      "createdAt": STAMP, "updatedAt": STAMP}],
+    "error": None, "cancelReason": None,
+}
+
+
+class Pagination(BaseModel):
+    page: int
+    limit: int
+    total: int
+    totalPages: int
+
+
+class RunReply(BaseModel):
+    success: Literal[True] = True
+    workflowRun: WorkflowRun
+
+    model_config = {"json_schema_extra": {"examples": [{"success": True, "workflowRun": RUN_EXAMPLE}]}}
+
+
+class ExecuteReply(BaseModel):
+    success: bool = Field(description="true when the run completed")
+    workflowRun: WorkflowRun
+
+    model_config = {"json_schema_extra": {"examples": [{"success": True, "workflowRun": RUN_EXAMPLE}]}}
+
+
+class RunList(BaseModel):
+    success: Literal[True] = True
+    data: list[WorkflowRunSummary]
+    pagination: Pagination
+
+
+class Counts(BaseModel):
+    scheduled: int
+    running: int
+    completed: int
+    failed: int
+    cancelled: int
+    waiting: int
+
+
+class DashboardReply(BaseModel):
+    success: Literal[True] = True
+    workflowId: str
+    total: int
+    counts: Counts
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "success": True, "workflowId": WORKFLOW_ID, "total": 7,
+        "counts": {"scheduled": 0, "running": 1, "completed": 5, "failed": 1, "cancelled": 0, "waiting": 0}}]}}
+
+
+class CancelReply(BaseModel):
+    success: Literal[True] = True
+    results: list[CancelResult]
+
+    model_config = {"json_schema_extra": {"examples": [{"success": True, "results": [
+        {"runId": RUN_ID, "status": "cancelled"},
+        {"runId": "1c8f6c1e-7d6a-4c55-9a55-5f4b1d2c3e4f", "status": "already_completed", "message": "run already completed"}]}]}}
+
+
+class WorkflowReply(BaseModel):
+    success: Literal[True] = True
+    workflow: Workflow
+
+
+class WorkflowList(BaseModel):
+    success: Literal[True] = True
+    data: list[Workflow]
+    pagination: Pagination
+
+
+class ErrorReply(BaseModel):
+    success: Literal[False] = False
+    error: str = Field(description="ValidationError | Unauthorized | Forbidden | NotFound | Conflict | PayloadTooLarge | InternalError")
+    details: str | list[str]
+
+
+def errors(*codes: int) -> dict[int | str, dict]:
+    text = {400: "Invalid input: `details` says what to fix", 401: "No credential, or a JWT that fails verification",
+            404: "Unknown, or another tenant's", 409: "Idempotency-Key reused with a different body",
+            413: "Body over the documented limit", 500: "Internal error (never a stack trace)"}
+    return {code: {"model": ErrorReply, "description": text[code]} for code in codes}
+
+
+def pagination(page: int, limit: int, total: int) -> Pagination:
+    return Pagination(page=page, limit=limit, total=total, totalPages=(total + limit - 1) // limit)
+

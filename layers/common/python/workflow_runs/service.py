@@ -1,0 +1,259 @@
+"""What the API and the stream apps do with runs and workflows: one function per use case.
+
+Handlers parse and authorise; these functions hold the rules; the store does the I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .errors import NotFound, TransitionRejected, ValidationFailed
+from .models import (
+    ApiModel,
+    InputsInvalid,
+    RunError,
+    Status,
+    Workflow,
+    WorkflowDefinition,
+    WorkflowRun,
+    resolve_inputs,
+)
+from .orchestrator import Orchestrator
+from .settings import Settings
+from .store import NewRun, Page, RunRecord, RunStore, request_fingerprint
+
+logger = logging.getLogger("workflow_runs.service")
+
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+MAX_ENVS = 50
+
+
+def uuid_value(value: str) -> str:
+    """The canonical (lower-case, hyphenated) form of a UUID, or ValueError."""
+    try:
+        parsed = uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        raise ValueError("must be a UUID") from None
+    if str(parsed) != value.lower():
+        raise ValueError("must be a hyphenated UUID")
+    return str(parsed)
+
+
+def canonical_uuid(value: str, field_name: str) -> str:
+    try:
+        return uuid_value(value)
+    except ValueError as exc:
+        raise ValidationFailed([f"{field_name}: {exc}"]) from None
+
+
+class ExecuteRequest(ApiModel):
+    workflow_id: str
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    envs: dict[str, str] = Field(default_factory=dict, max_length=MAX_ENVS)
+
+    @field_validator("workflow_id")
+    @classmethod
+    def _uuid(cls, value: str) -> str:
+        return uuid_value(value)
+
+    @field_validator("envs")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, secret in value.items():
+            if not name or len(name) > 128:
+                raise ValueError("names are 1–128 characters")
+            if len(secret) > 4096:
+                raise ValueError(f"value of '{name}' is over 4096 characters")
+        return value
+
+
+class CancelRequest(ApiModel):
+    run_ids: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    workflow_id: str | None = None
+    reason: str | None = Field(default=None, max_length=500)
+
+    @field_validator("run_ids")
+    @classmethod
+    def _run_ids(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        ids = [uuid_value(v) for v in value]
+        return list(dict.fromkeys(ids))  # a repeated id is cancelled and reported once
+
+    @field_validator("workflow_id")
+    @classmethod
+    def _workflow_id(cls, value: str | None) -> str | None:
+        return None if value is None else uuid_value(value)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "CancelRequest":
+        if (self.run_ids is None) == (self.workflow_id is None):
+            raise ValueError("give exactly one of runIds or workflowId")
+        return self
+
+
+CancelOutcome = Literal["cancelled", "already_completed", "not_eligible", "not_found", "error"]
+
+
+class CancelResult(ApiModel):
+    run_id: str
+    status: CancelOutcome
+    message: str | None = None
+
+
+@dataclass
+class RunService:
+    store: RunStore
+    orchestrator: Orchestrator
+    settings: Settings
+    # Seals `envs` for storage; built lazily so reads never touch KMS.
+    sealer_factory: Callable[[], Any] | None = None
+
+    # ------------------------------------------------------------ workflows
+
+    def put_workflow(self, tenant: str, workflow_id: str, definition: WorkflowDefinition) -> Workflow:
+        return self.store.put_workflow(tenant, workflow_id, definition)
+
+    def get_workflow(self, tenant: str, workflow_id: str) -> Workflow:
+        return self.store.get_workflow(tenant, workflow_id)
+
+    def list_workflows(self, tenant: str, page: int, limit: int) -> tuple[list[Workflow], int]:
+        return self.store.list_workflows(tenant, page, limit)
+
+    # ------------------------------------------------------------ runs
+
+    def start_run(self, tenant: str, request: ExecuteRequest, idempotency_key: str | None = None) -> WorkflowRun:
+        """Create the run (scheduled) and start its orchestration; returns at once."""
+        workflow = self.store.get_workflow(tenant, request.workflow_id)
+        try:
+            inputs = resolve_inputs(workflow, request.inputs)
+        except InputsInvalid as exc:
+            raise ValidationFailed(exc.problems) from None
+        run_id = str(uuid.uuid4())
+        sealed = self._sealer().seal(request.envs, run_id) if request.envs else None
+        record, created = self.store.create_run(
+            NewRun(
+                run_id=run_id,
+                tenant=tenant,
+                workflow=workflow,
+                inputs=inputs,
+                sealed_envs=sealed,
+                idempotency_key=idempotency_key,
+                request_hash=request_fingerprint(request.dump()) if idempotency_key else None,
+            )
+        )
+        if created or (not record.execution_started and record.status is Status.SCHEDULED):
+            # A repeat of a request whose first attempt died before starting resumes the start;
+            # the execution name is the run id, so starting twice starts once.
+            self._start_execution(record)
+        return self.store.get_run(tenant, record.id)
+
+    def _start_execution(self, record: RunRecord) -> None:
+        try:
+            self.orchestrator.start(record.id)
+        except Exception:
+            logger.exception("could not start the orchestration", extra={"run_id": record.id})
+            try:
+                self.store.transition_run(
+                    record, Status.FAILED, error=RunError(message="the run could not be started; try again")
+                )
+            except TransitionRejected:
+                pass
+            return
+        self.store.mark_execution_started(record.id)
+
+    def execute(
+        self, tenant: str, request: ExecuteRequest, idempotency_key: str | None = None
+    ) -> tuple[WorkflowRun, bool]:
+        """Start a run and wait on its item until it ends or the budget passes.
+        Returns (run, ended)."""
+        run = self.start_run(tenant, request, idempotency_key)
+        deadline = time.monotonic() + self.settings.execute_wait_seconds
+        pause = 0.02
+        status = run.status
+        while not status.terminal and time.monotonic() < deadline:
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 1.5, 0.5)
+            status = self.store.run_status(run.id) or status
+        final = self.store.get_run(tenant, run.id) if status is not run.status or status.terminal else run
+        return final, final.status.terminal
+
+    def cancel(self, tenant: str, request: CancelRequest) -> list[CancelResult]:
+        if request.workflow_id:
+            self.store.get_workflow(tenant, request.workflow_id)  # another tenant's workflow is 404
+            run_ids = self.store.non_terminal_run_ids(tenant, request.workflow_id)
+        else:
+            run_ids = request.run_ids or []
+        return [self._cancel_one(tenant, run_id, request.reason) for run_id in run_ids]
+
+    def _cancel_one(self, tenant: str, run_id: str, reason: str | None) -> CancelResult:
+        for _ in range(3):
+            try:
+                record = self.store.get_run_record(run_id, tenant)
+            except NotFound:
+                return CancelResult(run_id=run_id, status="not_found", message="run not found")
+            if record.status is Status.CANCELLED:
+                return CancelResult(run_id=run_id, status="not_eligible", message="run was already cancelled")
+            if record.status.terminal:
+                return CancelResult(
+                    run_id=run_id, status="already_completed", message=f"run already {record.status.value}"
+                )
+            try:
+                cancelled = self.store.transition_run(record, Status.CANCELLED, cancel_reason=reason)
+            except TransitionRejected:
+                continue  # it moved meanwhile (a step finished): look again
+            self.store.cancel_open_activities(
+                run_id, cancelled.run.activity_runs, {s.id: i for i, s in enumerate(record.steps)}
+            )
+            return self._stop(run_id, reason, record.execution_started)
+        return CancelResult(run_id=run_id, status="error", message="the run kept changing; try again")
+
+    def _stop(self, run_id: str, reason: str | None, started: bool) -> CancelResult:
+        # The run is cancelled in the store first: that is the truth every step write checks,
+        # so even if stopping the execution fails, no later step can change the run.
+        try:
+            existed = self.orchestrator.stop(run_id, reason)
+        except Exception:
+            logger.exception("stopping the orchestration failed", extra={"run_id": run_id})
+            return CancelResult(
+                run_id=run_id,
+                status="error",
+                message="the run is cancelled, but stopping its orchestration failed; it will be stopped by reconciliation",
+            )
+        if not existed and started:
+            return CancelResult(run_id=run_id, status="cancelled", message="its orchestration had already ended")
+        return CancelResult(run_id=run_id, status="cancelled")
+
+    def list_runs(
+        self,
+        tenant: str,
+        *,
+        workflow_id: str | None,
+        status: Status | None,
+        search: str | None,
+        page: int,
+        limit: int,
+    ) -> Page:
+        return self.store.list_runs(
+            tenant, workflow_id=workflow_id, status=status, search=search, page=page, limit=limit
+        )
+
+    def dashboard(self, tenant: str, workflow_id: str) -> dict[str, int]:
+        return self.store.counts(tenant, workflow_id)
+
+    def get_run(self, tenant: str, run_id: str) -> WorkflowRun:
+        return self.store.get_run(tenant, run_id)
+
+    def _sealer(self) -> Any:
+        if self.sealer_factory is None:
+            from .secrets import get_sealer  # noqa: PLC0415
+
+            return get_sealer(self.settings)
+        return self.sealer_factory()

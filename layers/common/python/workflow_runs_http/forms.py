@@ -1,0 +1,70 @@
+"""Parsing the execute body: multipart/form-data (as the source document) or JSON with the
+same fields. Form fields `inputs` and `envs` carry JSON text."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from pydantic import ValidationError
+
+from workflow_runs.errors import ValidationFailed
+from workflow_runs.service import ExecuteRequest
+
+from .errors import describe_validation
+
+EXECUTE_FIELDS = ("workflowId", "inputs", "envs")
+
+
+async def parse_execute(request: Request) -> ExecuteRequest:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        payload = await _json_body(request)
+    elif content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        payload = await _form_body(request)
+    else:
+        raise ValidationFailed("Content-Type must be multipart/form-data or application/json")
+    try:
+        return ExecuteRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise ValidationFailed(describe_validation(exc.errors())) from None
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        payload = json.loads(await request.body() or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValidationFailed("the body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise ValidationFailed("the body must be a JSON object")
+    unknown = sorted(set(payload) - set(EXECUTE_FIELDS))
+    if unknown:
+        raise ValidationFailed([f"{name}: unknown field" for name in unknown])
+    return payload
+
+
+async def _form_body(request: Request) -> dict[str, Any]:
+    try:
+        form = await request.form(max_files=0, max_fields=len(EXECUTE_FIELDS) + 5)
+    except Exception:  # noqa: BLE001 - python-multipart raises several types for a broken body
+        raise ValidationFailed("the multipart body could not be parsed") from None
+    problems: list[str] = []
+    payload: dict[str, Any] = {}
+    for name, value in form.multi_items():
+        if name not in EXECUTE_FIELDS:
+            problems.append(f"{name}: unknown field")
+        elif not isinstance(value, str):
+            problems.append(f"{name}: must be a text field, not a file")
+        elif name in payload:
+            problems.append(f"{name}: given more than once")
+        elif name == "workflowId":
+            payload[name] = value.strip()
+        else:
+            try:
+                payload[name] = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError:
+                problems.append(f"{name}: not valid JSON")
+    if problems:
+        raise ValidationFailed(problems)
+    return payload

@@ -1,0 +1,108 @@
+"""`workflow-runs dev`: run the whole API on this machine, with no AWS account and no Docker."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+DESCRIPTION = """\
+Serves every route of the Workflow Runs API on one machine:
+  public listener    http://HOST:PORT            (JWT callers, as through the public API)
+  internal listener  http://HOST:INTERNAL_PORT   (trusted callers, as through the private API;
+                                                  name the tenant in X-Tenant-Id)
+with an embedded DynamoDB (DynamoDB Local when Java 17+ is present, moto's server
+otherwise), the local orchestrator running the real step runner, and a stream poller
+feeding the real projector for SSE. Without JWKS_URL it makes its own signing key, serves
+its JWKS at /.well-known/jwks.json and prints a dev-only token for tenant 'dev'.
+
+Settings are environment variables (JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, JWT_TENANT_CLAIM,
+JWT_ALGORITHMS, EXECUTE_WAIT_SECONDS, LLM_PROVIDER, HTTP_STEP_ALLOWED_HOSTS, ...):
+see docs/api.md. Ctrl-C stops every process it started.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workflow-runs", description="Workflow Runs API tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    dev = commands.add_parser("dev", help="run the API on this machine", description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    dev.add_argument("--port", type=int, default=8000, help="public listener port (default: %(default)s)")
+    dev.add_argument("--internal-port", type=int, default=8001,
+                     help="internal listener port, the private API's stand-in (default: %(default)s)")
+    dev.add_argument("--dynamodb", choices=("auto", "local", "moto"), default="auto",
+                     help="embedded DynamoDB: DynamoDB Local (Java 17+), moto, or auto = Local when Java 17+ "
+                          "is here (default: %(default)s)")
+    dev.add_argument("--examples", type=Path, default=Path("examples"),
+                     help="folder of workflow YAML files loaded for tenant 'dev' (default: %(default)s)")
+    dev.add_argument("--no-examples", action="store_true", help="start with no workflows")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .runtime import LocalRuntime  # noqa: PLC0415 - keep --help instant
+
+    runtime = LocalRuntime(
+        host=args.host,
+        port=args.port,
+        internal_port=args.internal_port,
+        dynamodb=args.dynamodb,
+        examples_dir=None if args.no_examples else args.examples,
+    )
+    stopping = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        runtime.start()
+    except Exception as exc:  # noqa: BLE001 - a start failure is reported in one line
+        print(f"workflow-runs dev could not start: {exc}", file=sys.stderr)
+        return 1
+    print(banner(runtime), flush=True)
+    try:
+        stopping.wait()
+    finally:
+        print("stopping…", flush=True)
+        runtime.stop()
+    return 0
+
+
+def banner(runtime) -> str:
+    db = {"dynamodb-local": "DynamoDB Local (AWS's implementation, in memory)",
+          "moto": "moto's DynamoDB server (Java 17+ not found)"}[runtime.db_kind]
+    lines = [
+        "Workflow Runs API — local runtime",
+        f"  public listener:   {runtime.public_url}",
+        f"  internal listener: {runtime.internal_url}   (trusted; send X-Tenant-Id)",
+        f"  database:          {db}",
+        "  orchestrator:      local (same semantics as the state machine)",
+    ]
+    if runtime.loaded_examples:
+        lines.append("  workflows for tenant 'dev':")
+        lines += [f"    {line}" for line in runtime.loaded_examples]
+    base = f"{runtime.public_url}/api/v1/workflow-runs"
+    if runtime.token:
+        lines += [
+            "",
+            "DEV-ONLY token for tenant 'dev' (signed by a key made at start; never valid anywhere else):",
+            f"export TOKEN={runtime.token}",
+            "",
+            "Try:",
+            f'  curl -s -H "Authorization: Bearer $TOKEN" {base}',
+        ]
+    else:
+        lines += ["", "JWKS_URL is set: use a token from your issuer.", "Try:",
+                  f'  curl -s -H "Authorization: Bearer $TOKEN" {base}']
+    lines.append(f'  curl -s -H "X-Tenant-Id: dev" {runtime.internal_url}/api/v1/workflow-runs')
+    if runtime.loaded_examples:
+        first = runtime.loaded_examples[0].split()[0]
+        lines.append(f'  curl -s -H "Authorization: Bearer $TOKEN" -F workflowId={first} -F \'inputs={{}}\' {base}/execute')
+    lines.append("Ctrl-C stops everything.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The whole product on one machine: an embedded DynamoDB, the local orchestrator running the
+real step runner, a stream poller feeding the real projector, and both HTTP apps on two
+listeners (public, and internal = the private API's stand-in)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workflow_runs.models import WorkflowDefinition
+from workflow_runs.service import RunService
+from workflow_runs.settings import Settings
+from workflow_runs.store import RunStore, dynamodb_client
+
+from . import dynamodb_local
+
+logger = logging.getLogger("workflow_runs.dev")
+
+RUNS_TABLE = "workflow-runs"
+EVENTS_TABLE = "workflow-run-events"
+DEV_TENANT = "dev"
+# Paths the stream function serves in AWS; every other path belongs to the API function.
+STREAM_SUFFIXES = ("/execute/stream", "/events")
+
+
+def route_by_function(api_app: Any, stream_app: Any) -> Any:
+    """One listener, two apps, split exactly as API Gateway and the function URL split them."""
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].rstrip("/").endswith(STREAM_SUFFIXES):
+            await stream_app(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await _lifespan_noop(receive, send)
+        else:
+            await api_app(scope, receive, send)
+
+    return app
+
+
+async def _lifespan_noop(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def load_examples(service: RunService, tenant: str, folder: Path) -> list[str]:
+    """Put every workflow definition of `folder` (YAML, with an `id`) for `tenant`."""
+    import yaml  # noqa: PLC0415
+
+    loaded = []
+    for path in sorted(folder.glob("*.y*ml")):
+        document = yaml.safe_load(path.read_text())
+        workflow_id = document.pop("id")
+        service.put_workflow(tenant, workflow_id, WorkflowDefinition.model_validate(document))
+        loaded.append(f"{workflow_id}  {document['name']}  ({path.name})")
+    return loaded
+
+
+@dataclass
+class LocalRuntime:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    internal_port: int = 8001
+    dynamodb: str = "auto"  # auto | local | moto
+    examples_dir: Path | None = None
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    retry_interval_scale: float = 1.0
+
+    settings: Settings | None = None
+    store: RunStore | None = None
+    service: RunService | None = None
+    token: str | None = None
+    db_kind: str | None = None
+    loaded_examples: list[str] = field(default_factory=list)
+    _db: Any = None
+    _orchestrator: Any = None
+    _poller: Any = None
+    _servers: list[Any] = field(default_factory=list)
+    _thread: threading.Thread | None = None
+
+    @property
+    def public_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def internal_url(self) -> str:
+        return f"http://{self.host}:{self.internal_port}"
+
+    def start(self) -> "LocalRuntime":
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        from workflow_runs.devkeys import DevIdentity  # noqa: PLC0415
+        from workflow_runs_api.app import create_app as create_api_app  # noqa: PLC0415
+        from workflow_runs_stream import projector  # noqa: PLC0415
+        from workflow_runs_stream.app import create_app as create_stream_app  # noqa: PLC0415
+
+        from .orchestrator import LocalOrchestrator  # noqa: PLC0415
+        from .stream_poller import StreamPoller  # noqa: PLC0415
+
+        self._db = dynamodb_local.start_embedded(self.dynamodb)
+        self.db_kind = self._db.kind
+        env = {
+            "RUNS_TABLE": RUNS_TABLE,
+            "EVENTS_TABLE": EVENTS_TABLE,
+            "LLM_PROVIDER": "echo",
+            "LOCAL_SECRET_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+            **{k: v for k, v in self.env.items() if v},
+            "DYNAMODB_ENDPOINT_URL": self._db.endpoint_url,
+        }
+        settings = Settings.from_env(env)
+        client = dynamodb_client(self._db.endpoint_url)
+        dynamodb_local.create_tables(client, settings.runs_table, settings.events_table)
+
+        verifier = None
+        dev_jwks = None
+        if not settings.jwks_url:
+            identity = DevIdentity.generate()
+            settings = identity.settings_for(settings, jwks_url=f"{self.public_url}/.well-known/jwks.json")
+            verifier = identity.verifier(settings)
+            dev_jwks = identity.jwks
+            self.token = identity.token(tenant=DEV_TENANT)
+        self.settings = settings
+        self.store = RunStore(settings, client=client)
+        self._orchestrator = LocalOrchestrator(
+            settings=settings, store=self.store, retry_interval_scale=self.retry_interval_scale
+        )
+        self.service = RunService(self.store, self._orchestrator, settings)
+        self._poller = StreamPoller(settings, lambda batch: projector.handler(batch, None, store=self.store))
+        self._poller.start()
+
+        def apps(internal: bool) -> Any:
+            common = {"settings": settings, "service": self.service, "verifier": verifier, "internal_listener": internal}
+            api = create_api_app(**common, dev_jwks=None if internal else dev_jwks)
+            return route_by_function(api, create_stream_app(**common))
+
+        self._serve([(apps(False), self.port), (apps(True), self.internal_port)])
+        if self.examples_dir and self.examples_dir.is_dir():
+            self.loaded_examples = load_examples(self.service, DEV_TENANT, self.examples_dir)
+
+    def _serve(self, listeners: list[tuple[Any, int]]) -> None:
+        import uvicorn  # noqa: PLC0415
+
+        self._servers = [
+            uvicorn.Server(uvicorn.Config(app, host=self.host, port=port, log_level="warning", lifespan="off",
+                                          timeout_graceful_shutdown=2))
+            for app, port in listeners
+        ]
+        for server in self._servers:
+            server.install_signal_handlers = lambda: None  # the CLI owns Ctrl-C
+
+        async def serve_all() -> None:
+            await asyncio.gather(*(server.serve() for server in self._servers))
+
+        self._thread = threading.Thread(target=asyncio.run, args=(serve_all(),), name="dev-http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not all(server.started for server in self._servers):
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"could not listen on {self.host}:{self.port} and :{self.internal_port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._orchestrator is not None:
+            self._orchestrator.shutdown()
+        if self._poller is not None:
+            self._poller.stop()
+        if self._db is not None:
+            self._db.stop()
+            self._db = None

@@ -1,0 +1,160 @@
+"""Every endpoint through FastAPI's TestClient: replies as the contract shapes them."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from workflow_runs.models import Status
+
+from tests.api.conftest import WORKFLOW, Api
+
+RUNS = "/api/v1/workflow-runs"
+
+
+def test_execute_multipart_creates_a_scheduled_run_and_starts_it(api: Api):
+    workflow_id = api.put_workflow()
+    response = api.client.post(
+        f"{RUNS}/execute",
+        files={"workflowId": (None, workflow_id), "inputs": (None, '{"topic": "tides"}'), "envs": (None, '{"K": "v"}')},
+        headers=api.headers(),
+    )
+    assert response.status_code == 202
+    run = response.json()["workflowRun"]
+    assert response.headers["location"] == f"{RUNS}/{run['id']}"
+    assert response.json()["success"] is False
+    assert run["status"] == "scheduled" and run["workflowName"] == "Summarise"
+    assert run["inputs"] == [{"name": "topic", "value": "tides"}, {"name": "count", "value": 3}]
+    assert api.orchestrator.started == [run["id"]]
+    assert "envs" not in json.dumps(response.json())
+
+
+def test_execute_json_body_is_accepted(api: Api):
+    workflow_id = api.put_workflow()
+    response = api.client.post(f"{RUNS}/execute", json={"workflowId": workflow_id, "inputs": {"topic": "x"}},
+                               headers=api.headers())
+    assert response.status_code == 202
+
+
+def test_execute_answers_200_when_the_run_ends_within_the_budget(api: Api):
+    workflow_id = api.put_workflow()
+    record_holder = {}
+
+    def complete_on_start(run_id: str) -> None:
+        record = api.store.get_run_record(run_id)
+        record_holder["run"] = api.store.transition_run(api.store.transition_run(record, Status.RUNNING), Status.COMPLETED)
+
+    api.orchestrator.start = complete_on_start  # the run ends as soon as it starts
+    api.service.settings = api.service.settings.model_copy(update={"execute_wait_seconds": 2.0})
+    response = api.client.post(f"{RUNS}/execute", json={"workflowId": workflow_id, "inputs": {"topic": "x"}},
+                               headers=api.headers())
+    assert response.status_code == 200
+    assert response.json()["success"] is True
+    assert response.json()["workflowRun"]["status"] == "completed"
+
+
+def test_idempotency_key_returns_the_first_run_and_409_for_another_body(api: Api):
+    workflow_id = api.put_workflow()
+    body = {"workflowId": workflow_id, "inputs": {"topic": "x"}}
+    headers = {**api.headers(), "Idempotency-Key": "order-42"}
+    first = api.client.post(f"{RUNS}/execute", json=body, headers=headers)
+    again = api.client.post(f"{RUNS}/execute", json=body, headers=headers)
+    assert again.json()["workflowRun"]["id"] == first.json()["workflowRun"]["id"]
+    assert len(api.orchestrator.started) == 1
+    other = api.client.post(f"{RUNS}/execute", json={**body, "inputs": {"topic": "y"}}, headers=headers)
+    assert other.status_code == 409 and other.json()["error"] == "Conflict"
+
+
+def test_execute_when_the_orchestrator_fails_leaves_the_run_failed_not_stuck(api: Api):
+    workflow_id = api.put_workflow()
+    api.orchestrator.fail_start = True
+    response = api.client.post(f"{RUNS}/execute", json={"workflowId": workflow_id, "inputs": {"topic": "x"}},
+                               headers=api.headers())
+    run = response.json()["workflowRun"]
+    assert run["status"] == "failed" and "could not be started" in run["error"]["message"]
+
+
+def test_get_returns_the_run_with_activity_runs(api: Api):
+    workflow_id = api.put_workflow()
+    run_id = api.service.start_run("t1", _request(workflow_id)).id
+    response = api.client.get(f"{RUNS}/{run_id}", headers=api.headers())
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True and body["workflowRun"]["id"] == run_id
+    assert body["workflowRun"]["activityRuns"] == [] and body["workflowRun"]["error"] is None
+
+
+def test_list_pages_newest_first_with_exact_totals(api: Api):
+    workflow_id = api.put_workflow()
+    ids = [api.service.start_run("t1", _request(workflow_id)).id for _ in range(5)]
+    first = api.client.get(RUNS, params={"limit": 2}, headers=api.headers()).json()
+    last = api.client.get(RUNS, params={"limit": 2, "page": 3}, headers=api.headers()).json()
+    assert first["pagination"] == {"page": 1, "limit": 2, "total": 5, "totalPages": 3}
+    assert [r["id"] for r in first["data"]] == ids[::-1][:2]
+    assert [r["id"] for r in last["data"]] == [ids[0]]
+    assert set(first["data"][0]) == {"id", "workflowId", "workflowName", "status", "inputs", "createdAt", "updatedAt"}
+
+
+def test_list_filters_and_searches(api: Api):
+    summarise = api.put_workflow()
+    other = api.put_workflow(body={**WORKFLOW, "name": "Nightly cleanup"})
+    api.service.start_run("t1", _request(summarise))
+    api.service.start_run("t1", _request(other))
+    by_search = api.client.get(RUNS, params={"search": "CLEAN"}, headers=api.headers()).json()
+    by_workflow = api.client.get(RUNS, params={"workflowId": summarise, "status": "scheduled"}, headers=api.headers()).json()
+    assert [r["workflowName"] for r in by_search["data"]] == ["Nightly cleanup"]
+    assert by_search["pagination"]["total"] == 1
+    assert [r["workflowId"] for r in by_workflow["data"]] == [summarise]
+
+
+def test_dashboard_counts_every_status(api: Api):
+    workflow_id = api.put_workflow()
+    api.service.start_run("t1", _request(workflow_id))
+    body = api.client.get(f"{RUNS}/dashboard/{workflow_id}", headers=api.headers()).json()
+    assert body == {"success": True, "workflowId": workflow_id, "total": 1,
+                    "counts": {"scheduled": 1, "running": 0, "completed": 0, "failed": 0, "cancelled": 0, "waiting": 0}}
+
+
+def test_cancel_reports_an_outcome_per_run(api: Api):
+    workflow_id = api.put_workflow()
+    live = api.service.start_run("t1", _request(workflow_id)).id
+    done = api.service.start_run("t1", _request(workflow_id)).id
+    record = api.store.get_run_record(done)
+    api.store.transition_run(api.store.transition_run(record, Status.RUNNING), Status.COMPLETED)
+    missing = str(uuid.uuid4())
+    response = api.client.post(f"{RUNS}/cancel", json={"runIds": [live, done, missing], "reason": "not needed"},
+                               headers=api.headers())
+    outcomes = {r["runId"]: r["status"] for r in response.json()["results"]}
+    assert outcomes == {live: "cancelled", done: "already_completed", missing: "not_found"}
+    again = api.client.post(f"{RUNS}/cancel", json={"runIds": [live]}, headers=api.headers()).json()
+    assert again["results"][0]["status"] == "not_eligible"
+    run = api.client.get(f"{RUNS}/{live}", headers=api.headers()).json()["workflowRun"]
+    assert run["status"] == "cancelled" and run["cancelReason"] == "not needed"
+    assert api.orchestrator.stopped == [live]
+
+
+def test_cancel_by_workflow_cancels_every_open_run(api: Api):
+    workflow_id = api.put_workflow()
+    ids = {api.service.start_run("t1", _request(workflow_id)).id for _ in range(3)}
+    response = api.client.post(f"{RUNS}/cancel", json={"workflowId": workflow_id}, headers=api.headers()).json()
+    assert {r["runId"] for r in response["results"]} == ids
+    assert {r["status"] for r in response["results"]} == {"cancelled"}
+    assert api.client.get(f"{RUNS}/dashboard/{workflow_id}", headers=api.headers()).json()["counts"]["cancelled"] == 3
+
+
+def test_workflows_put_get_and_list(api: Api):
+    workflow_id = str(uuid.uuid4())
+    first = api.client.put(f"/api/v1/workflows/{workflow_id}", json=WORKFLOW, headers=api.headers())
+    second = api.client.put(f"/api/v1/workflows/{workflow_id}", json=WORKFLOW, headers=api.headers())
+    assert first.status_code == 200 and first.json()["workflow"]["version"] == 1
+    assert second.json()["workflow"]["version"] == 2
+    got = api.client.get(f"/api/v1/workflows/{workflow_id}", headers=api.headers()).json()["workflow"]
+    assert got["id"] == workflow_id and got["steps"][0]["id"] == "a"
+    listed = api.client.get("/api/v1/workflows", headers=api.headers()).json()
+    assert [w["id"] for w in listed["data"]] == [workflow_id] and listed["pagination"]["total"] == 1
+
+
+def _request(workflow_id: str):
+    from workflow_runs.service import ExecuteRequest
+
+    return ExecuteRequest(workflow_id=workflow_id, inputs={"topic": "tides"})
