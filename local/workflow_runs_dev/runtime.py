@@ -136,7 +136,7 @@ class LocalRuntime:
             settings = identity.settings_for(settings, jwks_url=f"{self.public_url}/.well-known/jwks.json")
             verifier = identity.verifier(settings)
             dev_jwks = identity.jwks
-            self.token = identity.token(tenant=DEV_TENANT)
+            self.token = identity.token(tenant=DEV_TENANT, tenant_claim=settings.jwt_tenant_claim)
         self.settings = settings
         self.store = RunStore(settings, client=client)
         self._orchestrator = LocalOrchestrator(

@@ -16,8 +16,6 @@ from workflow_runs.service import RunService
 from workflow_runs.store import RunStore
 from workflow_runs_api.app import create_app
 
-from tests.support import make_settings
-
 
 @dataclass
 class RecordingOrchestrator:
@@ -69,14 +67,10 @@ class Api:
 @pytest.fixture
 def api(moto_store: RunStore) -> Api:
     identity = DevIdentity.generate()
-    settings = identity.settings_for(moto_store_settings(moto_store)).model_copy(
+    settings = identity.settings_for(moto_store.settings).model_copy(
         update={"execute_wait_seconds": 0.0, "max_body_bytes": 64 * 1024}
     )
     orchestrator = RecordingOrchestrator()
     service = RunService(moto_store, orchestrator, settings)
     app = create_app(settings=settings, service=service, verifier=identity.verifier(settings))
     return Api(TestClient(app), identity, service, moto_store, orchestrator)
-
-
-def moto_store_settings(store: RunStore):
-    return make_settings(None).model_copy(update={"runs_table": store._runs, "events_table": store._events})

@@ -113,6 +113,7 @@ def request_fingerprint(payload: Any) -> str:
 
 class RunStore:
     def __init__(self, settings: Settings, client: Any | None = None):
+        self.settings = settings
         self._runs = settings.runs_table
         self._events = settings.events_table
         self._client = client if client is not None else dynamodb_client(settings.dynamodb_endpoint_url)
