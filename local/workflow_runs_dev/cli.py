@@ -82,7 +82,7 @@ def banner(runtime) -> str:
     ]
     if runtime.loaded_examples:
         lines.append("  workflows for tenant 'dev':")
-        lines += [f"    {line}" for line in runtime.loaded_examples]
+        lines += [f"    {e.workflow.id}  {e.workflow.name}  ({e.file})" for e in runtime.loaded_examples]
     base = f"{runtime.public_url}/api/v1/workflow-runs"
     if runtime.token:
         lines += [
@@ -97,9 +97,12 @@ def banner(runtime) -> str:
         lines += ["", "JWKS_URL is set: use a token from your issuer.", "Try:",
                   f'  curl -s -H "Authorization: Bearer $TOKEN" {base}']
     lines.append(f'  curl -s -H "X-Tenant-Id: dev" {runtime.internal_url}/api/v1/workflow-runs')
-    if runtime.loaded_examples:
-        first = runtime.loaded_examples[0].split()[0]
-        lines.append(f'  curl -s -H "Authorization: Bearer $TOKEN" -F workflowId={first} -F \'inputs={{}}\' {base}/execute')
+    runnable = next((e for e in runtime.loaded_examples if not e.needs_inputs), None)
+    if runnable:
+        lines.append(f'  curl -s -H "Authorization: Bearer $TOKEN" -F workflowId={runnable.workflow.id} '
+                     f"-F 'inputs={{}}' {base}/execute")
+        lines.append(f'  curl -sN -H "Authorization: Bearer $TOKEN" -F workflowId={runnable.workflow.id} '
+                     f"-F 'inputs={{}}' {base}/execute/stream")
     lines.append("Ctrl-C stops everything.")
     return "\n".join(lines)
 

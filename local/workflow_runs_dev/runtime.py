@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workflow_runs.models import WorkflowDefinition
+from workflow_runs.models import Workflow, WorkflowDefinition
 from workflow_runs.service import RunService
 from workflow_runs.settings import Settings
 from workflow_runs.store import RunStore, dynamodb_client
@@ -55,7 +55,17 @@ async def _lifespan_noop(receive: Any, send: Any) -> None:
             return
 
 
-def load_examples(service: RunService, tenant: str, folder: Path) -> list[str]:
+@dataclass(frozen=True)
+class LoadedExample:
+    workflow: Workflow
+    file: str
+
+    @property
+    def needs_inputs(self) -> bool:
+        return any(i.required and i.default is None for i in self.workflow.inputs)
+
+
+def load_examples(service: RunService, tenant: str, folder: Path) -> list[LoadedExample]:
     """Put every workflow definition of `folder` (YAML, with an `id`) for `tenant`."""
     import yaml  # noqa: PLC0415
 
@@ -63,8 +73,8 @@ def load_examples(service: RunService, tenant: str, folder: Path) -> list[str]:
     for path in sorted(folder.glob("*.y*ml")):
         document = yaml.safe_load(path.read_text())
         workflow_id = document.pop("id")
-        service.put_workflow(tenant, workflow_id, WorkflowDefinition.model_validate(document))
-        loaded.append(f"{workflow_id}  {document['name']}  ({path.name})")
+        workflow = service.put_workflow(tenant, workflow_id, WorkflowDefinition.model_validate(document))
+        loaded.append(LoadedExample(workflow, path.name))
     return loaded
 
 
@@ -83,7 +93,7 @@ class LocalRuntime:
     service: RunService | None = None
     token: str | None = None
     db_kind: str | None = None
-    loaded_examples: list[str] = field(default_factory=list)
+    loaded_examples: list[LoadedExample] = field(default_factory=list)
     _db: Any = None
     _orchestrator: Any = None
     _poller: Any = None

@@ -1,0 +1,111 @@
+"""`workflow-runs dev` as a user runs it: a subprocess on free ports, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from workflow_runs_dev.dynamodb_local import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+THREE_STEP = "0f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d02"
+
+
+class DevServer:
+    def __init__(self, process: subprocess.Popen, banner: str, port: int, internal_port: int):
+        self.process = process
+        self.banner = banner
+        self.public = f"http://127.0.0.1:{port}"
+        self.internal = f"http://127.0.0.1:{internal_port}"
+        match = re.search(r"^export TOKEN=(\S+)$", banner, re.MULTILINE)
+        self.token = match.group(1) if match else None
+
+
+def console_script() -> str:
+    script = Path(sys.executable).with_name("workflow-runs")
+    return str(script) if script.exists() else shutil.which("workflow-runs") or "workflow-runs"
+
+
+@pytest.fixture(scope="module")
+def dev_server() -> Iterator[DevServer]:
+    port, internal_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("JWKS_URL", "RUNS_TABLE", "EVENTS_TABLE")}
+    process = subprocess.Popen(
+        [console_script(), "dev", "--port", str(port), "--internal-port", str(internal_port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        lines.append(line)
+        if line.startswith("Ctrl-C stops everything"):
+            break
+    banner = "".join(lines)
+    if process.poll() is not None or "Ctrl-C" not in banner:
+        process.kill()
+        pytest.fail(f"workflow-runs dev did not start:\n{banner}")
+    server = DevServer(process, banner, port, internal_port)
+    yield server
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_banner_says_which_database_and_prints_a_dev_token(dev_server: DevServer):
+    assert "DynamoDB Local" in dev_server.banner or "moto" in dev_server.banner
+    assert "DEV-ONLY" in dev_server.banner and dev_server.token
+    assert f"{dev_server.public}/api/v1/workflow-runs" in dev_server.banner
+
+
+def test_printed_token_lists_runs(dev_server: DevServer):
+    response = httpx.get(f"{dev_server.public}/api/v1/workflow-runs",
+                         headers={"Authorization": f"Bearer {dev_server.token}"})
+    assert response.status_code == 200
+    assert response.json()["success"] is True and isinstance(response.json()["data"], list)
+
+
+def test_no_token_is_401_and_the_internal_listener_trusts_x_tenant_id(dev_server: DevServer):
+    assert httpx.get(f"{dev_server.public}/api/v1/workflow-runs", headers={"X-Tenant-Id": "dev"}).status_code == 401
+    response = httpx.get(f"{dev_server.internal}/api/v1/workflows", headers={"X-Tenant-Id": "dev"})
+    assert response.status_code == 200
+    assert THREE_STEP in [w["id"] for w in response.json()["data"]]
+
+
+def test_blocking_execute_of_an_example_completes(dev_server: DevServer):
+    response = httpx.post(f"{dev_server.public}/api/v1/workflow-runs/execute",
+                          headers={"Authorization": f"Bearer {dev_server.token}"},
+                          files={"workflowId": (None, THREE_STEP), "inputs": (None, '{"name": "tides"}')}, timeout=40)
+    assert response.status_code == 200, response.text
+    run = response.json()["workflowRun"]
+    assert response.json()["success"] is True and run["status"] == "completed"
+    assert [a["stepId"] for a in run["activityRuns"]] == ["greet", "shout", "repeat"]
+    assert run["activityRuns"][0]["outputs"] == {"greeting": "Hello, tides!"}
+
+
+def test_the_dev_jwks_is_served_on_the_public_listener(dev_server: DevServer):
+    keys = httpx.get(f"{dev_server.public}/.well-known/jwks.json").json()["keys"]
+    assert keys and all("d" not in key for key in keys)  # the public half only
+
+
+def test_ctrl_c_stops_every_process_it_started(dev_server: DevServer):
+    children = subprocess.run(["pgrep", "-P", str(dev_server.process.pid)], capture_output=True, text=True).stdout.split()
+    dev_server.process.send_signal(signal.SIGINT)
+    assert dev_server.process.wait(timeout=30) == 0
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
