@@ -1,0 +1,232 @@
+"""The secrets of a run (`envs`): masked wherever they could surface, sealed wherever they rest.
+
+- `mask()` replaces every `envs` value inside outputs, errors, thinking text and log fields.
+- A `Sealer` turns a run's `envs` into an opaque, versioned blob bound to the run id, and back.
+  `KmsSealer` (AWS) uses envelope encryption: one KMS data key per run, encryption context
+  `{"runId": …}`; `LocalSealer` (one machine) uses a local AES-256 key. Both encrypt with
+  AES-256-GCM and the run id as associated data, so a blob moved to another run fails to open.
+
+Blob format: `v1.local.<base64url(nonce | ciphertext+tag)>` and
+`v1.kms.<base64url(len(edk) as 2 bytes | edk | nonce | ciphertext+tag)>`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from workflow_runs.settings import Settings
+
+MASK = "***"
+_NONCE_BYTES = 12
+_KEY_BYTES = 32
+
+
+# --- masking -------------------------------------------------------------------------------
+
+
+def mask(value: Any, secrets: Iterable[str]) -> Any:
+    """`value` with every non-empty secret (and its JSON-escaped forms) replaced by `***`.
+
+    Walks dicts (keys and values), lists and tuples; other scalars are returned as they are.
+    Longer secrets are replaced first, so a secret containing another is masked whole.
+    """
+    pattern = _pattern(tuple(sorted({s for s in secrets if isinstance(s, str) and s})))
+    if pattern is None:
+        return value
+    return _mask(value, pattern)
+
+
+@lru_cache(maxsize=64)
+def _pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    forms: set[str] = set()
+    for secret in secrets:
+        forms.add(secret)
+        # How the secret reads once it went through json.dumps (quotes, backslashes,
+        # control and non-ASCII characters are escaped).
+        forms.add(json.dumps(secret)[1:-1])
+        forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+    if not forms:
+        return None
+    ordered = sorted(forms, key=lambda s: (-len(s), s))
+    return re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def _mask(value: Any, pattern: re.Pattern[str]) -> Any:
+    if isinstance(value, str):
+        return pattern.sub(MASK, value)
+    if isinstance(value, dict):
+        return {_mask(k, pattern): _mask(v, pattern) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v, pattern) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_mask(v, pattern) for v in value)
+    return value
+
+
+# --- sealing -------------------------------------------------------------------------------
+
+
+class UnsealError(Exception):
+    """A sealed blob could not be opened: tampered with, another run's, or the wrong key."""
+
+
+class Sealer(Protocol):
+    def seal(self, envs: dict[str, str], run_id: str) -> str: ...
+
+    def unseal(self, blob: str, run_id: str) -> dict[str, str]: ...
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _aad(scheme: str, run_id: str) -> bytes:
+    # The scheme is bound too, so a blob cannot be replayed under another scheme's parser.
+    return f"v1.{scheme}|{run_id}".encode()
+
+
+def _encrypt(key: bytes, envs: dict[str, str], aad: bytes) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = os.urandom(_NONCE_BYTES)
+    plaintext = json.dumps(envs, separators=(",", ":"), sort_keys=True).encode()
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def _decrypt(key: bytes, sealed: bytes, aad: bytes) -> dict[str, str]:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if len(sealed) < _NONCE_BYTES + 16:
+        raise UnsealError("sealed envs are truncated")
+    try:
+        plaintext = AESGCM(key).decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], aad)
+    except InvalidTag:
+        raise UnsealError("sealed envs failed authentication (tampered, another run's, or the wrong key)") from None
+    return json.loads(plaintext)
+
+
+def _payload(blob: str, scheme: str) -> bytes:
+    prefix = f"v1.{scheme}."
+    if not isinstance(blob, str) or not blob.startswith(prefix):
+        found = ".".join(blob.split(".")[:2]) if isinstance(blob, str) else type(blob).__name__
+        raise UnsealError(f"expected a {prefix}… blob, got {found!r}")
+    try:
+        return _b64decode(blob[len(prefix):])
+    except ValueError:
+        raise UnsealError("sealed envs are not valid base64") from None
+
+
+def _check_envs(envs: dict[str, str]) -> None:
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in envs.items()):
+        raise TypeError("envs map strings to strings")
+
+
+class LocalSealer:
+    """AES-256-GCM with a local key: for one machine (`workflow-runs dev`), never for AWS."""
+
+    scheme = "local"
+
+    def __init__(self, key: bytes):
+        if len(key) != _KEY_BYTES:
+            raise ValueError(f"the local secret key must be {_KEY_BYTES} bytes, got {len(key)}")
+        self._key = key
+
+    def seal(self, envs: dict[str, str], run_id: str) -> str:
+        _check_envs(envs)
+        return f"v1.{self.scheme}." + _b64encode(_encrypt(self._key, envs, _aad(self.scheme, run_id)))
+
+    def unseal(self, blob: str, run_id: str) -> dict[str, str]:
+        return _decrypt(self._key, _payload(blob, self.scheme), _aad(self.scheme, run_id))
+
+
+class KmsSealer:
+    """Envelope encryption: KMS makes one data key per seal, bound to the run by the
+    encryption context (so CloudTrail shows which run each Decrypt was for); the data is
+    encrypted locally with it, and only the KMS-encrypted data key is kept in the blob."""
+
+    scheme = "kms"
+
+    def __init__(self, key_id: str, client: Any = None, *, cache_size: int = 128):
+        self._key_id = key_id
+        self._client = client
+        # Every step of a run unseals the same blob: keep a few plaintext data keys in this
+        # process rather than call KMS Decrypt once per step.
+        self._cache: dict[tuple[bytes, str], bytes] = {}
+        self._cache_size = cache_size
+
+    def _kms(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("kms")
+        return self._client
+
+    def seal(self, envs: dict[str, str], run_id: str) -> str:
+        _check_envs(envs)
+        data_key = self._kms().generate_data_key(
+            KeyId=self._key_id, KeySpec="AES_256", EncryptionContext={"runId": run_id})
+        encrypted_key: bytes = data_key["CiphertextBlob"]
+        if len(encrypted_key) > 0xFFFF:
+            raise ValueError("KMS returned an encrypted data key too large to frame")
+        sealed = _encrypt(data_key["Plaintext"], envs, _aad(self.scheme, run_id))
+        return f"v1.{self.scheme}." + _b64encode(len(encrypted_key).to_bytes(2, "big") + encrypted_key + sealed)
+
+    def unseal(self, blob: str, run_id: str) -> dict[str, str]:
+        payload = _payload(blob, self.scheme)
+        size = int.from_bytes(payload[:2], "big")
+        encrypted_key, sealed = payload[2:2 + size], payload[2 + size:]
+        if len(encrypted_key) != size or not size:
+            raise UnsealError("sealed envs are truncated")
+        return _decrypt(self._data_key(encrypted_key, run_id), sealed, _aad(self.scheme, run_id))
+
+    def _data_key(self, encrypted_key: bytes, run_id: str) -> bytes:
+        cached = self._cache.get((encrypted_key, run_id))
+        if cached is not None:
+            return cached
+        from botocore.exceptions import ClientError
+
+        try:
+            plaintext = self._kms().decrypt(
+                CiphertextBlob=encrypted_key, KeyId=self._key_id, EncryptionContext={"runId": run_id})["Plaintext"]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("InvalidCiphertextException", "IncorrectKeyException"):
+                raise UnsealError(f"KMS refused the data key ({code}): another run's blob or another key") from None
+            raise
+        if len(self._cache) >= self._cache_size:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[(encrypted_key, run_id)] = plaintext
+        return plaintext
+
+
+def generate_local_key() -> str:
+    """A fresh base64 AES-256 key for LOCAL_SECRET_KEY."""
+    return base64.b64encode(os.urandom(_KEY_BYTES)).decode()
+
+
+@lru_cache(maxsize=4)
+def get_sealer(settings: Settings) -> Sealer:
+    """KMS when ENVS_KMS_KEY_ID is set, else the local key; neither is a configuration error."""
+    if settings.envs_kms_key_id:
+        return KmsSealer(settings.envs_kms_key_id)
+    if settings.local_secret_key:
+        try:
+            key = base64.b64decode(settings.local_secret_key, validate=True)
+        except ValueError:
+            raise RuntimeError("LOCAL_SECRET_KEY is not valid base64") from None
+        if len(key) != _KEY_BYTES:
+            raise RuntimeError(f"LOCAL_SECRET_KEY must decode to {_KEY_BYTES} bytes, got {len(key)}")
+        return LocalSealer(key)
+    raise RuntimeError("no way to seal envs: set ENVS_KMS_KEY_ID (AWS) or LOCAL_SECRET_KEY (one machine)")
