@@ -62,11 +62,11 @@ openapi: .make-python
 build: .make-python
 	$(BIN)/python -m infra.build
 
-synth: install build
-	$(BIN)/python -m infra.app
+synth: .make-python .make-node build
+	STAGE=$(STAGE) $(BIN)/python -m infra.app
 
 deploy: synth
-	npx --no-install cdk deploy --app cdk.out --context stage=$(STAGE) --require-approval never
+	npx --no-install cdk deploy --app cdk.out --require-approval never
 
 lint: .make-python
 	$(BIN)/ruff check .

@@ -101,7 +101,7 @@ def test_every_route_through_the_lambda_handler(lambda_env: None, tokens):  # no
                                               headers={**INTERNAL, "Content-Type": content_type}, body=form))
     assert status == 202, body
     run_id = body["workflowRun"]["id"]
-    assert headers["location"] == f"{RUNS}/{run_id}"
+    assert headers["location"] == f"/prod{RUNS}/{run_id}"  # the stage prefix the client sees
     executions = boto3.client("stepfunctions").list_executions(stateMachineArn=get_settings().state_machine_arn)
     assert [e["name"] for e in executions["executions"]] == [run_id]
 

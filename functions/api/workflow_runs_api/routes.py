@@ -78,7 +78,16 @@ async def execute(request: Request, principal: PrincipalDep, service: ServiceDep
     content = reply.model_dump(mode="json", by_alias=True)
     if ended:
         return JSONResponse(content)
-    return JSONResponse(content, status_code=202, headers={"Location": f"{RUNS}/{run.id}"})
+    return JSONResponse(content, status_code=202, headers={"Location": f"{_base_path(request)}{RUNS}/{run.id}"})
+
+
+def _base_path(request: Request) -> str:
+    """The prefix API Gateway saw before our path (its stage, or a custom domain's mapping), so
+    `Location` works on the default execute-api host too. Read from the platform's request
+    context, never from a header."""
+    context = (request.scope.get("aws.event") or {}).get("requestContext") or {}
+    seen, ours = context.get("path") or "", request.url.path
+    return seen[: -len(ours)] if ours and seen.endswith(ours) else ""
 
 
 @runs.post("/cancel", response_model=schemas.CancelReply, responses=schemas.errors(400, 401, 404, 413, 500),

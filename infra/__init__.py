@@ -1,0 +1,1 @@
+"""The CDK app that deploys the Workflow Runs API (see docs/deploy.md)."""

@@ -1,0 +1,230 @@
+"""API: the public regional REST API and, when the stage names a VPC endpoint, a private
+REST API that admits only that endpoint. Both proxy `/api/v1/…` to the API function; the
+private one also streams `execute/stream` and `events` from the stream function, because
+function URLs cannot stream into a VPC.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.constructs.data import Data
+from infra.constructs.functions import Functions, FunctionSpec
+from infra.constructs.orchestration import Orchestration
+
+API_ASSET = "functions/api"
+BASE_PATH = ("api", "v1")
+# Multipart execute bodies must reach Mangum byte for byte (base64), not re-encoded as text.
+BINARY_MEDIA_TYPES = ["multipart/form-data"]
+# The blocking execute waits at most EXECUTE_WAIT_SECONDS (≤ 25 s): below API Gateway's 29 s.
+API_FUNCTION_TIMEOUT = Duration.seconds(29)
+# A streamed response may last up to 15 minutes through a REST API (STREAM transfer mode).
+STREAM_INTEGRATION_TIMEOUT = Duration.minutes(15)
+
+_API_ACKS = {
+    "AwsSolutions-APIG2": (
+        "Request bodies are validated by the FastAPI app (pydantic models) behind a proxy "
+        "integration; API Gateway models would duplicate and drift from them."
+    ),
+    "AwsSolutions-APIG4": (
+        "Every route verifies a JWT (issuer, audience, JWKS) inside the app, the same code "
+        "path the function URL uses; an API Gateway authorizer would duplicate it."
+    ),
+    "AwsSolutions-COG4": (
+        "Tokens come from the stage's own OIDC issuer (cdk.json), not a Cognito user pool; the app verifies them."
+    ),
+}
+
+
+class Api(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        data: Data,
+        functions: Functions,
+        orchestration: Orchestration,
+        stream_function: lambda_.IFunction,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+
+        self.function = functions.function(
+            self,
+            "ApiFunction",
+            FunctionSpec(
+                asset=API_ASSET,
+                handler="workflow_runs_api.handler.handler",
+                description="REST API: execute (blocking), cancel, list, dashboard, get (FastAPI + Mangum)",
+                service="api",
+                timeout=API_FUNCTION_TIMEOUT,
+                memory_size=1024,
+                environment={"STATE_MACHINE_ARN": orchestration.state_machine.state_machine_arn},
+            ),
+        )
+        data.grant_read_write(data.runs_table, self.function)
+        data.envs_key.grant(self.function, "kms:GenerateDataKey")
+        orchestration.grant_run_control(self.function)
+
+        # Stage execution logging needs the account-level CloudWatch role of API Gateway.
+        # One per account and region: kept when the stack goes, other APIs may rely on it.
+        logging_role = iam.Role(
+            self,
+            "ApiGatewayLoggingRole",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AmazonAPIGatewayPushToCloudWatchLogs")
+            ],
+        )
+        logging_role.apply_removal_policy(RemovalPolicy.RETAIN)
+        Validations.of(logging_role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AmazonAPIGatewayPushToCloudWatchLogs]",
+                reason="The policy AWS documents for API Gateway's account-level logging role; it only "
+                "writes API Gateway's own log groups.",
+            )
+        )
+        self.account = apigw.CfnAccount(self, "ApiGatewayAccount", cloud_watch_role_arn=logging_role.role_arn)
+        self.account.apply_removal_policy(RemovalPolicy.RETAIN)
+
+        self.public_api = self._rest_api(
+            "PublicApi",
+            description=f"Workflow Runs API ({config.name}, public)",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            policy=None,
+        )
+        self._route_proxy(self.public_api, self.function)
+        Validations.of(self.public_api).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-APIG3",
+                reason="No WAF web ACL in this stack: stage throttling bounds abuse; attach an account "
+                "WAF (Firewall Manager) to the stage where policy requires one.",
+            ),
+            *(Acknowledgment(id=rule, reason=reason) for rule, reason in _API_ACKS.items()),
+        )
+
+        self.private_api: apigw.RestApi | None = None
+        if config.private_api_vpc_endpoint_id is not None:
+            self.private_api = self._rest_api(
+                "PrivateApi",
+                description=f"Workflow Runs API ({config.name}, private: VPC endpoint {config.private_api_vpc_endpoint_id})",
+                endpoint_types=[apigw.EndpointType.PRIVATE],
+                policy=private_api_policy(config.private_api_vpc_endpoint_id),
+            )
+            self._route_proxy(self.private_api, self.function)
+            self._route_streams(self.private_api, self.function, stream_function)
+            Validations.of(self.private_api).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-APIG3",
+                    reason="A private API: its resource policy admits only the stage's VPC endpoint, so "
+                    "only callers inside that VPC reach it; the VPC's own controls front it.",
+                ),
+                *(Acknowledgment(id=rule, reason=reason) for rule, reason in _API_ACKS.items()),
+            )
+
+    def _rest_api(
+        self,
+        construct_id: str,
+        *,
+        description: str,
+        endpoint_types: list[apigw.EndpointType],
+        policy: iam.PolicyDocument | None,
+    ) -> apigw.RestApi:
+        access_logs = logs.LogGroup(
+            self,
+            f"{construct_id}AccessLogs",
+            retention=self._config.log_retention,
+            removal_policy=RemovalPolicy.RETAIN if self._config.retain_data else RemovalPolicy.DESTROY,
+        )
+        api = apigw.RestApi(
+            self,
+            construct_id,
+            description=description,
+            endpoint_types=endpoint_types,
+            policy=policy,
+            binary_media_types=BINARY_MEDIA_TYPES,
+            cloud_watch_role=False,  # the account role above serves both APIs
+            deploy_options=apigw.StageOptions(
+                stage_name=self._config.name,
+                throttling_rate_limit=self._config.throttling_rate_limit,
+                throttling_burst_limit=self._config.throttling_burst_limit,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # request bodies carry envs: never log them
+                metrics_enabled=True,
+                tracing_enabled=True,
+            ),
+        )
+        api.deployment_stage.node.add_dependency(self.account)
+        return api
+
+    @staticmethod
+    def _route_proxy(api: apigw.RestApi, function: lambda_.IFunction) -> None:
+        integration = apigw.LambdaIntegration(function, proxy=True, allow_test_invoke=False)
+        base = api.root.resource_for_path("/".join(BASE_PATH))
+        base.add_proxy(default_integration=integration, any_method=True)
+
+    @staticmethod
+    def _route_streams(api: apigw.RestApi, function: lambda_.IFunction, stream_function: lambda_.IFunction) -> None:
+        """The two SSE routes stream from the stream function. API Gateway picks the most
+        specific resource and never falls back to a shorter greedy one, so every resource
+        on the way to them proxies the API function too."""
+        integration = apigw.LambdaIntegration(function, proxy=True, allow_test_invoke=False)
+        stream = apigw.LambdaIntegration(
+            stream_function,
+            proxy=True,
+            response_transfer_mode=apigw.ResponseTransferMode.STREAM,
+            timeout=STREAM_INTEGRATION_TIMEOUT,
+            allow_test_invoke=False,
+        )
+        runs = api.root.resource_for_path("/".join((*BASE_PATH, "workflow-runs")))
+        runs.add_method("ANY", integration)
+        execute = runs.add_resource("execute")
+        execute.add_method("ANY", integration)
+        execute.add_resource("stream").add_method("POST", stream)
+        run = runs.add_resource("{runId}")
+        run.add_method("ANY", integration)
+        run.add_resource("events").add_method("GET", stream)
+        run.add_proxy(default_integration=integration, any_method=True)
+
+
+def private_api_policy(vpc_endpoint_id: str) -> iam.PolicyDocument:
+    """Invoke only through the one VPC endpoint (deny everything else explicitly)."""
+    return iam.PolicyDocument(
+        statements=[
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["execute-api:Invoke"],
+                resources=["execute-api:/*"],
+                conditions={"StringNotEquals": {"aws:SourceVpce": vpc_endpoint_id}},
+            ),
+            iam.PolicyStatement(
+                effect=iam.Effect.ALLOW,
+                principals=[iam.AnyPrincipal()],
+                actions=["execute-api:Invoke"],
+                resources=["execute-api:/*"],
+                conditions={"StringEquals": {"aws:SourceVpce": vpc_endpoint_id}},
+            ),
+        ]
+    )

@@ -1,0 +1,110 @@
+"""Data: the runs table (streamed to the projector), the event log table, their KMS key,
+and the key that seals a run's `envs`.
+
+Key names come from `workflow_runs.keys`, the same constants the store and its tests use,
+so the table and the code that reads it cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+from workflow_runs import keys
+
+from infra.config import StageConfig
+
+
+class Data(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
+        super().__init__(scope, construct_id)
+        removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+        self.table_key = kms.Key(
+            self,
+            "TablesKey",
+            description=f"workflow-runs {config.name}: encrypts the runs and events tables",
+            enable_key_rotation=True,
+            removal_policy=removal,
+        )
+        # A separate key for the envelope that seals `envs`: the functions that start runs
+        # may only encrypt with it, the step runner only decrypt.
+        self.envs_key = kms.Key(
+            self,
+            "EnvsKey",
+            description=f"workflow-runs {config.name}: seals the envs of a run",
+            enable_key_rotation=True,
+            removal_policy=removal,
+        )
+        pitr = dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True)
+        string = dynamodb.AttributeType.STRING
+
+        self.runs_table = dynamodb.Table(
+            self,
+            "RunsTable",
+            partition_key=dynamodb.Attribute(name=keys.PK, type=string),
+            sort_key=dynamodb.Attribute(name=keys.SK, type=string),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.table_key,
+            # The projector is the stream's one reader; it needs both images to see transitions.
+            stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
+            time_to_live_attribute=keys.TTL_ATTRIBUTE,
+            point_in_time_recovery_specification=pitr,
+            deletion_protection=config.retain_data,
+            removal_policy=removal,
+        )
+        for index_name, partition_attribute in keys.INDEX_PARTITION_KEYS.items():
+            self.runs_table.add_global_secondary_index(
+                index_name=index_name,
+                partition_key=dynamodb.Attribute(name=partition_attribute, type=string),
+                sort_key=dynamodb.Attribute(name=keys.GSK, type=string),
+                projection_type=dynamodb.ProjectionType.INCLUDE,
+                non_key_attributes=list(keys.LIST_PROJECTION),
+            )
+
+        # The event log has no stream: the projector writes it, and a stream here would
+        # feed the projector its own output.
+        self.events_table = dynamodb.Table(
+            self,
+            "EventsTable",
+            partition_key=dynamodb.Attribute(name=keys.PK, type=string),
+            sort_key=dynamodb.Attribute(name=keys.SK, type=string),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.table_key,
+            time_to_live_attribute=keys.TTL_ATTRIBUTE,
+            point_in_time_recovery_specification=pitr,
+            deletion_protection=config.retain_data,
+            removal_policy=removal,
+        )
+
+    def grant_read_write(self, table: dynamodb.Table, grantee: iam.IGrantable) -> None:
+        table.grant_read_write_data(grantee)
+        self._acknowledge(table, grantee, writes=True)
+
+    def grant_read(self, table: dynamodb.Table, grantee: iam.IGrantable) -> None:
+        table.grant_read_data(grantee)
+        self._acknowledge(table, grantee, writes=False)
+
+    def _acknowledge(self, table: dynamodb.Table, grantee: iam.IGrantable, *, writes: bool) -> None:
+        acks = []
+        if table is self.runs_table:
+            logical = Stack.of(table).get_logical_id(table.node.default_child)
+            acks.append(
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::<{logical}.Arn>/index/*]",
+                    reason="Queries the runs table's own list indexes (keys.INDEX_PARTITION_KEYS); "
+                    "index/* names only this table's indexes.",
+                )
+            )
+        if writes:
+            reason = (
+                "kms:GenerateDataKey* and kms:ReEncrypt* on the tables' own customer-managed key only "
+                "(Table.grantReadWriteData): DynamoDB needs them to write items under that key."
+            )
+            acks.append(Acknowledgment(id="AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", reason=reason))
+            acks.append(Acknowledgment(id="AwsSolutions-IAM5[Action::kms:ReEncrypt*]", reason=reason))
+        if acks:
+            Validations.of(grantee.grant_principal).acknowledge(*acks)

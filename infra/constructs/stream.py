@@ -1,0 +1,186 @@
+"""Stream: the SSE app under the Lambda Web Adapter behind a streaming function URL, and
+the projector — the DynamoDB stream's one reader — that turns run changes into events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Acknowledgment, Aws, Duration, Fn, Stack, Token, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+from workflow_runs import keys
+
+from infra.config import StageConfig
+from infra.constructs.data import Data
+from infra.constructs.functions import Functions, FunctionSpec
+from infra.constructs.orchestration import Orchestration
+
+# The Lambda Web Adapter layer, pinned here and nowhere else. AWS publishes the same
+# version number in every commercial region (LWA docs, "Zip Packages"); a region that
+# lags gets its own entry in WEB_ADAPTER_LAYER_VERSION_BY_REGION.
+WEB_ADAPTER_ACCOUNT = "753240598075"
+WEB_ADAPTER_LAYER_NAME = "LambdaAdapterLayerArm64"
+WEB_ADAPTER_LAYER_VERSION = 26
+WEB_ADAPTER_LAYER_VERSION_BY_REGION: dict[str, int] = {}
+
+STREAM_ASSET = "functions/stream"
+ADAPTER_PORT = "8080"
+# Function URLs stream for up to 15 minutes; a followed run ends its stream before that.
+STREAM_TIMEOUT = Duration.minutes(15)
+# What the SSE clients send: auth, the multipart/JSON body, resume and retry headers.
+CORS_HEADERS = ["authorization", "content-type", "last-event-id", "idempotency-key"]
+
+PROJECTOR_BATCH_SIZE = 100
+PROJECTOR_RETRY_ATTEMPTS = 3
+PROJECTOR_MAX_RECORD_AGE = Duration.hours(6)
+
+
+def web_adapter_layer_arn(scope: Construct) -> str:
+    region = Stack.of(scope).region
+    version = WEB_ADAPTER_LAYER_VERSION
+    if not Token.is_unresolved(region):
+        version = WEB_ADAPTER_LAYER_VERSION_BY_REGION.get(region, version)
+    return f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{WEB_ADAPTER_ACCOUNT}:layer:{WEB_ADAPTER_LAYER_NAME}:{version}"
+
+
+class Stream(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        data: Data,
+        functions: Functions,
+        orchestration: Orchestration,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        adapter = lambda_.LayerVersion.from_layer_version_arn(self, "WebAdapterLayer", web_adapter_layer_arn(self))
+        self.function = functions.function(
+            self,
+            "StreamFunction",
+            FunctionSpec(
+                asset=STREAM_ASSET,
+                # run.sh starts uvicorn; the adapter (/opt/bootstrap) proxies invocations to it.
+                handler="run.sh",
+                description="SSE: execute/stream and a run's events (FastAPI under the Lambda Web Adapter)",
+                service="stream",
+                timeout=STREAM_TIMEOUT,
+                memory_size=1024,
+                extra_layers=[adapter],
+                environment={
+                    "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
+                    "AWS_LWA_INVOKE_MODE": "response_stream",
+                    "AWS_LWA_READINESS_CHECK_PATH": "/health",
+                    "PORT": ADAPTER_PORT,
+                    "STATE_MACHINE_ARN": orchestration.state_machine.state_machine_arn,
+                },
+            ),
+        )
+        data.grant_read_write(data.runs_table, self.function)
+        data.grant_read(data.events_table, self.function)
+        data.envs_key.grant(self.function, "kms:GenerateDataKey")
+        orchestration.grant_run_control(self.function)
+
+        # Auth NONE: the app verifies the JWT itself, as it does behind API Gateway.
+        self.function_url = self.function.add_function_url(
+            auth_type=lambda_.FunctionUrlAuthType.NONE,
+            invoke_mode=lambda_.InvokeMode.RESPONSE_STREAM,
+            cors=lambda_.FunctionUrlCorsOptions(
+                allowed_origins=list(config.cors_allowed_origins),
+                allowed_methods=[lambda_.HttpMethod.GET, lambda_.HttpMethod.POST],
+                allowed_headers=CORS_HEADERS,
+                max_age=Duration.hours(1),
+            ),
+        )
+
+        self.projector = functions.function(
+            self,
+            "Projector",
+            FunctionSpec(
+                asset=STREAM_ASSET,
+                handler="workflow_runs_stream.projector.handler",
+                description="Projects run changes from the runs table's stream into the event log",
+                service="projector",
+                timeout=Duration.minutes(1),
+            ),
+        )
+        data.grant_read(data.runs_table, self.projector)
+        data.grant_read_write(data.events_table, self.projector)
+
+        # Records that still fail after bisecting and the bounded retries are parked here
+        # (their stream coordinates, not their data) so one poison record never blocks a shard.
+        self.projector_dlq = sqs.Queue(
+            self,
+            "ProjectorFailures",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        Validations.of(self.projector_dlq).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-SQS3",
+                reason="This queue is itself the on-failure destination of the projector's event source mapping.",
+            )
+        )
+        self._grant_stream_read(data, self.projector)
+        self.event_source = self.projector.add_event_source_mapping(
+            "RunsStream",
+            event_source_arn=data.runs_table.table_stream_arn,
+            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+            batch_size=PROJECTOR_BATCH_SIZE,
+            bisect_batch_on_error=True,
+            retry_attempts=PROJECTOR_RETRY_ATTEMPTS,
+            max_record_age=PROJECTOR_MAX_RECORD_AGE,
+            report_batch_item_failures=True,
+            on_failure=event_sources.SqsDlq(self.projector_dlq),
+            filters=projector_filters(),
+        )
+
+    def _grant_stream_read(self, data: Data, function: lambda_.IFunction) -> None:
+        # Not Table.grantStreamRead: it allows dynamodb:ListStreams on "*". These are the
+        # four actions Lambda's poller uses, scoped to this table's streams (DynamoDB guide,
+        # "IAM policy to allow a Lambda function to access DynamoDB stream records").
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+                resources=[data.runs_table.table_stream_arn],
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:ListStreams"],
+                resources=[Fn.join("", [data.runs_table.table_arn, "/stream/*"])],
+            )
+        )
+        data.table_key.grant_decrypt(function)
+        Validations.of(function.role).acknowledge(
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::<{_logical(data.runs_table)}.Arn>/stream/*]",
+                reason="dynamodb:ListStreams on this table's streams only (the stream label is "
+                "not known before the table exists).",
+            )
+        )
+
+
+def projector_filters() -> Sequence[dict]:
+    """Only inserts and updates of a run's partition (the run, its activity runs, its
+    thinking chunks) become events: counters, workflows and idempotency items, and TTL
+    deletes, never invoke the projector."""
+    return [
+        lambda_.FilterCriteria.filter(
+            {
+                "eventName": lambda_.FilterRule.or_("INSERT", "MODIFY"),
+                "dynamodb": {"Keys": {keys.PK: {"S": lambda_.FilterRule.begins_with(keys.run_pk(""))}}},
+            }
+        )
+    ]
+
+
+def _logical(construct: Construct) -> str:
+    return Stack.of(construct).get_logical_id(construct.node.default_child)
