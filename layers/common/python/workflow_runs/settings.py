@@ -43,6 +43,8 @@ class Settings(BaseModel, frozen=True):
     sse_poll_min_seconds: float = 0.05
     sse_poll_max_seconds: float = 1.0
     event_ttl_days: int = 7
+    # The reconciler's sweep looks at non-terminal runs created longer ago than this.
+    reconcile_after_seconds: int = Field(default=900, ge=60)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ | None = None) -> "Settings":

@@ -1,0 +1,153 @@
+"""The reconciler: no run stays non-terminal after its execution ended.
+
+Two triggers, one handler:
+- EventBridge "Step Functions Execution Status Change" (FAILED, TIMED_OUT, ABORTED): the
+  execution name is the run id. A run that is still non-terminal becomes `failed` (the
+  reason in `error.message`) or, for ABORTED, `cancelled` (the reason in `cancelReason`).
+  An execution the step runner ended itself (a failed run ends in the Fail state) finds its
+  run already terminal: nothing happens.
+- A scheduled event: the sweep. Non-terminal runs created before now − RECONCILE_AFTER_SECONDS
+  come from the sparse "active" index (no Scan); each one whose execution is not RUNNING
+  (or does not exist: the start was lost) is closed the same way. A lost event, a crashed
+  step runner, a start that never happened: all end here.
+
+Every write is conditional on the old status (TransitionRejected = someone else settled
+it first), so a repeated event or two sweeps at once change nothing twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
+ENDED_BADLY = ("FAILED", "TIMED_OUT", "ABORTED")
+
+
+def reconcile(
+    event: dict[str, Any],
+    *,
+    store: Any,
+    orchestrator: Any,
+    stale_after_seconds: int = 900,
+    now: datetime | None = None,
+    logger: Any = None,
+) -> dict[str, Any]:
+    """Settle one execution (status change event) or sweep stale runs (any other event:
+    EventBridge schedules send "Scheduled Event")."""
+    log = logger or _logger()
+    if event.get("detail-type") == EXECUTION_STATUS_CHANGE:
+        detail = event.get("detail") or {}
+        run_id, status = detail.get("name"), detail.get("status")
+        if not run_id or status not in ENDED_BADLY:
+            return {"settled": 0}
+        settled = settle(store, run_id, status, log=log)
+        return {"settled": int(settled)}
+    return sweep(store, orchestrator, stale_after_seconds=stale_after_seconds, now=now, log=log)
+
+
+def sweep(
+    store: Any, orchestrator: Any, *, stale_after_seconds: int, now: datetime | None = None, log: Any = None
+) -> dict[str, Any]:
+    log = log or _logger()
+    now = now or datetime.now(UTC)
+    cutoff = _iso(now - timedelta(seconds=stale_after_seconds))
+    checked = settled = 0
+    for run_id in store.stale_run_ids(cutoff):
+        checked += 1
+        try:
+            status = orchestrator.describe(run_id)
+        except Exception:
+            log.exception("describe failed; the next sweep tries again", extra={"run_id": run_id})
+            continue
+        if status == "RUNNING":
+            continue  # a long wait, or a slow step: its execution still owns the run
+        settled += int(settle(store, run_id, status, log=log))
+    log.info("sweep done", extra={"checked": checked, "settled": settled, "cutoff": cutoff})
+    return {"checked": checked, "settled": settled}
+
+
+def settle(store: Any, run_id: str, execution_status: str | None, *, log: Any = None) -> bool:
+    """End a non-terminal run whose execution is `execution_status` (None: there is none).
+    True when this call changed the run."""
+    from workflow_runs.errors import NotFound, TransitionRejected
+    from workflow_runs.models import RunError, Status, utc_now
+
+    from workflow_runs_step_runner.runner import in_flight
+
+    log = log or _logger()
+    for _ in range(3):
+        try:
+            record = store.get_run_record(run_id)
+        except NotFound:
+            log.warning("execution of an unknown run", extra={"run_id": run_id})
+            return False
+        if record.status.terminal:
+            return False
+        index, open_activity = in_flight(record)
+        try:
+            if execution_status == "ABORTED":
+                reason = "the run's execution was stopped"
+                cancelled = store.transition_run(record, Status.CANCELLED, cancel_reason=reason)
+                store.cancel_open_activities(
+                    run_id, cancelled.run.activity_runs, {s.id: i for i, s in enumerate(record.steps)}
+                )
+            else:
+                message = _failure_message(execution_status)
+                if open_activity is not None:
+                    failed = open_activity.model_copy(
+                        update={"status": Status.FAILED, "outputs": {"error": message}, "updated_at": utc_now()}
+                    )
+                    store.finish_activity(run_id, index, failed, expected=[Status.RUNNING, Status.WAITING])
+                step_id = record.steps[index].id if index is not None else None
+                store.transition_run(record, Status.FAILED, error=RunError(message=message, step_id=step_id))
+        except TransitionRejected:
+            continue  # it moved meanwhile: read again (usually it is terminal now)
+        log.warning("run settled by the reconciler",
+                    extra={"run_id": run_id, "execution_status": execution_status, "was": record.status.value})
+        return True
+    return False
+
+
+def _failure_message(execution_status: str | None) -> str:
+    # Only the status, never the execution's error cause: a cause is free text that was
+    # not masked against the run's envs.
+    if execution_status == "TIMED_OUT":
+        return "the run's execution timed out"
+    if execution_status is None:
+        return "the run's execution never started"
+    if execution_status == "FAILED":
+        return "the run's execution failed"
+    return f"the run's execution ended ({execution_status}) before the run did"
+
+
+def _iso(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _logger() -> Any:
+    from workflow_runs_step_runner._log import get_logger
+
+    return get_logger()
+
+
+@lru_cache(maxsize=1)
+def collaborators() -> dict[str, Any]:
+    from workflow_runs.orchestrator import StepFunctionsOrchestrator
+    from workflow_runs.settings import get_settings
+    from workflow_runs.store import RunStore
+
+    settings = get_settings()
+    if not settings.state_machine_arn:
+        raise RuntimeError("missing required setting: STATE_MACHINE_ARN")
+    return {
+        "store": RunStore(settings),
+        "orchestrator": StepFunctionsOrchestrator(settings.state_machine_arn),
+        "stale_after_seconds": settings.reconcile_after_seconds,
+    }
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    return reconcile(event, **collaborators())

@@ -1,0 +1,383 @@
+"""One invocation of the step runner: advance one run by one step.
+
+The state machine only carries `{runId}`; everything else (the workflow's steps, which of
+them completed, the attempt history) is read from the run's partition in ONE Query, so an
+invocation can always tell from the store where the run stands. Every write is conditional:
+status writes on the old status, activity writes on the run not being terminal. That is
+what makes a late step after a cancel (StopExecution does not stop a running Lambda), a
+repeated invocation, or a race with the reconciler harmless.
+
+Events (from infra/state_machine.asl.json or the local orchestrator):
+  {"runId": …, "attempt": <$$.State.RetryCount, 0-based>}         run the next step
+  {"action": "fail", "runId": …, "cause": {"Error": …, "Cause": …}}  the Catch path
+Reply: {"runId", "next": "step" | "wait" | "done" | "failed", "waitSeconds"}.
+
+DynamoDB writes per step (besides thinking): the activity as `running`, its end
+(`completed` / `failed` / `waiting`), and at most one run status change (→ running on the
+first step, → completed on the last, → failed, → waiting).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from workflow_runs.errors import NotFound, TransitionRejected
+from workflow_runs.models import MAX_ATTEMPTS_CEILING, ActivityRun, RunError, Status, Step, utc_now
+from workflow_runs.settings import Settings
+from workflow_runs.store import RunRecord, RunStore
+
+from workflow_runs_step_runner.steps.base import StepContext, StepError
+
+NEXT_STEP = "step"
+NEXT_WAIT = "wait"
+NEXT_DONE = "done"
+NEXT_FAILED = "failed"
+
+MAX_ERROR_CHARS = 2000
+# The Wait state ends at least `seconds` after the runner wrote `waiting`; a resume that
+# comes earlier than that (minus clock skew) is a repeated invocation, not the end of the wait.
+WAIT_CLOCK_TOLERANCE_SECONDS = 1.0
+
+
+class StepRetryableError(Exception):
+    """A step failed retryably and has attempts left.
+
+    Its class name is the contract: Lambda reports it as the error type, which becomes the
+    Task state's Error, which the ASL's Retry matches (`ErrorEquals: ["StepRetryableError"]`).
+    """
+
+
+class Registry(Protocol):
+    def get(self, type_name: str) -> Any: ...
+
+
+class _LostRace(Exception):
+    """A conditional status write lost: re-read the run and decide again."""
+
+
+def run_step(
+    event: dict[str, Any],
+    *,
+    settings: Settings,
+    store: RunStore,
+    sealer: Any,
+    registry: Registry | None = None,
+    logger: Any = None,
+) -> dict[str, Any]:
+    """Handle one state machine event. Collaborators are injected (the Lambda handler
+    builds them from cached factories; tests pass DynamoDB Local stores)."""
+    if registry is None:
+        from workflow_runs_step_runner.steps import registry as default_registry
+
+        registry = default_registry
+    if logger is None:
+        from workflow_runs_step_runner._log import get_logger
+
+        logger = get_logger()
+    invocation = _Invocation(settings=settings, store=store, sealer=sealer, registry=registry, logger=logger)
+    run_id = event["runId"]
+    if event.get("action") == "fail":
+        return invocation.record_failure(run_id, event.get("cause") or {})
+    return invocation.advance(run_id, int(event.get("attempt") or 0))
+
+
+def activity_run_id(run_id: str, step_index: int, attempt: int) -> str:
+    """Deterministic, so a repeated invocation rewrites the same activity run."""
+    try:
+        namespace = uuid.UUID(run_id)
+    except ValueError:
+        namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"workflow-run:{run_id}")
+    return str(uuid.uuid5(namespace, f"{step_index}:{attempt}"))
+
+
+def _reply(run_id: str, next_: str, wait_seconds: int = 0) -> dict[str, Any]:
+    return {"runId": run_id, "next": next_, "waitSeconds": int(wait_seconds)}
+
+
+class _Invocation:
+    def __init__(self, *, settings: Settings, store: RunStore, sealer: Any, registry: Registry, logger: Any):
+        self.settings = settings
+        self.store = store
+        self.sealer = sealer
+        self.registry = registry
+        self.log = logger
+        self._env: dict[str, str] = {}
+        self.secrets: list[str] = []
+
+    # ------------------------------------------------------------------ normal path
+
+    def advance(self, run_id: str, retry_count: int) -> dict[str, Any]:
+        # A lost race means another writer moved the run (a cancel, the reconciler, a
+        # repeated invocation): read again and act on what is stored now, never overwrite.
+        for _ in range(3):
+            record = self._load(run_id)
+            if record is None or record.status.terminal:
+                self.log.info("run is terminal; nothing to do", extra={"run_id": run_id,
+                              "status": record.status.value if record else None})
+                return _reply(run_id, NEXT_DONE)
+            try:
+                return self._advance(record, retry_count)
+            except _LostRace:
+                continue
+        raise RuntimeError(f"run {run_id} keeps changing under the step runner")
+
+    def _advance(self, record: RunRecord, retry_count: int) -> dict[str, Any]:
+        self._unseal(record)
+        index_of = {s.id: i for i, s in enumerate(record.steps)}
+        waiting = next((a for a in record.run.activity_runs if a.status is Status.WAITING), None)
+        if waiting is not None:
+            record, early = self._resume_after_wait(record, waiting, index_of[waiting.step_id])
+            if early is not None:
+                return early
+        index = _next_step_index(record)
+        if index is None:
+            return self._complete(record)
+        record = self._ensure_status(record, Status.RUNNING)
+        return self._run(record, index, attempt=retry_count + 1)
+
+    def _resume_after_wait(self, record: RunRecord, waiting: ActivityRun, index: int):
+        remaining = _remaining_wait(record.steps[index], waiting)
+        if remaining > WAIT_CLOCK_TOLERANCE_SECONDS:
+            # A repeated invocation of the wait step itself (e.g. a Lambda service retry):
+            # keep waiting for what is left instead of cutting the wait short.
+            return record, _reply(record.id, NEXT_WAIT, math.ceil(remaining))
+        closed = waiting.model_copy(update={"status": Status.COMPLETED, "updated_at": utc_now()})
+        if not self.store.finish_activity(record.id, index, closed, expected=[Status.WAITING]):
+            raise _LostRace
+        self.log.info("wait ended", extra={"run_id": record.id, "step_id": waiting.step_id})
+        activities = [closed if a.id == waiting.id else a for a in record.run.activity_runs]
+        return _with_activities(record, activities), None
+
+    def _run(self, record: RunRecord, index: int, attempt: int) -> dict[str, Any]:
+        run_id, step = record.id, record.steps[index]
+        now = utc_now()
+        activity = ActivityRun(
+            id=activity_run_id(run_id, index, attempt), step_id=step.id, step_name=step.name,
+            status=Status.RUNNING, attempt=attempt, created_at=now, updated_at=now,
+        )
+        if not self.store.put_activity(run_id, index, activity):
+            return _reply(run_id, NEXT_DONE)  # the run ended (cancelled) before the step began
+        log_keys = {"run_id": run_id, "step_id": step.id, "step_type": step.type, "attempt": attempt}
+        self.log.info("step started", extra=log_keys)
+        try:
+            outcome = self.registry.get(step.type).run(self._context(record, step, activity))
+        except StepError as exc:
+            return self._step_failed(record, index, activity, self._mask(exc.message), exc.retryable)
+        except Exception as exc:  # noqa: BLE001 - a bug in a step type must still end the step cleanly
+            self.log.error("step raised unexpectedly", extra={**log_keys, "error_type": type(exc).__name__,
+                                                              "error": self._mask(str(exc))[:MAX_ERROR_CHARS]})
+            message = f"step {step.id} failed unexpectedly ({type(exc).__name__})"
+            return self._step_failed(record, index, activity, message, retryable=False)
+
+        outputs = self._mask(dict(outcome.outputs or {}))
+        if outcome.wait_seconds:
+            parked = activity.model_copy(update={"status": Status.WAITING, "outputs": outputs, "updated_at": utc_now()})
+            if not self.store.finish_activity(run_id, index, parked, expected=[Status.RUNNING]):
+                return self._after_rejected_finish(run_id)
+            try:
+                self.store.transition_run(record, Status.WAITING)
+            except TransitionRejected:
+                return _reply(run_id, NEXT_DONE)  # only a terminal move can beat running → waiting
+            self.log.info("step waiting", extra={**log_keys, "wait_seconds": outcome.wait_seconds})
+            return _reply(run_id, NEXT_WAIT, outcome.wait_seconds)
+
+        done = activity.model_copy(update={"status": Status.COMPLETED, "outputs": outputs, "updated_at": utc_now()})
+        if not self.store.finish_activity(run_id, index, done, expected=[Status.RUNNING]):
+            return self._after_rejected_finish(run_id)
+        self.log.info("step completed", extra=log_keys)
+        if index == len(record.steps) - 1:
+            try:
+                self.store.transition_run(record, Status.COMPLETED)
+                self.log.info("run completed", extra={"run_id": run_id})
+            except TransitionRejected:
+                pass  # cancelled or failed meanwhile: that status stands
+            return _reply(run_id, NEXT_DONE)
+        return _reply(run_id, NEXT_STEP)
+
+    def _step_failed(
+        self, record: RunRecord, index: int, activity: ActivityRun, message: str, retryable: bool
+    ) -> dict[str, Any]:
+        run_id, step = record.id, record.steps[index]
+        message = message[:MAX_ERROR_CHARS]
+        failed = activity.model_copy(
+            update={"status": Status.FAILED, "outputs": {"error": message}, "updated_at": utc_now()}
+        )
+        if not self.store.finish_activity(run_id, index, failed, expected=[Status.RUNNING]):
+            return self._after_rejected_finish(run_id)
+        max_attempts = min(step.retry.max_attempts, MAX_ATTEMPTS_CEILING)
+        log_keys = {"run_id": run_id, "step_id": step.id, "attempt": activity.attempt, "max_attempts": max_attempts}
+        if retryable and activity.attempt < max_attempts:
+            self.log.warning("step failed; the state machine retries it", extra={**log_keys, "error": message})
+            raise StepRetryableError(message)
+        self.log.warning("step failed; the run fails", extra={**log_keys, "error": message})
+        try:
+            self.store.transition_run(record, Status.FAILED, error=RunError(message=message, step_id=step.id))
+        except TransitionRejected:
+            return _reply(run_id, NEXT_DONE)  # it ended otherwise meanwhile (cancelled)
+        return _reply(run_id, NEXT_FAILED)
+
+    def _after_rejected_finish(self, run_id: str) -> dict[str, Any]:
+        """An activity write was refused: the run ended meanwhile (the usual case: a cancel
+        while the step ran) — or, rarely, another invocation moved the activity on."""
+        status = self.store.run_status(run_id)
+        if status is None or status.terminal:
+            self.log.info("run ended while its step ran; result discarded",
+                          extra={"run_id": run_id, "status": status.value if status else None})
+            return _reply(run_id, NEXT_DONE)
+        return _reply(run_id, NEXT_STEP)  # let the next invocation decide from the store
+
+    def _complete(self, record: RunRecord) -> dict[str, Any]:
+        # Every step completed but the run did not move yet (e.g. the run ended on a wait
+        # step, or an earlier invocation stopped between two writes).
+        if record.status is not Status.COMPLETED:
+            try:
+                self.store.transition_run(record, Status.COMPLETED)
+            except TransitionRejected:
+                raise _LostRace from None
+        return _reply(record.id, NEXT_DONE)
+
+    def _ensure_status(self, record: RunRecord, status: Status) -> RunRecord:
+        if record.status is status:
+            return record
+        try:
+            return self.store.transition_run(record, status)
+        except TransitionRejected:
+            raise _LostRace from None
+
+    def _context(self, record: RunRecord, step: Step, activity: ActivityRun) -> StepContext:
+        earlier = {
+            a.step_id: {"outputs": a.outputs or {}}
+            for a in record.run.activity_runs
+            if a.status is Status.COMPLETED
+        }
+        seq = iter(range(1, 1_000_000))
+
+        def emit_thinking(text: str) -> None:
+            if text:
+                self.store.put_thinking(record.id, activity.id, step.id, next(seq), self._mask(text))
+
+        return StepContext(
+            run_id=record.id,
+            activity_run_id=activity.id,
+            step=step,
+            attempt=activity.attempt,
+            inputs={i.name: i.value for i in record.run.inputs},
+            steps=earlier,
+            env=dict(self._env),
+            settings=self.settings,
+            emit_thinking=emit_thinking,
+        )
+
+    # ------------------------------------------------------------------ Catch path
+
+    def record_failure(self, run_id: str, cause: dict[str, Any]) -> dict[str, Any]:
+        """The state machine caught an error it will not retry: the run fails with the step in
+        flight, unless it already ended (then this changes nothing)."""
+        for _ in range(3):
+            record = self._load(run_id)
+            if record is None or record.status.terminal:
+                return _reply(run_id, NEXT_FAILED)
+            try:
+                self._unseal(record)
+            except Exception:  # noqa: BLE001 - the run must fail even when its envs cannot be read
+                self.secrets = []
+            message = self._mask(_describe_cause(cause))[:MAX_ERROR_CHARS]
+            index, open_activity = in_flight(record)
+            if open_activity is not None:
+                failed = open_activity.model_copy(
+                    update={"status": Status.FAILED, "outputs": {"error": message}, "updated_at": utc_now()}
+                )
+                self.store.finish_activity(run_id, index, failed, expected=[Status.RUNNING, Status.WAITING])
+            step_id = record.steps[index].id if index is not None else None
+            try:
+                self.store.transition_run(record, Status.FAILED, error=RunError(message=message, step_id=step_id))
+            except TransitionRejected:
+                continue
+            self.log.warning("run failed by the state machine's Catch",
+                             extra={"run_id": run_id, "step_id": step_id, "error": message})
+            return _reply(run_id, NEXT_FAILED)
+        return _reply(run_id, NEXT_FAILED)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _load(self, run_id: str) -> RunRecord | None:
+        try:
+            return self.store.get_run_record(run_id)
+        except NotFound:
+            self.log.warning("run not found", extra={"run_id": run_id})
+            return None
+
+    def _unseal(self, record: RunRecord) -> None:
+        self._env = {}
+        if record.sealed_envs:
+            # An envs blob that cannot be opened is not retryable and must fail the run:
+            # raising here reaches the Catch, whose RecordFailure does exactly that.
+            self._env = dict(self.sealer.unseal(record.sealed_envs, record.id))
+        self.secrets = [v for v in self._env.values() if isinstance(v, str) and v]
+
+    def _mask(self, value: Any) -> Any:
+        if not self.secrets:
+            return value
+        from workflow_runs.secrets import mask
+
+        return mask(value, self.secrets)
+
+
+def _next_step_index(record: RunRecord) -> int | None:
+    completed = {a.step_id for a in record.run.activity_runs if a.status is Status.COMPLETED}
+    return next((i for i, s in enumerate(record.steps) if s.id not in completed), None)
+
+
+def in_flight(record: RunRecord) -> tuple[int | None, ActivityRun | None]:
+    """The step the run was at: its open activity run if any, else the first step not completed."""
+    index_of = {s.id: i for i, s in enumerate(record.steps)}
+    open_runs = [a for a in record.run.activity_runs if a.status in (Status.RUNNING, Status.WAITING)]
+    if open_runs:
+        latest = max(open_runs, key=lambda a: (index_of.get(a.step_id, -1), a.attempt))
+        return index_of.get(latest.step_id), latest
+    return _next_step_index(record), None
+
+
+def _remaining_wait(step: Step, waiting: ActivityRun) -> float:
+    seconds = step.config.get("seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        seconds = (waiting.outputs or {}).get("seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return 0.0
+    since = datetime.strptime(waiting.updated_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return seconds - (datetime.now(UTC) - since).total_seconds()
+
+
+def _with_activities(record: RunRecord, activities: list[ActivityRun]) -> RunRecord:
+    return RunRecord(
+        run=record.run.model_copy(update={"activity_runs": activities}),
+        tenant=record.tenant,
+        workflow_version=record.workflow_version,
+        steps=record.steps,
+        sealed_envs=record.sealed_envs,
+        execution_started=record.execution_started,
+    )
+
+
+def _describe_cause(cause: dict[str, Any]) -> str:
+    """A readable message from a Catch's {Error, Cause}; Lambda errors carry a JSON Cause."""
+    error = str(cause.get("Error") or "States.Runtime")
+    raw = cause.get("Cause")
+    detail = ""
+    if isinstance(raw, str) and raw:
+        try:
+            parsed = json.loads(raw)
+            detail = str(parsed.get("errorMessage") or "") if isinstance(parsed, dict) else raw
+        except ValueError:
+            detail = raw
+    elif isinstance(raw, dict):
+        detail = str(raw.get("errorMessage") or "")
+    if error == StepRetryableError.__name__:
+        return detail or "the step failed after its last attempt"
+    if error == "States.Timeout" or error.endswith("Timedout"):
+        return "the step timed out"
+    return f"the step runner failed ({error})" + (f": {detail}" if detail else "")

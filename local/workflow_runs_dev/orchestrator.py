@@ -1,0 +1,241 @@
+"""The local orchestrator: `infra/state_machine.asl.json` followed in-process, for `workflow-runs dev`.
+
+It implements the orchestrator port (start / stop / describe) and drives each run the way
+the state machine does, calling the real step runner (`run_step`) in a worker thread:
+
+  RunStep ── its reply's `next` ──> step: RunStep again · wait: sleep waitSeconds, RunStep ·
+                                    done: SUCCEEDED · failed: FAILED
+  RunStep raises StepRetryableError → retried with `attempt` = the retry count (RetryCount
+  semantics) after IntervalSeconds·BackoffRate^n, capped, with full jitter
+  any other error (or retries exhausted) → Catch → the `action: fail` invocation → FAILED
+
+Stop behaves like StopExecution: the execution is ABORTED at once, a step in flight runs to
+its end (as a Lambda would) and its conditional writes find the run cancelled; a wait or a
+backoff ends immediately. Like the EventBridge rule of the stack, an execution that ends
+FAILED, TIMED_OUT or ABORTED is handed to the reconciler, which settles a run left open.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import random
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger("workflow_runs_dev.orchestrator")
+
+RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED = "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """One ASL retrier. `max_attempts` counts retries, as the ASL's MaxAttempts does."""
+
+    errors: tuple[str, ...]
+    interval_seconds: float
+    backoff_rate: float
+    max_delay_seconds: float
+    max_attempts: int
+    jitter: str = "FULL"
+
+    def matches(self, error_name: str) -> bool:
+        return "States.ALL" in self.errors or error_name in self.errors
+
+    def delay(self, retry_count: int, rng: random.Random) -> float:
+        """Seconds before retry number `retry_count + 1` (how Step Functions computes it)."""
+        interval = min(self.interval_seconds * self.backoff_rate**retry_count, self.max_delay_seconds)
+        return rng.uniform(0, interval) if self.jitter == "FULL" else interval
+
+
+# The same numbers as infra/state_machine.asl.json (tests/unit/test_local_orchestrator.py
+# keeps them equal). The ASL's retrier for Lambda service errors has no local counterpart.
+STEP_RETRY = RetryPolicy(("StepRetryableError",), 2, 2.0, 300, 9)
+RECORD_FAILURE_RETRY = RetryPolicy(("States.ALL",), 1, 2.0, 30, 3)
+
+Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass
+class _Execution:
+    run_id: str
+    status: str = RUNNING
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def end(self, status: str) -> str:
+        with self.lock:
+            if self.status == RUNNING:
+                self.status = status
+            return self.status
+
+    def abort(self) -> None:
+        self.end(ABORTED)
+        self.stop_requested.set()
+
+
+class LocalOrchestrator:
+    def __init__(
+        self,
+        *,
+        settings: Any = None,
+        store: Any = None,
+        sealer: Any = None,
+        invoke: Invoke | None = None,
+        retry_interval_scale: float = 1.0,
+        max_workers: int = 8,
+        on_execution_end: Callable[[str, str], None] | None = None,
+        rng: random.Random | None = None,
+    ):
+        """`invoke` is the step runner (default: `run_step` with these settings, store and
+        sealer); `retry_interval_scale` multiplies every backoff (tests use 0.001);
+        `on_execution_end(run_id, status)` is called for FAILED / TIMED_OUT / ABORTED
+        (default: the reconciler settles the run, as the stack's EventBridge rule does)."""
+        if invoke is None:
+            if settings is None or store is None:
+                raise TypeError("LocalOrchestrator needs invoke=…, or settings= and store=")
+            invoke = _step_runner(settings, store, sealer)
+        if on_execution_end is None and store is not None:
+            on_execution_end = functools.partial(_settle, store)
+        self._invoke = invoke
+        self._scale = retry_interval_scale
+        self._on_end = on_execution_end
+        self._rng = rng or random.Random()
+        self._executions: dict[str, _Execution] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="local-execution")
+
+    # ------------------------------------------------------------------ the port
+
+    def start(self, run_id: str) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the local orchestrator is shut down")
+            if run_id in self._executions:
+                return  # the execution name is the run id: a repeated start starts nothing
+            execution = self._executions[run_id] = _Execution(run_id)
+        # Queued behind max_workers, an execution already counts as RUNNING, as in AWS.
+        self._pool.submit(self._execute, execution)
+
+    def stop(self, run_id: str, reason: str | None = None) -> bool:
+        execution = self._executions.get(run_id)
+        if execution is None:
+            return False
+        execution.abort()
+        logger.info("execution stopped", extra={"run_id": run_id, "reason": reason})
+        return True
+
+    def describe(self, run_id: str) -> str | None:
+        execution = self._executions.get(run_id)
+        return execution.status if execution else None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def join(self, run_id: str, timeout: float | None = None) -> str | None:
+        """Wait until the run's worker has finished (an ABORTED execution's in-flight step
+        included); the final status, or None when there is no such execution."""
+        execution = self._executions.get(run_id)
+        if execution is None:
+            return None
+        if not execution.finished.wait(timeout):
+            raise TimeoutError(f"execution {run_id} still working after {timeout}s")
+        return execution.status
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Ctrl-C: start nothing more, end waits and backoffs now, let steps in flight finish.
+        Runs left open are the reconciler's to settle on a later start, as in AWS."""
+        with self._lock:
+            self._closed = True
+            executions = list(self._executions.values())
+        for execution in executions:
+            execution.abort()
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+        if wait:  # every worker has returned; executions still queued were never started
+            for execution in executions:
+                execution.finished.set()
+
+    # ------------------------------------------------------------------ the state machine
+
+    def _execute(self, execution: _Execution) -> None:
+        try:
+            status = self._drive(execution)
+        except Exception:
+            logger.exception("execution crashed", extra={"run_id": execution.run_id})
+            status = FAILED
+        status = execution.end(status)
+        try:
+            if status in (FAILED, TIMED_OUT, ABORTED) and self._on_end is not None and not self._closed:
+                self._on_end(execution.run_id, status)
+        except Exception:
+            logger.exception("settling the run failed", extra={"run_id": execution.run_id})
+        finally:
+            execution.finished.set()
+
+    def _drive(self, execution: _Execution) -> str:
+        run_id = execution.run_id
+        while True:
+            if execution.stop_requested.is_set():
+                return ABORTED
+            # RunStep, with its Retry; RetryCount restarts each time the state is entered.
+            retry_count = 0
+            while True:
+                try:
+                    reply = self._invoke({"runId": run_id, "attempt": retry_count})
+                    break
+                except Exception as exc:  # noqa: BLE001 - every error is a Task failure here
+                    error_name = type(exc).__name__
+                    if execution.stop_requested.is_set():
+                        return ABORTED
+                    if STEP_RETRY.matches(error_name) and retry_count < STEP_RETRY.max_attempts:
+                        delay = STEP_RETRY.delay(retry_count, self._rng) * self._scale
+                        retry_count += 1
+                        if execution.stop_requested.wait(delay):
+                            return ABORTED
+                        continue
+                    return self._record_failure(execution, exc)
+            if execution.stop_requested.is_set():
+                return ABORTED  # stopped while the step ran: its reply goes nowhere
+            route = reply.get("next")
+            if route == "step":
+                continue
+            if route == "wait":
+                if execution.stop_requested.wait(max(0, int(reply.get("waitSeconds") or 0))):
+                    return ABORTED
+                continue
+            return SUCCEEDED if route == "done" else FAILED  # "failed" and anything else: StepFailed
+
+    def _record_failure(self, execution: _Execution, exc: Exception) -> str:
+        """The Catch: States.ALL → RecordFailure (with its own Retry) → the Fail state."""
+        error_name = type(exc).__name__
+        cause = {"Error": error_name, "Cause": json.dumps({"errorType": error_name, "errorMessage": str(exc)})}
+        event = {"action": "fail", "runId": execution.run_id, "cause": cause}
+        for retry_count in range(RECORD_FAILURE_RETRY.max_attempts + 1):
+            try:
+                self._invoke(event)
+                break
+            except Exception:
+                logger.exception("RecordFailure failed", extra={"run_id": execution.run_id})
+                if retry_count == RECORD_FAILURE_RETRY.max_attempts:
+                    break
+                if execution.stop_requested.wait(RECORD_FAILURE_RETRY.delay(retry_count, self._rng) * self._scale):
+                    return ABORTED
+        return FAILED
+
+
+def _step_runner(settings: Any, store: Any, sealer: Any) -> Invoke:
+    from workflow_runs_step_runner.handler import LazySealer
+    from workflow_runs_step_runner.runner import run_step
+
+    return functools.partial(run_step, settings=settings, store=store, sealer=sealer or LazySealer(settings))
+
+
+def _settle(store: Any, run_id: str, status: str) -> None:
+    from workflow_runs_step_runner.reconciler import settle
+
+    settle(store, run_id, status)

@@ -1,0 +1,344 @@
+"""The real state machine (infra/state_machine.asl.json) run by moto's Step Functions
+interpreter, each Lambda task answered by the real step runner, which reads and writes
+DynamoDB Local. Retries are instant (the interpreter's sleep is recorded, not slept)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from workflow_runs.models import RunInput, Status, WorkflowDefinition
+from workflow_runs.secrets import get_sealer
+from workflow_runs.settings import Settings, get_settings
+from workflow_runs.store import NewRun, RunStore, dynamodb_client
+from workflow_runs_dev.orchestrator import LocalOrchestrator
+from workflow_runs_step_runner import handler as step_runner
+from workflow_runs_step_runner.runner import run_step
+from workflow_runs_step_runner.steps import registry as real_registry
+from workflow_runs_step_runner.steps.base import StepError, StepOutcome
+
+from tests.integration.sfn_harness import Machine, state_machine
+
+pytestmark = pytest.mark.dynamodb_local
+
+TENANT = "t1"
+TRANSFORM_A = {"id": "a", "type": "transform", "config": {"output": "{{ inputs.topic }}"}}
+TRANSFORM_B = {"id": "b", "type": "transform", "config": {"output": {"echo": "{{ steps.a.outputs.value }}!"}}}
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+class ScriptedServer:
+    """A loopback HTTP server answering the status codes of its script, the last one forever."""
+
+    def __init__(self, *statuses: int):
+        self.statuses = list(statuses)
+        self.requests = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests += 1
+                status = server.statuses.pop(0) if len(server.statuses) > 1 else server.statuses[0]
+                body = b'{"ok": true}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/ping"
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Any]:
+    servers: list[ScriptedServer] = []
+
+    def make(*statuses: int) -> ScriptedServer:
+        servers.append(ScriptedServer(*statuses))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def lambda_settings(local_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The step runner's Lambda environment, as the stack sets it (plus loopback allowed for
+    the test's HTTP server); the real handler builds its collaborators from it."""
+    env = {
+        "RUNS_TABLE": local_settings.runs_table,
+        "EVENTS_TABLE": local_settings.events_table,
+        "DYNAMODB_ENDPOINT_URL": local_settings.dynamodb_endpoint_url,
+        "LOCAL_SECRET_KEY": local_settings.local_secret_key,
+        "HTTP_STEP_ALLOWED_HOSTS": "127.0.0.1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    dynamodb_client.cache_clear()
+    step_runner.collaborators.cache_clear()
+    # Built now, outside mock_aws: moto swaps the credentials in the environment, and DynamoDB
+    # Local keeps one database per access key, so a client made inside the mock sees no tables.
+    step_runner.collaborators()
+    yield get_settings()
+    get_settings.cache_clear()
+    dynamodb_client.cache_clear()
+    step_runner.collaborators.cache_clear()
+
+
+def new_run(store: RunStore, steps: list[dict], inputs: dict[str, Any] | None = None) -> str:
+    inputs = inputs if inputs is not None else {"topic": "tides"}
+    definition = WorkflowDefinition.model_validate({
+        "name": "Integration", "inputs": [{"name": n, "type": "string"} for n in inputs], "steps": steps})
+    workflow = store.put_workflow(TENANT, str(uuid.uuid4()), definition)
+    run_id = str(uuid.uuid4())
+    store.create_run(NewRun(run_id=run_id, tenant=TENANT, workflow=workflow,
+                            inputs=[RunInput(name=k, value=v) for k, v in inputs.items()]))
+    return run_id
+
+
+def wait_for_status(store: RunStore, run_id: str, status: Status, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while store.run_status(run_id) is not status:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} never became {status.value}")
+        time.sleep(0.02)
+
+
+def activities(store: RunStore, run_id: str) -> list[tuple[str, str, int]]:
+    return [(a.step_id, a.status.value, a.attempt) for a in store.get_run(TENANT, run_id).activity_runs]
+
+
+def assert_transitions_bounded(machine: Machine, arn: str, steps: int) -> list[str]:
+    entered = machine.entered_states(arn)
+    assert len(entered) <= 2 * steps + 4, entered
+    return entered
+
+
+# ---------------------------------------------------------------------------- the cases
+
+
+def test_run_succeeds_with_two_transitions_per_step(lambda_settings, local_store):
+    run_id = new_run(local_store, [TRANSFORM_A, TRANSFORM_B])
+
+    with state_machine(step_runner.handler) as machine:
+        arn, status = machine.run(run_id)
+        entered = assert_transitions_bounded(machine, arn, steps=2)
+
+    assert status == "SUCCEEDED"
+    assert entered == ["RunStep", "Route", "RunStep", "Route", "Done"]
+    run = local_store.get_run(TENANT, run_id)
+    assert run.status is Status.COMPLETED
+    assert [a.outputs for a in run.activity_runs] == [{"value": "tides"}, {"echo": "tides!"}]
+
+
+def test_retryable_http_failure_is_retried_and_succeeds_as_attempt_two(lambda_settings, local_store,
+                                                                       server_factory):
+    server = server_factory(503, 200)
+    run_id = new_run(local_store, [{"id": "fetch", "type": "http", "config": {"url": server.url},
+                                    "retry": {"maxAttempts": 3}}, TRANSFORM_A])
+
+    with state_machine(step_runner.handler) as machine:
+        arn, status = machine.run(run_id)
+        entered = assert_transitions_bounded(machine, arn, steps=2)
+        attempts = [e["attempt"] for e in machine.router.events]
+        slept = list(machine.slept)
+
+    assert status == "SUCCEEDED"
+    assert len(slept) == 1 and 0 <= slept[0] <= 2  # IntervalSeconds 2, full jitter
+    assert attempts == [0, 1, 0]  # $$.State.RetryCount, restarted for the next step
+    assert entered.count("RunStep") == 2  # a retry happens inside the state, not as a transition
+    assert activities(local_store, run_id) == [
+        ("fetch", "failed", 1), ("fetch", "completed", 2), ("a", "completed", 1)]
+    assert server.requests == 2
+
+
+def test_exhausted_retries_fail_the_run_at_the_steps_max_attempts(lambda_settings, local_store, server_factory):
+    server = server_factory(503)
+    run_id = new_run(local_store, [{"id": "fetch", "type": "http", "config": {"url": server.url},
+                                    "retry": {"maxAttempts": 3}}, TRANSFORM_A])
+
+    with state_machine(step_runner.handler) as machine:
+        arn, status = machine.run(run_id)
+        assert_transitions_bounded(machine, arn, steps=2)
+        slept = list(machine.slept)
+
+    assert status == "FAILED"
+    # Two retries, then the runner itself ends the run on the step's last attempt (no third retry).
+    assert len(slept) == 2 and 0 <= slept[1] <= 4
+    run = local_store.get_run(TENANT, run_id)
+    assert (run.status, run.error.step_id) == (Status.FAILED, "fetch")
+    assert "503" in run.error.message
+    assert activities(local_store, run_id) == [("fetch", "failed", 1), ("fetch", "failed", 2), ("fetch", "failed", 3)]
+
+
+def test_fail_step_fails_the_run_and_no_later_step_runs(lambda_settings, local_store):
+    run_id = new_run(local_store, [TRANSFORM_A, {"id": "guard", "type": "fail", "config": {"message": "stop here"}},
+                                   TRANSFORM_B])
+
+    with state_machine(step_runner.handler) as machine:
+        _, status = machine.run(run_id)
+
+    assert status == "FAILED"
+    run = local_store.get_run(TENANT, run_id)
+    assert (run.status, run.error.message, run.error.step_id) == (Status.FAILED, "stop here", "guard")
+    assert activities(local_store, run_id) == [("a", "completed", 1), ("guard", "failed", 1)]
+
+
+def test_unhandled_runner_error_is_caught_and_fails_the_run(lambda_settings, local_store):
+    run_id = new_run(local_store, [TRANSFORM_A])
+
+    def crashing_then_real(event: dict) -> dict:
+        if event.get("action") != "fail":
+            raise RuntimeError("out of memory, say")
+        return step_runner.handler(event)
+
+    with state_machine(crashing_then_real) as machine:
+        arn, status = machine.run(run_id)
+        entered = machine.entered_states(arn)
+
+    assert status == "FAILED"
+    assert entered == ["RunStep", "RecordFailure", "StepFailed"]
+    error = local_store.get_run(TENANT, run_id).error
+    assert (error.message, error.step_id) == ("the step runner failed (RuntimeError): out of memory, say", "a")
+
+
+def test_wait_step_shows_waiting_then_completes(lambda_settings, local_store):
+    run_id = new_run(local_store, [TRANSFORM_A, {"id": "pause", "type": "wait", "config": {"seconds": 1}},
+                                   TRANSFORM_B])
+
+    with state_machine(step_runner.handler) as machine:
+        arn = machine.start(run_id)
+        wait_for_status(local_store, run_id, Status.WAITING)
+        during = activities(local_store, run_id)
+        status = machine.wait_until_ended(arn)
+        entered = assert_transitions_bounded(machine, arn, steps=3)
+
+    assert during == [("a", "completed", 1), ("pause", "waiting", 1)]
+    assert status == "SUCCEEDED"
+    assert entered == ["RunStep", "Route", "RunStep", "Route", "Wait", "RunStep", "Route", "Done"]
+    assert local_store.get_run(TENANT, run_id).status is Status.COMPLETED
+    assert activities(local_store, run_id) == [("a", "completed", 1), ("pause", "completed", 1),
+                                               ("b", "completed", 1)]
+
+
+def test_stop_during_a_wait_cancels_and_the_run_stays_cancelled(lambda_settings, local_store):
+    wait_seconds = 2
+    run_id = new_run(local_store, [{"id": "pause", "type": "wait", "config": {"seconds": wait_seconds}},
+                                   TRANSFORM_A])
+
+    with state_machine(step_runner.handler) as machine:
+        arn = machine.start(run_id)
+        wait_for_status(local_store, run_id, Status.WAITING)
+        waiting_since = time.monotonic()
+        # The API's cancel: the store first (the truth every step write checks), then the execution.
+        record = local_store.get_run_record(run_id)
+        cancelled = local_store.transition_run(record, Status.CANCELLED, cancel_reason="changed my mind")
+        local_store.cancel_open_activities(run_id, cancelled.run.activity_runs, {"pause": 0, "a": 1})
+        machine.client.stop_execution(executionArn=arn, cause="changed my mind")
+        status = machine.wait_until_ended(arn)
+        time.sleep(max(0.0, wait_seconds + 0.5 - (time.monotonic() - waiting_since)))  # past the wait's end
+        invocations = len(machine.router.events)
+        final = machine.status(arn)
+
+    assert (status, final) == ("ABORTED", "ABORTED")
+    assert invocations == 1  # nothing ran after the stop
+    run = local_store.get_run(TENANT, run_id)
+    assert (run.status, run.cancel_reason) == (Status.CANCELLED, "changed my mind")
+    assert activities(local_store, run_id) == [("pause", "cancelled", 1)]
+
+
+# ---------------------------------------------------------------------------- parity
+
+
+class FlakyHttp:
+    """`http` that answers 503 (retryable) on its first `failures` attempts."""
+
+    def __init__(self, failures: int):
+        self.failures = failures
+
+    def run(self, ctx: Any) -> StepOutcome:
+        if ctx.attempt <= self.failures:
+            raise StepError("http: GET https://example.com answered 503", retryable=True)
+        return StepOutcome(outputs={"statusCode": 200, "attempt": ctx.attempt})
+
+
+class Registry:
+    def __init__(self, **types: Any):
+        self.types = types
+
+    def get(self, name: str) -> Any:
+        return self.types.get(name) or real_registry.get(name)
+
+
+PARITY_WORKFLOWS = {
+    "success": [TRANSFORM_A, TRANSFORM_B],
+    "retry": [{"id": "fetch", "type": "http", "config": {"url": "https://example.com"},
+               "retry": {"maxAttempts": 3}}, TRANSFORM_A],
+    "exhausted": [{"id": "fetch", "type": "http", "config": {"url": "https://example.com/flaky"},
+                   "retry": {"maxAttempts": 2}}, TRANSFORM_A],
+    "fail": [TRANSFORM_A, {"id": "guard", "type": "fail", "config": {"message": "no {{ inputs.topic }}"}}, TRANSFORM_B],
+    "wait": [{"id": "pause", "type": "wait", "config": {"seconds": 1}}, TRANSFORM_A],
+}
+
+
+class ParityHttp:
+    """Succeeds on attempt 2, except for the `/flaky` URL which never does."""
+
+    def run(self, ctx: Any) -> StepOutcome:
+        failures = 99 if ctx.step.config["url"].endswith("/flaky") else 1
+        return FlakyHttp(failures).run(ctx)
+
+
+def history(store: RunStore, run_id: str) -> dict[str, Any]:
+    """What a client sees of a run, minus ids and timestamps."""
+    run = store.get_run(TENANT, run_id)
+    return {
+        "status": run.status.value,
+        "error": run.error.dump() if run.error else None,
+        "activities": [(a.step_id, a.status.value, a.attempt, a.outputs) for a in run.activity_runs],
+    }
+
+
+def test_local_orchestrator_and_state_machine_leave_the_same_history(local_settings, local_store):
+    invoke = functools.partial(run_step, settings=local_settings, store=local_store,
+                               sealer=get_sealer(local_settings), registry=Registry(http=ParityHttp()))
+    under_moto = {name: new_run(local_store, steps) for name, steps in PARITY_WORKFLOWS.items()}
+    under_local = {name: new_run(local_store, steps) for name, steps in PARITY_WORKFLOWS.items()}
+
+    with state_machine(invoke) as machine:
+        arns = {name: machine.start(run_id) for name, run_id in under_moto.items()}
+        moto_status = {name: machine.wait_until_ended(arn) for name, arn in arns.items()}
+    local = LocalOrchestrator(invoke=invoke, store=local_store, retry_interval_scale=0.001)
+    try:
+        for run_id in under_local.values():
+            local.start(run_id)
+        local_status = {name: local.join(run_id, timeout=20) for name, run_id in under_local.items()}
+    finally:
+        local.shutdown()
+
+    assert local_status == moto_status == {
+        "success": "SUCCEEDED", "retry": "SUCCEEDED", "exhausted": "FAILED", "fail": "FAILED", "wait": "SUCCEEDED"}
+    for name in PARITY_WORKFLOWS:
+        assert history(local_store, under_local[name]) == history(local_store, under_moto[name]), name
+    assert history(local_store, under_local["retry"])["activities"][:2] == [
+        ("fetch", "failed", 1, {"error": "http: GET https://example.com answered 503"}),
+        ("fetch", "completed", 2, {"statusCode": 200, "attempt": 2})]
