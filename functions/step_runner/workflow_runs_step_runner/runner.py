@@ -136,7 +136,6 @@ class _Invocation:
         index = _next_step_index(record)
         if index is None:
             return self._complete(record)
-        record = self._ensure_status(record, Status.RUNNING)
         return self._run(record, index, attempt=retry_count + 1)
 
     def _resume_after_wait(self, record: RunRecord, waiting: ActivityRun, index: int):
@@ -159,8 +158,15 @@ class _Invocation:
             id=activity_run_id(run_id, index, attempt), step_id=step.id, step_name=step.name,
             status=Status.RUNNING, attempt=attempt, created_at=now, updated_at=now,
         )
-        if not self.store.put_activity(run_id, index, activity):
-            return _reply(run_id, NEXT_DONE)  # the run ended (cancelled) before the step began
+        if record.status is Status.RUNNING:
+            if not self.store.put_activity(run_id, index, activity):
+                return _reply(run_id, NEXT_DONE)  # the run ended (cancelled) before the step began
+        else:
+            # The run's move to running and the step's start are one transaction (one write).
+            try:
+                record = self.store.transition_run(record, Status.RUNNING, activity=(index, activity, None))
+            except TransitionRejected:
+                raise _LostRace from None
         log_keys = {"run_id": run_id, "step_id": step.id, "step_type": step.type, "attempt": attempt}
         self.log.info("step started", extra=log_keys)
         try:
@@ -176,26 +182,25 @@ class _Invocation:
         outputs = self._mask(dict(outcome.outputs or {}))
         if outcome.wait_seconds:
             parked = activity.model_copy(update={"status": Status.WAITING, "outputs": outputs, "updated_at": utc_now()})
-            if not self.store.finish_activity(run_id, index, parked, expected=[Status.RUNNING]):
-                return self._after_rejected_finish(run_id)
             try:
-                self.store.transition_run(record, Status.WAITING)
+                self.store.transition_run(record, Status.WAITING, activity=(index, parked, [Status.RUNNING]))
             except TransitionRejected:
-                return _reply(run_id, NEXT_DONE)  # only a terminal move can beat running → waiting
+                return self._after_rejected_finish(run_id)  # only a terminal move beats running → waiting
             self.log.info("step waiting", extra={**log_keys, "wait_seconds": outcome.wait_seconds})
             return _reply(run_id, NEXT_WAIT, outcome.wait_seconds)
 
         done = activity.model_copy(update={"status": Status.COMPLETED, "outputs": outputs, "updated_at": utc_now()})
+        if index == len(record.steps) - 1:
+            # The last step's end and the run's completion are one transaction.
+            try:
+                self.store.transition_run(record, Status.COMPLETED, activity=(index, done, [Status.RUNNING]))
+            except TransitionRejected:
+                return self._after_rejected_finish(run_id)  # cancelled or failed meanwhile: that stands
+            self.log.info("run completed", extra={"run_id": run_id})
+            return _reply(run_id, NEXT_DONE)
         if not self.store.finish_activity(run_id, index, done, expected=[Status.RUNNING]):
             return self._after_rejected_finish(run_id)
         self.log.info("step completed", extra=log_keys)
-        if index == len(record.steps) - 1:
-            try:
-                self.store.transition_run(record, Status.COMPLETED)
-                self.log.info("run completed", extra={"run_id": run_id})
-            except TransitionRejected:
-                pass  # cancelled or failed meanwhile: that status stands
-            return _reply(run_id, NEXT_DONE)
         return _reply(run_id, NEXT_STEP)
 
     def _step_failed(
@@ -206,18 +211,20 @@ class _Invocation:
         failed = activity.model_copy(
             update={"status": Status.FAILED, "outputs": {"error": message}, "updated_at": utc_now()}
         )
-        if not self.store.finish_activity(run_id, index, failed, expected=[Status.RUNNING]):
-            return self._after_rejected_finish(run_id)
         max_attempts = min(step.retry.max_attempts, MAX_ATTEMPTS_CEILING)
         log_keys = {"run_id": run_id, "step_id": step.id, "attempt": activity.attempt, "max_attempts": max_attempts}
         if retryable and activity.attempt < max_attempts:
+            if not self.store.finish_activity(run_id, index, failed, expected=[Status.RUNNING]):
+                return self._after_rejected_finish(run_id)
             self.log.warning("step failed; the state machine retries it", extra={**log_keys, "error": message})
             raise StepRetryableError(message)
-        self.log.warning("step failed; the run fails", extra={**log_keys, "error": message})
+        # The step's failure and the run's are one transaction.
         try:
-            self.store.transition_run(record, Status.FAILED, error=RunError(message=message, step_id=step.id))
+            self.store.transition_run(record, Status.FAILED, error=RunError(message=message, step_id=step.id),
+                                      activity=(index, failed, [Status.RUNNING]))
         except TransitionRejected:
-            return _reply(run_id, NEXT_DONE)  # it ended otherwise meanwhile (cancelled)
+            return self._after_rejected_finish(run_id)  # it ended otherwise meanwhile (cancelled)
+        self.log.warning("step failed; the run fails", extra={**log_keys, "error": message})
         return _reply(run_id, NEXT_FAILED)
 
     def _after_rejected_finish(self, run_id: str) -> dict[str, Any]:
@@ -239,14 +246,6 @@ class _Invocation:
             except TransitionRejected:
                 raise _LostRace from None
         return _reply(record.id, NEXT_DONE)
-
-    def _ensure_status(self, record: RunRecord, status: Status) -> RunRecord:
-        if record.status is status:
-            return record
-        try:
-            return self.store.transition_run(record, status)
-        except TransitionRejected:
-            raise _LostRace from None
 
     def _context(self, record: RunRecord, step: Step, activity: ActivityRun) -> StepContext:
         earlier = {

@@ -89,6 +89,10 @@ class RunRecord:
         return self.run.status
 
 
+# (step index, the activity run to write, the statuses it must have now — None for a new one)
+ActivityWrite = tuple[int, ActivityRun, Iterable[Status] | None]
+
+
 @dataclass
 class Page:
     items: list[WorkflowRunSummary]
@@ -269,11 +273,15 @@ class RunStore:
         *,
         error: RunError | None = None,
         cancel_reason: str | None = None,
+        activity: ActivityWrite | None = None,
     ) -> RunRecord:
         """Move a run from its current status to `new`, with its counters, exactly once.
 
+        `activity` rides in the same transaction (a step's start or end together with the
+        run's move), so a step costs two writes whatever it does to the run.
         Raises TransitionRejected when the stored status is no longer the one we read (or
-        the move is not allowed): the caller lost a race and must not act on the old state.
+        the move is not allowed, or the activity's own condition failed): the caller lost a
+        race and must not act on the old state.
         """
         old = record.status
         if not can_transition(old, new):
@@ -311,6 +319,8 @@ class RunStore:
             }
         ]
         writes += self._counter_updates(record.tenant, run.workflow_id, run.workflow_name or "", {new: 1, old: -1})
+        if activity is not None:
+            writes.append(self._activity_put(run.id, activity))
         try:
             self._client.transact_write_items(TransactItems=writes)
         except self._client.exceptions.TransactionCanceledException as exc:
@@ -374,19 +384,19 @@ class RunStore:
     ) -> bool:
         """Rewrite an activity run (new status, outputs) conditionally on its old status and
         on its run not being terminal. False when either no longer holds."""
-        item = _activity_item(run_id, step_index, activity)
-        expected = list(expected)
-        values = {f":e{i}": _s(s.value) for i, s in enumerate(expected)}
-        put = {
-            "Put": {
-                "TableName": self._runs,
-                "Item": item,
-                "ConditionExpression": f"#st IN ({', '.join(values)})",
-                "ExpressionAttributeNames": {"#st": "status"},
-                "ExpressionAttributeValues": values,
-            }
-        }
-        return self._write_while_run_active(run_id, put)
+        return self._write_while_run_active(run_id, self._activity_put(run_id, (step_index, activity, expected)))
+
+    def _activity_put(self, run_id: str, write: ActivityWrite) -> dict:
+        step_index, activity, expected = write
+        put: dict[str, Any] = {"TableName": self._runs, "Item": _activity_item(run_id, step_index, activity)}
+        if expected is not None:
+            values = {f":e{i}": _s(s.value) for i, s in enumerate(expected)}
+            put.update(
+                ConditionExpression=f"#st IN ({', '.join(values)})",
+                ExpressionAttributeNames={"#st": "status"},
+                ExpressionAttributeValues=values,
+            )
+        return {"Put": put}
 
     def _write_while_run_active(self, run_id: str, write: dict) -> bool:
         active = {f":a{i}": _s(s.value) for i, s in enumerate(NON_TERMINAL)}
