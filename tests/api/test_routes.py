@@ -158,3 +158,16 @@ def _request(workflow_id: str):
     from workflow_runs.service import ExecuteRequest
 
     return ExecuteRequest(workflow_id=workflow_id, inputs={"topic": "tides"})
+
+
+def test_cancel_when_stopping_fails_reports_error_but_the_run_stays_cancelled(api: Api):
+    workflow_id = api.put_workflow()
+    run_id = api.service.start_run("t1", _request(workflow_id)).id
+
+    def stop_fails(run_id: str, reason: str | None = None) -> bool:
+        raise RuntimeError("throttled")
+
+    api.orchestrator.stop = stop_fails
+    result = api.client.post(f"{RUNS}/cancel", json={"runIds": [run_id]}, headers=api.headers()).json()["results"][0]
+    assert result["status"] == "error" and "throttled" not in result["message"]
+    assert api.service.get_run("t1", run_id).status is Status.CANCELLED

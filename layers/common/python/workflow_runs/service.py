@@ -225,7 +225,8 @@ class RunService:
             return CancelResult(
                 run_id=run_id,
                 status="error",
-                message="the run is cancelled, but stopping its orchestration failed; it will be stopped by reconciliation",
+                message="the run is cancelled, but stopping its orchestration failed; "
+                "the execution ends by itself at its next step and changes nothing",
             )
         if not existed and started:
             return CancelResult(run_id=run_id, status="cancelled", message="its orchestration had already ended")
