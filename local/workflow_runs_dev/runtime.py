@@ -153,7 +153,7 @@ class LocalRuntime:
             settings=settings, store=self.store, retry_interval_scale=self.retry_interval_scale
         )
         self.service = RunService(self.store, self._orchestrator, settings)
-        self._poller = StreamPoller(settings, lambda batch: projector.handler(batch, None, store=self.store))
+        self._poller = StreamPoller(settings, lambda batch, context: projector.handler(batch, context, store=self.store))
         self._poller.start()
 
         def apps(internal: bool) -> Any:

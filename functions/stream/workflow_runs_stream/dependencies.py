@@ -1,0 +1,35 @@
+"""Collaborators of the routes, injected through FastAPI's Depends (tests override them)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import Depends, Request
+from workflow_runs.service import RunService
+from workflow_runs.settings import Settings, get_settings
+
+
+@lru_cache(maxsize=1)
+def _default_service() -> RunService:
+    from workflow_runs.orchestrator import StepFunctionsOrchestrator  # noqa: PLC0415
+    from workflow_runs.store import RunStore  # noqa: PLC0415
+
+    settings = get_settings()
+    if not settings.state_machine_arn:
+        raise RuntimeError("missing required setting: STATE_MACHINE_ARN")
+    return RunService(RunStore(settings), StepFunctionsOrchestrator(settings.state_machine_arn), settings)
+
+
+def service(request: Request) -> RunService:
+    injected = getattr(request.app.state, "service", None)
+    return injected if injected is not None else _default_service()
+
+
+def settings(request: Request) -> Settings:
+    injected = getattr(request.app.state, "settings", None)
+    return injected if injected is not None else get_settings()
+
+
+ServiceDep = Annotated[RunService, Depends(service)]
+SettingsDep = Annotated[Settings, Depends(settings)]

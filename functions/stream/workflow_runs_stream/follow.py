@@ -1,0 +1,134 @@
+"""Following one run's event log: what an SSE response streams.
+
+The reader never touches the DynamoDB stream (the event source mapping is its one reader,
+and a shard allows about two). It Queries the run's event log for `cursor > last`, with
+consistent reads: at once again while a page comes back full, every `poll_min` seconds
+while events flow, backing off (×2) to `poll_max` while the log is idle. It ends after the
+first closing event (`result` / `error`).
+
+A run it cannot follow ends with an `error` event whose `details` is a string:
+- the event log cannot be read (after a few tries);
+- the log stays idle for `close_grace` seconds while the run is already terminal (its
+  events have expired, or its projection failed) or gone.
+
+Every blocking store call runs in a worker thread; when the client goes away, the response
+cancels this generator at its next await, so no poll outlives the request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+from anyio import to_thread
+
+from .cursors import START, is_closing
+
+logger = logging.getLogger("workflow_runs.stream.follow")
+
+CLOSING_EVENTS = frozenset({"result", "error"})
+PAGE_SIZE = 100
+READ_ATTEMPTS = 4
+
+
+class EventLog(Protocol):
+    def events_after(self, run_id: str, cursor: str | None, limit: int = 100) -> list[tuple[str, str, dict]]: ...
+
+    def run_status(self, run_id: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class FollowPolicy:
+    poll_min: float = 0.05
+    poll_max: float = 1.0
+    # How long a terminal run may show no closing event before the stream gives up on it.
+    close_grace: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> FollowPolicy:
+        poll_min = max(0.001, float(settings.sse_poll_min_seconds))
+        poll_max = max(poll_min, float(settings.sse_poll_max_seconds))
+        # Ten polls at the idle pace: the projector lags by far less; a log whose events
+        # expired (TTL) stays silent forever.
+        return cls(poll_min=poll_min, poll_max=poll_max, close_grace=max(10 * poll_max, 1.0))
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    cursor: str
+    name: str
+    data: dict[str, Any]
+
+
+def cannot_follow(cursor: str, details: str, message: str = "the run cannot be followed") -> LogEvent:
+    # Its id is the last cursor delivered: a client that resumes from it loses nothing.
+    return LogEvent(cursor, "error", {"error": message, "details": details})
+
+
+async def follow(
+    log: EventLog,
+    run_id: str,
+    after: str | None,
+    policy: FollowPolicy,
+    *,
+    monotonic: Callable[[], float] = anyio.current_time,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+) -> AsyncIterator[LogEvent]:
+    cursor = after or START
+    if is_closing(cursor):
+        return  # resumed after the closing event: nothing comes after it
+    delay = policy.poll_min
+    idle_since: float | None = None
+    failures = 0
+    while True:
+        try:
+            page = await to_thread.run_sync(log.events_after, run_id, cursor, PAGE_SIZE)
+            failures = 0
+        except Exception:  # noqa: BLE001 - any store failure: retry, then tell the client
+            failures += 1
+            logger.exception("reading the event log failed", extra={"run_id": run_id, "attempt": failures})
+            if failures >= READ_ATTEMPTS:
+                yield cannot_follow(cursor, "its events could not be read; resume with Last-Event-ID")
+                return
+            await sleep(delay * 2**failures)
+            continue
+        for event_cursor, name, data in page:
+            cursor = event_cursor
+            yield LogEvent(event_cursor, name, data)
+            if name in CLOSING_EVENTS:
+                return
+        if len(page) == PAGE_SIZE:
+            continue  # more is waiting: read on at once
+        if page:
+            idle_since, delay = None, policy.poll_min
+        else:
+            now = monotonic()
+            if idle_since is None:
+                idle_since = now
+            elif now - idle_since >= policy.close_grace:
+                ended = await _ended_without_close(log, run_id)
+                if ended is not None:
+                    yield cannot_follow(cursor, ended)
+                    return
+                idle_since = now  # still going: look again after another grace period
+        await sleep(delay)
+        if not page:
+            delay = min(delay * 2, policy.poll_max)
+
+
+async def _ended_without_close(log: EventLog, run_id: str) -> str | None:
+    """Why an idle log will stay idle, or None while the run may still produce events."""
+    try:
+        status = await to_thread.run_sync(log.run_status, run_id)
+    except Exception:  # noqa: BLE001 - a failed look is not a verdict; the next one may work
+        logger.exception("reading the run status failed", extra={"run_id": run_id})
+        return None
+    if status is None:
+        return "the run no longer exists"
+    value = getattr(status, "value", status)
+    if value in ("completed", "failed", "cancelled"):
+        return f"the run is {value}, but its remaining events are no longer available; get the run instead"
+    return None

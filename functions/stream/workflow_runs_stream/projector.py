@@ -1,0 +1,313 @@
+"""The projector: the runs table's DynamoDB stream → each run's event log.
+
+Lambda entry point `handler` (event source mapping with `ReportBatchItemFailures`). Each
+stream record becomes zero or more events, written with `RunStore.put_event` under cursors
+derived from the record (see `cursors`), so a redelivered record rewrites the same events:
+
+  run item INSERT, or its status changed  → `workflow-run`  {"content": {workflowRunId, status}}
+    … and, when that status is terminal, in the same record, the one closing event:
+      completed → `result` {"success": true, "workflowRun": <the run as GET returns it>}
+      failed / cancelled → `error` {"error": <message>, "details": {workflowRunId, status, stepId}}
+  activity item INSERT, or its status changed → `activity-run`
+      {"content": {workflowRunId, activityRunId, stepId, status, attempt}}
+  thinking chunk INSERT → `thinking` {"content": <text>, "stepId", "activityRunId"}
+  anything else (workflows, counters, idempotency claims, REMOVE, TTL deletes) → nothing.
+
+Failures, without ever blocking the shard:
+- a record the projector cannot read (`PoisonRecord`) fails alone; the other records of
+  the batch are projected, and the poisoned one is reported in `batchItemFailures`;
+- any other failure (a throttled or failed write) is transient: later records of the
+  SAME run in the batch are held back (reported as failures too, not projected), because an
+  SSE reader that has already read past a later cursor would never see the missing event.
+  The event source mapping retries from the lowest failed sequence number, so held-back
+  records come back in order; records of other runs are projected meanwhile.
+
+Imports are lazy: the module loads in a few milliseconds; Powertools and the store (boto3,
+pydantic) load on the first invocation, which needs them anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from workflow_runs import keys
+
+from .cursors import event_cursor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from workflow_runs.store import RunStore
+
+logger = logging.getLogger("workflow_runs.stream.projector")
+
+RUN_PK_PREFIX = keys.run_pk("")
+# The models' statuses, as the strings the items carry (models imports pydantic: kept lazy).
+STATUSES = frozenset({"scheduled", "running", "completed", "failed", "cancelled", "waiting"})
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+CLOSING_EVENTS = frozenset({"result", "error"})
+
+
+class PoisonRecord(ValueError):
+    """A record the projector cannot interpret: retrying it will not help."""
+
+
+class HeldBack(RuntimeError):
+    """Not projected: an earlier record of the same run failed in this batch."""
+
+
+@dataclass(frozen=True)
+class Event:
+    run_id: str
+    cursor: str
+    name: str
+    data: dict[str, Any]
+
+
+# ------------------------------------------------------------------ Lambda entry point
+
+
+def handler(event: dict[str, Any], context: Any, *, store: RunStore | None = None) -> dict[str, Any]:
+    """Project one batch; answer the partial batch response the event source mapping reads."""
+    if not event.get("Records"):
+        return {"batchItemFailures": []}  # Powertools refuses an empty batch; nothing to do
+    from aws_lambda_powertools.utilities.batch import (  # noqa: PLC0415 - deferred: cold start
+        BatchProcessor,
+        EventType,
+        process_partial_response,
+    )
+
+    store = store if store is not None else _default_store()
+    # A processor per batch: it carries the batch's results, and the poller may call us
+    # from its own thread.
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
+    return process_partial_response(
+        event={**event, "Records": terminal_records_last(event["Records"])},
+        record_handler=_record_handler(store),
+        processor=processor,
+        context=context,
+    )
+
+
+def terminal_records_last(records: list[dict]) -> list[dict]:
+    """Each run's terminal status change after the run's other records of the batch.
+
+    A cancel closes open activity runs in the same transaction as the run, and a transaction's
+    records reach the stream in no promised order. Writing the terminal record's events (the
+    `~` cursors that end every stream) last means an SSE reader that receives the closing
+    event has already been able to read everything before it. Failures are still reported
+    by sequence number, so the event source mapping retries the right records.
+    """
+    terminal_ids = {id(r) for r in records if _is_terminal_run_change(r)}
+    return [r for r in records if id(r) not in terminal_ids] + [r for r in records if id(r) in terminal_ids]
+
+
+def _is_terminal_run_change(raw: Any) -> bool:
+    stream = raw.get("dynamodb") if isinstance(raw, dict) else None
+    if not isinstance(stream, dict) or _string_key(stream, keys.SK) != keys.RUN_SK:
+        return False
+    new = (stream.get("NewImage") or {}).get("status") or {}
+    old = (stream.get("OldImage") or {}).get("status") or {}
+    return isinstance(new, dict) and new.get("S") in TERMINAL and new != old
+
+
+def _record_handler(store: RunStore) -> Callable[[Any], list[Event]]:
+    stalled: set[str] = set()  # runs with a transient failure earlier in this batch
+
+    def project_in_order(record: Any) -> list[Event]:
+        raw = _raw(record)
+        run_id = _run_id_of(raw)
+        sequence = (raw.get("dynamodb") or {}).get("SequenceNumber")
+        if run_id is not None and run_id in stalled:
+            logger.info("record held back behind a failed one", extra={"run_id": run_id, "sequence": sequence})
+            raise HeldBack(f"an earlier record of run {run_id} failed in this batch")
+        try:
+            return project(raw, store)
+        except PoisonRecord as exc:
+            logger.error("poisoned stream record", extra={"run_id": run_id, "sequence": sequence, "reason": str(exc)})
+            raise
+        except Exception:
+            logger.exception("projecting a stream record failed", extra={"run_id": run_id, "sequence": sequence})
+            if run_id is not None:
+                stalled.add(run_id)
+            raise
+
+    return project_in_order
+
+
+@lru_cache(maxsize=1)
+def _default_store() -> RunStore:
+    from workflow_runs.settings import get_settings  # noqa: PLC0415
+    from workflow_runs.store import RunStore  # noqa: PLC0415
+
+    return RunStore(get_settings())
+
+
+# ------------------------------------------------------------------ one record
+
+
+def project(record: Any, store: RunStore) -> list[Event]:
+    """Write the events of one stream record (a Lambda-shaped dict or a Powertools record)."""
+    events = plan(record, store)
+    for event in events:
+        store.put_event(event.run_id, event.cursor, event.name, event.data)
+    return events
+
+
+def plan(record: Any, store: RunStore) -> list[Event]:
+    """The events a record stands for, without writing them. Reads the store only to put
+    the whole run into a `result`."""
+    raw = _raw(record)
+    stream = raw.get("dynamodb")
+    if not isinstance(stream, dict):
+        raise PoisonRecord("no dynamodb section")
+    run_id = _run_id_of(raw)
+    sort_key = _string_key(stream, keys.SK)
+    if run_id is None or sort_key is None:
+        return []  # a workflow, a counter, an idempotency claim: not a run's
+    name = raw.get("eventName")
+    if name == "REMOVE":
+        return []  # TTL deletes of thinking chunks; runs are never deleted by the API
+    if name not in ("INSERT", "MODIFY"):
+        raise PoisonRecord(f"unknown eventName {name!r}")
+    sequence = stream.get("SequenceNumber")
+    try:
+        event_cursor(sequence, 0)
+    except ValueError as exc:
+        raise PoisonRecord(str(exc)) from None
+    new = _image(stream.get("NewImage"))
+    if not new:
+        raise PoisonRecord("no NewImage: the stream must be NEW_AND_OLD_IMAGES")
+    old = _image(stream.get("OldImage")) if name == "MODIFY" else {}
+
+    if sort_key == keys.RUN_SK:
+        planned = _run_events(run_id, new, old, store)
+    elif sort_key.startswith(keys.ACTIVITY_SK_PREFIX):
+        planned = _activity_events(run_id, new, old)
+    elif sort_key.startswith(keys.THINKING_SK_PREFIX):
+        planned = _thinking_events(new) if name == "INSERT" else []
+    else:
+        planned = []
+    terminal = any(event_name in CLOSING_EVENTS for event_name, _ in planned)
+    return [
+        Event(run_id, event_cursor(sequence, index, terminal=terminal), event_name, data)
+        for index, (event_name, data) in enumerate(planned)
+    ]
+
+
+def _run_events(run_id: str, new: dict, old: dict, store: RunStore) -> list[tuple[str, dict]]:
+    status = _status(new)
+    if old and old.get("status") == status:
+        return []  # another attribute changed (executionStarted, …): nothing to tell
+    events: list[tuple[str, dict]] = [("workflow-run", {"content": {"workflowRunId": run_id, "status": status}})]
+    if status == "completed":
+        run = store.get_run_record(run_id).run
+        events.append(("result", {"success": True, "workflowRun": run.dump()}))
+    elif status in TERMINAL:
+        error = _json_attribute(new, "error") or {}
+        message = error.get("message") if isinstance(error, dict) else None
+        events.append(
+            (
+                "error",
+                {
+                    "error": message or ("run cancelled" if status == "cancelled" else "run failed"),
+                    "details": {
+                        "workflowRunId": run_id,
+                        "status": status,
+                        "stepId": error.get("stepId") if isinstance(error, dict) else None,
+                    },
+                },
+            )
+        )
+    return events
+
+
+def _activity_events(run_id: str, new: dict, old: dict) -> list[tuple[str, dict]]:
+    status = _status(new)
+    if old and old.get("status") == status:
+        return []
+    try:
+        content = {
+            "workflowRunId": run_id,
+            "activityRunId": str(new["id"]),
+            "stepId": str(new["stepId"]),
+            "status": status,
+            "attempt": int(new["attempt"]),
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PoisonRecord(f"activity item without {exc}") from None
+    return [("activity-run", {"content": content})]
+
+
+def _thinking_events(new: dict) -> list[tuple[str, dict]]:
+    content = new.get("content")
+    if not isinstance(content, str):
+        raise PoisonRecord("thinking item without content")
+    return [
+        ("thinking", {"content": content, "stepId": new.get("stepId"), "activityRunId": new.get("activityRunId")})
+    ]
+
+
+# ------------------------------------------------------------------ record plumbing
+
+
+def _raw(record: Any) -> dict:
+    raw = getattr(record, "raw_event", record)  # Powertools' DynamoDBRecord wraps the dict
+    if not isinstance(raw, dict):
+        raise PoisonRecord("not a stream record")
+    return raw
+
+
+def _string_key(stream: dict, name: str) -> str | None:
+    value = (stream.get("Keys") or {}).get(name)
+    return value.get("S") if isinstance(value, dict) else None
+
+
+def _run_id_of(raw: dict) -> str | None:
+    stream = raw.get("dynamodb")
+    if not isinstance(stream, dict):
+        return None
+    pk = _string_key(stream, keys.PK)
+    if not pk or not pk.startswith(RUN_PK_PREFIX) or len(pk) == len(RUN_PK_PREFIX):
+        return None
+    return pk[len(RUN_PK_PREFIX):]
+
+
+def _image(image: Any) -> dict[str, Any]:
+    """A DynamoDB-JSON image as plain values (the runs table holds S, N and BOOL only)."""
+    if not isinstance(image, dict):
+        return {}
+    plain: dict[str, Any] = {}
+    for name, typed in image.items():
+        if not isinstance(typed, dict) or len(typed) != 1:
+            raise PoisonRecord(f"attribute {name} is not DynamoDB JSON")
+        (kind, value), = typed.items()
+        if kind == "N":
+            plain[name] = int(value) if str(value).lstrip("-").isdigit() else float(value)
+        elif kind in ("S", "BOOL"):
+            plain[name] = value
+        elif kind == "NULL":
+            plain[name] = None
+        else:
+            plain[name] = value
+    return plain
+
+
+def _status(image: dict) -> str:
+    status = image.get("status")
+    if status not in STATUSES:
+        raise PoisonRecord(f"unknown status {status!r}")
+    return status
+
+
+def _json_attribute(image: dict, name: str) -> Any:
+    value = image.get(name)
+    if not isinstance(value, str):
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise PoisonRecord(f"attribute {name} is not JSON") from None

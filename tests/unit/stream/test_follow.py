@@ -1,0 +1,131 @@
+"""Following a run's event log (what each SSE response streams), against a scripted log."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from workflow_runs_stream.cursors import START, event_cursor
+from workflow_runs_stream.follow import PAGE_SIZE, READ_ATTEMPTS, FollowPolicy, LogEvent, follow
+
+POLICY = FollowPolicy(poll_min=0.05, poll_max=0.4, close_grace=1.0)
+
+
+class ScriptedLog:
+    """An event log whose contents the test appends to between polls; a fake clock moves with
+    every sleep, so nothing waits for real."""
+
+    def __init__(self, events: list[tuple[str, str, dict]] | None = None, status: str | None = "running"):
+        self.events = list(events or [])
+        self.status = status
+        self.queries: list[str | None] = []
+        self.failures = 0
+        self.sleeps: list[float] = []
+        self.now = 0.0
+        self.on_sleep = None  # called with the number of sleeps so far
+
+    def events_after(self, run_id: str, cursor: str | None, limit: int = 100):
+        self.queries.append(cursor)
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("throttled")
+        return [e for e in self.events if cursor is None or e[0] > cursor][:limit]
+
+    def run_status(self, run_id: str):
+        return self.status
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.on_sleep:
+            self.on_sleep(len(self.sleeps))
+        await anyio.lowlevel.checkpoint()
+
+    def clock(self) -> float:
+        return self.now
+
+
+def event(seq: int, name: str = "workflow-run", closing: bool = False) -> tuple[str, str, dict]:
+    # A closing event is the second event of a run's terminal record.
+    return (event_cursor(str(seq), 1 if closing else 0, terminal=closing), name, {"content": {"status": "running"}})
+
+
+def collect(log: ScriptedLog, after: str | None = None, limit: int = 1000) -> list[LogEvent]:
+    async def run() -> list[LogEvent]:
+        out = []
+        async for e in follow(log, "r-1", after, POLICY, monotonic=log.clock, sleep=log.sleep):
+            out.append(e)
+            if len(out) >= limit:
+                break
+        return out
+
+    return anyio.run(run)
+
+
+def test_it_ends_right_after_the_closing_event():
+    log = ScriptedLog([event(1), event(2, "result", closing=True), event(3, "activity-run")])
+    assert [e.name for e in collect(log)] == ["workflow-run", "result"]
+
+
+def test_a_full_page_is_followed_by_another_query_at_once():
+    log = ScriptedLog([event(i) for i in range(1, PAGE_SIZE + 3)] + [event(999, "result", closing=True)])
+    events = collect(log)
+    assert len(events) == PAGE_SIZE + 3
+    assert log.sleeps == []  # no pause between the pages
+
+
+def test_idle_polls_back_off_to_the_maximum_and_speed_up_when_events_come():
+    log = ScriptedLog([event(1)])
+
+    def later(sleeps: int) -> None:
+        if sleeps == 6:
+            log.events.append(event(2))
+        if sleeps == 8:
+            log.events.append(event(3, "result", closing=True))
+
+    log.on_sleep = later
+    collect(log)
+    # after the first event: min; idle: doubling up to max; after event 2: min again
+    assert log.sleeps == [0.05, 0.05, 0.1, 0.2, 0.4, 0.4, 0.05, 0.05]
+
+
+def test_resuming_after_the_closing_cursor_reads_nothing():
+    log = ScriptedLog([event(1), event(2, "result", closing=True)])
+    assert collect(log, after=event(2, closing=True)[0]) == []
+    assert log.queries == []
+
+
+def test_resuming_after_a_cursor_reads_only_what_follows():
+    log = ScriptedLog([event(1), event(2), event(3, "error", closing=True)])
+    assert [e.cursor for e in collect(log, after=event(1)[0])] == [event(2)[0], event(3, closing=True)[0]]
+    assert log.queries[0] == event(1)[0]
+
+
+def test_a_log_that_cannot_be_read_ends_the_stream_with_a_string_error():
+    log = ScriptedLog([event(1)])
+    log.failures = READ_ATTEMPTS
+    [closing] = collect(log)
+    assert closing.name == "error" and isinstance(closing.data["details"], str)
+    assert closing.cursor == START  # resuming from it loses nothing
+    assert len(log.queries) == READ_ATTEMPTS
+
+
+def test_a_passing_read_failure_is_retried_without_the_client_noticing():
+    log = ScriptedLog([event(1), event(2, "result", closing=True)])
+    log.failures = READ_ATTEMPTS - 1
+    assert [e.name for e in collect(log)] == ["workflow-run", "result"]
+
+
+@pytest.mark.parametrize(("status", "words"), [("completed", "completed"), (None, "no longer exists")])
+def test_a_silent_log_of_an_ended_or_missing_run_ends_with_a_string_error(status, words):
+    log = ScriptedLog([event(1)], status=status)
+    events = collect(log)
+    assert [e.name for e in events] == ["workflow-run", "error"]
+    assert words in events[-1].data["details"] and events[-1].cursor == event(1)[0]
+    assert log.now >= POLICY.close_grace
+
+
+def test_a_silent_log_of_a_run_still_going_keeps_waiting():
+    log = ScriptedLog([event(1)], status="waiting")
+    log.on_sleep = lambda n: log.events.append(event(2, "result", closing=True)) if n == 30 else None
+    assert [e.name for e in collect(log)] == ["workflow-run", "result"]
+    assert log.now > 3 * POLICY.close_grace
