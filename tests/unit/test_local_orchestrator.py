@@ -159,8 +159,7 @@ def test_cancel_during_a_wait_aborts_at_once_and_the_run_stays_cancelled(local_s
 
     # What the API's cancel does: the store first, then the orchestration.
     record = local_store.get_run_record(run_id)
-    cancelled = local_store.transition_run(record, Status.CANCELLED, cancel_reason="not needed")
-    local_store.cancel_open_activities(run_id, cancelled.run.activity_runs, {"pause": 0, "done": 1})
+    local_store.cancel_run(record, "not needed")
     assert orchestrator.stop(run_id, "not needed")
 
     assert orchestrator.join(run_id, timeout=5) == "ABORTED"

@@ -89,10 +89,7 @@ def settle(store: Any, run_id: str, execution_status: str | None, *, log: Any = 
         try:
             if execution_status == "ABORTED":
                 reason = "the run's execution was stopped"
-                cancelled = store.transition_run(record, Status.CANCELLED, cancel_reason=reason)
-                store.cancel_open_activities(
-                    run_id, cancelled.run.activity_runs, {s.id: i for i, s in enumerate(record.steps)}
-                )
+                store.cancel_run(record, reason)
             else:
                 message = _failure_message(execution_status)
                 if open_activity is not None:

@@ -164,7 +164,7 @@ class _Invocation:
         else:
             # The run's move to running and the step's start are one transaction (one write).
             try:
-                record = self.store.transition_run(record, Status.RUNNING, activity=(index, activity, None))
+                record = self.store.transition_run(record, Status.RUNNING, activities=[(index, activity, None)])
             except TransitionRejected:
                 raise _LostRace from None
         log_keys = {"run_id": run_id, "step_id": step.id, "step_type": step.type, "attempt": attempt}
@@ -183,24 +183,25 @@ class _Invocation:
         if outcome.wait_seconds:
             parked = activity.model_copy(update={"status": Status.WAITING, "outputs": outputs, "updated_at": utc_now()})
             try:
-                self.store.transition_run(record, Status.WAITING, activity=(index, parked, [Status.RUNNING]))
+                self.store.transition_run(record, Status.WAITING, activities=[(index, parked, [Status.RUNNING])])
             except TransitionRejected:
                 return self._after_rejected_finish(run_id)  # only a terminal move beats running → waiting
             self.log.info("step waiting", extra={**log_keys, "wait_seconds": outcome.wait_seconds})
             return _reply(run_id, NEXT_WAIT, outcome.wait_seconds)
 
         done = activity.model_copy(update={"status": Status.COMPLETED, "outputs": outputs, "updated_at": utc_now()})
-        if index == len(record.steps) - 1:
-            # The last step's end and the run's completion are one transaction.
-            try:
-                self.store.transition_run(record, Status.COMPLETED, activity=(index, done, [Status.RUNNING]))
-            except TransitionRejected:
-                return self._after_rejected_finish(run_id)  # cancelled or failed meanwhile: that stands
-            self.log.info("run completed", extra={"run_id": run_id})
-            return _reply(run_id, NEXT_DONE)
         if not self.store.finish_activity(run_id, index, done, expected=[Status.RUNNING]):
             return self._after_rejected_finish(run_id)
         self.log.info("step completed", extra=log_keys)
+        if index == len(record.steps) - 1:
+            # A write of its own after the step's: the run's end must reach the stream (and so
+            # every SSE reader) after the step's, which one transaction would not promise.
+            try:
+                self.store.transition_run(record, Status.COMPLETED)
+                self.log.info("run completed", extra={"run_id": run_id})
+            except TransitionRejected:
+                pass  # cancelled or failed meanwhile: that status stands
+            return _reply(run_id, NEXT_DONE)
         return _reply(run_id, NEXT_STEP)
 
     def _step_failed(
@@ -213,18 +214,17 @@ class _Invocation:
         )
         max_attempts = min(step.retry.max_attempts, MAX_ATTEMPTS_CEILING)
         log_keys = {"run_id": run_id, "step_id": step.id, "attempt": activity.attempt, "max_attempts": max_attempts}
+        if not self.store.finish_activity(run_id, index, failed, expected=[Status.RUNNING]):
+            return self._after_rejected_finish(run_id)
         if retryable and activity.attempt < max_attempts:
-            if not self.store.finish_activity(run_id, index, failed, expected=[Status.RUNNING]):
-                return self._after_rejected_finish(run_id)
             self.log.warning("step failed; the state machine retries it", extra={**log_keys, "error": message})
             raise StepRetryableError(message)
-        # The step's failure and the run's are one transaction.
-        try:
-            self.store.transition_run(record, Status.FAILED, error=RunError(message=message, step_id=step.id),
-                                      activity=(index, failed, [Status.RUNNING]))
-        except TransitionRejected:
-            return self._after_rejected_finish(run_id)  # it ended otherwise meanwhile (cancelled)
+        # The run's end is a write after the step's, so the stream carries them in that order.
         self.log.warning("step failed; the run fails", extra={**log_keys, "error": message})
+        try:
+            self.store.transition_run(record, Status.FAILED, error=RunError(message=message, step_id=step.id))
+        except TransitionRejected:
+            return _reply(run_id, NEXT_DONE)  # it ended otherwise meanwhile (cancelled)
         return _reply(run_id, NEXT_FAILED)
 
     def _after_rejected_finish(self, run_id: str) -> dict[str, Any]:

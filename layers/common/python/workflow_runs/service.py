@@ -206,12 +206,9 @@ class RunService:
                     run_id=run_id, status="already_completed", message=f"run already {record.status.value}"
                 )
             try:
-                cancelled = self.store.transition_run(record, Status.CANCELLED, cancel_reason=reason)
+                self.store.cancel_run(record, reason)
             except TransitionRejected:
                 continue  # it moved meanwhile (a step finished): look again
-            self.store.cancel_open_activities(
-                run_id, cancelled.run.activity_runs, {s.id: i for i, s in enumerate(record.steps)}
-            )
             return self._stop(run_id, reason, record.execution_started)
         return CancelResult(run_id=run_id, status="error", message="the run kept changing; try again")
 

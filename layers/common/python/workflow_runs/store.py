@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from . import keys
 from .errors import Conflict, NotFound, TransitionRejected
@@ -273,12 +273,13 @@ class RunStore:
         *,
         error: RunError | None = None,
         cancel_reason: str | None = None,
-        activity: ActivityWrite | None = None,
+        activities: Sequence[ActivityWrite] = (),
     ) -> RunRecord:
         """Move a run from its current status to `new`, with its counters, exactly once.
 
-        `activity` rides in the same transaction (a step's start or end together with the
-        run's move), so a step costs two writes whatever it does to the run.
+        `activities` ride in the same transaction (a step's start with the run's move to
+        running, or the open steps closed with a cancel), so readers never see one without
+        the other.
         Raises TransitionRejected when the stored status is no longer the one we read (or
         the move is not allowed, or the activity's own condition failed): the caller lost a
         race and must not act on the old state.
@@ -319,8 +320,7 @@ class RunStore:
             }
         ]
         writes += self._counter_updates(record.tenant, run.workflow_id, run.workflow_name or "", {new: 1, old: -1})
-        if activity is not None:
-            writes.append(self._activity_put(run.id, activity))
+        writes += [self._activity_put(run.id, write) for write in activities]
         try:
             self._client.transact_write_items(TransactItems=writes)
         except self._client.exceptions.TransactionCanceledException as exc:
@@ -415,23 +415,38 @@ class RunStore:
         except self._client.exceptions.TransactionCanceledException:
             return False
 
-    def cancel_open_activities(self, run_id: str, activities: Iterable[ActivityRun], index_of: dict[str, int]) -> None:
-        """After a run is cancelled, close the activity runs still open (conditionally)."""
+    def cancel_run(self, record: RunRecord, reason: str | None = None) -> RunRecord:
+        """Cancel a run and close its open activity runs in ONE transaction, conditional on
+        every old status: no reader ever sees a cancelled run with a step still running, and
+        a step that finishes meanwhile makes the cancel retry instead of being overwritten."""
+        index_of = {s.id: i for i, s in enumerate(record.steps)}
         now = utc_now()
-        for activity in activities:
-            if activity.status in TERMINAL:
-                continue
-            closed = activity.model_copy(update={"status": Status.CANCELLED, "updated_at": now})
+        closed = {
+            a.id: a.model_copy(update={"status": Status.CANCELLED, "updated_at": now})
+            for a in record.run.activity_runs
+            if a.status not in TERMINAL
+        }
+        writes = [(index_of[a.step_id], a, [old.status]) for old in record.run.activity_runs
+                  if (a := closed.get(old.id)) is not None]
+        cancelled = self.transition_run(record, Status.CANCELLED, cancel_reason=reason, activities=writes)
+        # A step may have opened an activity run between our read and the cancel; from now on
+        # the store refuses new ones (they are conditional on a live run), so one more read
+        # finds every straggler.
+        stragglers = [a for a in self.get_run_record(record.id).run.activity_runs if a.status not in TERMINAL]
+        for activity in stragglers:
+            done = activity.model_copy(update={"status": Status.CANCELLED, "updated_at": utc_now()})
             try:
                 self._client.put_item(
                     TableName=self._runs,
-                    Item=_activity_item(run_id, index_of[activity.step_id], closed),
+                    Item=_activity_item(record.id, index_of[activity.step_id], done),
                     ConditionExpression="#st = :old",
                     ExpressionAttributeNames={"#st": "status"},
                     ExpressionAttributeValues={":old": _s(activity.status.value)},
                 )
             except self._client.exceptions.ConditionalCheckFailedException:
                 continue  # the step runner closed it meanwhile
+        cancelled.run.activity_runs = [closed.get(a.id, a) for a in record.run.activity_runs]
+        return cancelled
 
     def put_thinking(self, run_id: str, activity_run_id: str, step_id: str, seq: int, text: str) -> None:
         """Reasoning text travels the same road as status changes (the table's stream), so
