@@ -14,7 +14,8 @@ from moto import mock_aws
 
 from workflow_runs.settings import get_settings
 from workflow_runs.store import dynamodb_client
-from workflow_runs_api import dependencies, handler as api_handler
+from workflow_runs_api import handler as api_handler
+from workflow_runs_http import dependencies
 from workflow_runs_dev.dynamodb_local import create_tables
 
 from tests.api.conftest import WORKFLOW

@@ -8,12 +8,9 @@ from fastapi import FastAPI
 
 from workflow_runs.service import RunService
 from workflow_runs.settings import Settings
-from workflow_runs_http.errors import install_error_handlers
-from workflow_runs_http.limits import BodyLimitMiddleware
+from workflow_runs_http.app import new_app
 
 from .routes import runs, workflows
-
-DEFAULT_MAX_BODY_BYTES = 256 * 1024
 
 
 def create_app(
@@ -24,24 +21,13 @@ def create_app(
     internal_listener: bool = False,
     dev_jwks: dict | None = None,
 ) -> FastAPI:
-    app = FastAPI(
+    app = new_app(
         title="Workflow Runs API",
-        version="1.0.0",
         description="Execute workflows, watch each step live, cancel, list and count runs.",
+        settings=settings, service=service, verifier=verifier, internal_listener=internal_listener,
     )
-    app.state.settings = settings
-    app.state.service = service
-    app.state.verifier = verifier
-    app.state.internal_listener = internal_listener
-    install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes if settings else DEFAULT_MAX_BODY_BYTES)
     app.include_router(runs)
     app.include_router(workflows)
-
-    @app.get("/health", include_in_schema=False)
-    def health() -> dict:
-        return {"status": "ok"}
-
     if dev_jwks is not None:
         @app.get("/.well-known/jwks.json", include_in_schema=False)
         def jwks() -> dict:

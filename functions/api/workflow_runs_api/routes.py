@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from workflow_runs.models import Status, WorkflowDefinition
-from workflow_runs.service import IDEMPOTENCY_KEY_PATTERN, CancelRequest, canonical_uuid
-from workflow_runs_http.forms import parse_execute
+from workflow_runs.service import CancelRequest, canonical_uuid
+from workflow_runs_http.dependencies import ServiceDep
+from workflow_runs_http.forms import EXECUTE_BODY, IdempotencyKey, parse_execute
 from workflow_runs_http.security import PrincipalDep
 
 from . import schemas
-from .dependencies import ServiceDep
 
 RUNS = "/api/v1/workflow-runs"
 runs = APIRouter(prefix=RUNS, tags=["workflow runs"])
@@ -22,42 +22,6 @@ workflows = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
 UuidPath = Annotated[str, Path(description="a UUID", examples=[schemas.RUN_ID])]
 Page = Annotated[int, Query(ge=1, le=10_000, description="page number, from 1")]
 Limit = Annotated[int, Query(ge=1, le=100, description="items per page, 1–100")]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(pattern=IDEMPOTENCY_KEY_PATTERN, description="repeat-safe execute: a repeat returns the first run"),
-]
-
-EXECUTE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["workflowId"],
-                    "properties": {
-                        "workflowId": {"type": "string", "format": "uuid"},
-                        "inputs": {"type": "string", "description": "a JSON object keyed by input name"},
-                        "envs": {"type": "string", "description": "a JSON object of string → string (secret)"},
-                    },
-                }
-            },
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["workflowId"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "workflowId": {"type": "string", "format": "uuid"},
-                        "inputs": {"type": "object"},
-                        "envs": {"type": "object", "additionalProperties": {"type": "string"}},
-                    },
-                },
-                "example": {"workflowId": schemas.WORKFLOW_ID, "inputs": {"topic": "tides"}},
-            },
-        },
-    }
-}
 
 
 @runs.post(

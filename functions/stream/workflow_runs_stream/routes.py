@@ -17,13 +17,13 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from workflow_runs.errors import DomainError, ValidationFailed
-from workflow_runs.service import IDEMPOTENCY_KEY_PATTERN, canonical_uuid
+from workflow_runs.service import canonical_uuid
 from workflow_runs.settings import Settings
-from workflow_runs_http.forms import parse_execute
+from workflow_runs_http.dependencies import ServiceDep, SettingsDep
+from workflow_runs_http.forms import EXECUTE_BODY, IdempotencyKey, parse_execute
 from workflow_runs_http.security import PrincipalDep
 
 from .cursors import MAX_CURSOR_CHARS, START, is_cursor
-from .dependencies import ServiceDep, SettingsDep
 from .follow import FollowPolicy, LogEvent, cannot_follow, follow
 
 logger = logging.getLogger("workflow_runs.stream.routes")
@@ -35,10 +35,6 @@ SEP = "\n"
 PING_DATA = json.dumps({"content": "ping"}, separators=(",", ":"))
 
 UuidPath = Annotated[str, Path(description="a UUID")]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(pattern=IDEMPOTENCY_KEY_PATTERN, description="repeat-safe execute: a repeat streams the first run"),
-]
 AfterQuery = Annotated[
     str | None,
     Query(max_length=MAX_CURSOR_CHARS, description="stream the events after this event id"),
@@ -54,36 +50,6 @@ SSE_RESPONSE = {
         "description": "Server-Sent Events: `workflow-run`, `activity-run`, `thinking`, `ping`, then one "
         "closing `result` or `error`. See docs/streaming.md.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    }
-}
-EXECUTE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["workflowId"],
-                    "properties": {
-                        "workflowId": {"type": "string", "format": "uuid"},
-                        "inputs": {"type": "string", "description": "a JSON object keyed by input name"},
-                        "envs": {"type": "string", "description": "a JSON object of string → string (secret)"},
-                    },
-                }
-            },
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["workflowId"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "workflowId": {"type": "string", "format": "uuid"},
-                        "inputs": {"type": "object"},
-                        "envs": {"type": "object", "additionalProperties": {"type": "string"}},
-                    },
-                }
-            },
-        },
     }
 }
 

@@ -6,15 +6,55 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Header, Request
 from pydantic import ValidationError
 
 from workflow_runs.errors import ValidationFailed
-from workflow_runs.service import ExecuteRequest
+from workflow_runs.service import IDEMPOTENCY_KEY_PATTERN, ExecuteRequest
 
 from .errors import describe_validation
 
 EXECUTE_FIELDS = ("workflowId", "inputs", "envs")
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(pattern=IDEMPOTENCY_KEY_PATTERN, description="repeat-safe execute: a repeat returns the first run"),
+]
+
+# The execute body for the OpenAPI document (FastAPI cannot infer it: we parse it ourselves).
+EXECUTE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["workflowId"],
+                    "properties": {
+                        "workflowId": {"type": "string", "format": "uuid"},
+                        "inputs": {"type": "string", "description": "a JSON object keyed by input name"},
+                        "envs": {"type": "string", "description": "a JSON object of string → string (secret)"},
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["workflowId"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "workflowId": {"type": "string", "format": "uuid"},
+                        "inputs": {"type": "object"},
+                        "envs": {"type": "object", "additionalProperties": {"type": "string"}},
+                    },
+                },
+                "example": {"workflowId": "6f1c2d3e-4b5a-4c6d-8e7f-8091a2b3c4d5", "inputs": {"topic": "tides"}},
+            },
+        },
+    }
+}
 
 
 async def parse_execute(request: Request) -> ExecuteRequest:
