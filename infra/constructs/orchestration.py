@@ -13,13 +13,13 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.config import REPO_ROOT, StageConfig
 from infra.constructs.data import Data
 from infra.constructs.functions import Functions, FunctionSpec
+from infra.constructs.queues import failure_queue
 
 STATE_MACHINE_FILE = REPO_ROOT / "infra" / "state_machine.asl.json"
 STEP_RUNNER_ASSET = "functions/step_runner"
@@ -131,18 +131,8 @@ class Orchestration(Construct):
         self._grant_executions(self.reconciler, "states:DescribeExecution")
 
         # Events that EventBridge could not deliver after its retries land here (alarmed).
-        self.reconciler_dlq = sqs.Queue(
-            self,
-            "ReconcilerDeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        Validations.of(self.reconciler_dlq).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-SQS3",
-                reason="This queue is itself the dead-letter queue of the reconciler's EventBridge targets.",
-            )
+        self.reconciler_dlq = failure_queue(
+            self, "ReconcilerDeadLetters", feeds="dead-letter queue of the reconciler's EventBridge targets"
         )
         target = targets.LambdaFunction(
             self.reconciler,

@@ -10,7 +10,6 @@ from aws_cdk import Acknowledgment, Aws, Duration, Fn, Stack, Token, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from workflow_runs import keys
 
@@ -18,6 +17,7 @@ from infra.config import StageConfig
 from infra.constructs.data import Data
 from infra.constructs.functions import Functions, FunctionSpec
 from infra.constructs.orchestration import Orchestration
+from infra.constructs.queues import failure_queue
 
 # The Lambda Web Adapter layer, pinned here and nowhere else. AWS publishes the same
 # version number in every commercial region (LWA docs, "Zip Packages"); a region that
@@ -115,18 +115,8 @@ class Stream(Construct):
 
         # Records that still fail after bisecting and the bounded retries are parked here
         # (their stream coordinates, not their data) so one poison record never blocks a shard.
-        self.projector_dlq = sqs.Queue(
-            self,
-            "ProjectorFailures",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        Validations.of(self.projector_dlq).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-SQS3",
-                reason="This queue is itself the on-failure destination of the projector's event source mapping.",
-            )
+        self.projector_dlq = failure_queue(
+            self, "ProjectorFailures", feeds="on-failure destination of the projector's event source mapping"
         )
         self._grant_stream_read(data, self.projector)
         self.event_source = self.projector.add_event_source_mapping(

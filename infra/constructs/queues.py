@@ -1,0 +1,23 @@
+"""The one shape of queue the stack uses: where failures are parked (encrypted, TLS only,
+kept 14 days, alarmed by the observability construct)."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Duration, Validations
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+
+def failure_queue(scope: Construct, construct_id: str, *, feeds: str) -> sqs.Queue:
+    """A queue that is itself the last stop of `feeds` (so it has no dead-letter queue)."""
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+    )
+    Validations.of(queue).acknowledge(
+        Acknowledgment(id="AwsSolutions-SQS3", reason=f"This queue is itself the {feeds}.")
+    )
+    return queue
