@@ -1,0 +1,38 @@
+"""CI's proof that the benchmarks still run: `python -m bench --quick` end to end, in a
+subprocess, and the report it writes has every section with figures. Nothing is timed here:
+the figures of a quick run are not asserted (benchmarks are not tests)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import SECTIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.dynamodb_local, pytest.mark.timeout(100)]
+
+
+def test_quick_bench_writes_a_report_with_every_section(tmp_path: Path) -> None:
+    report = tmp_path / "benchmarks.md"
+
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--output", str(report)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=90, check=False)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = report.read_text()
+    assert text == done.stdout, "the report printed is the report written"
+    for _, title in SECTIONS.values():
+        number = title.split(".")[0]
+        heading = re.search(rf"^## {number}\. .+$", text, re.MULTILINE)
+        assert heading, f"section {title!r} is missing"
+    assert "could not run" not in text, re.findall(r"could not run.*", text)
+    # Every section produced at least one figure with a verdict (holds or MISSED).
+    verdicts = re.findall(r"^\| .+ \| (holds|MISSED) \|$", text.split("## Machine")[0], re.MULTILINE)
+    assert len(verdicts) >= len(SECTIONS)
+    assert "| Python |" in text and "| DynamoDB Local |" in text
