@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
-
-import jwt
-from jwt import PyJWK, PyJWKClient
+from typing import TYPE_CHECKING, Any, Protocol
 
 from workflow_runs.errors import Unauthorized, ValidationFailed
 from workflow_runs.settings import Settings
+
+if TYPE_CHECKING:  # PyJWT and cryptography cost ~100 ms of cold start: loaded on first use
+    from jwt import PyJWK
 
 logger = logging.getLogger("workflow_runs.auth")
 
@@ -108,6 +108,8 @@ class JwtVerifier:
                 raise RuntimeError("JWKS_URL must be set to verify tokens")
             # PyJWKClient's own caches are off: this class keeps the keys, so that it alone
             # decides when the network is touched (and can keep stale keys on failure).
+            from jwt import PyJWKClient  # noqa: PLC0415 - deferred: cold start
+
             jwks_client = PyJWKClient(
                 settings.jwks_url, cache_jwk_set=False, cache_keys=False, timeout=_JWKS_FETCH_TIMEOUT_SECONDS
             )
@@ -126,6 +128,8 @@ class JwtVerifier:
         self._last_attempt: float | None = None
 
     def verify(self, token: str) -> Principal:
+        import jwt  # noqa: PLC0415 - deferred: cold start
+
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise Unauthorized("malformed token")
         try:
@@ -150,6 +154,7 @@ class JwtVerifier:
         return Principal(subject=subject, tenant=tenant, internal=False)
 
     def _decode(self, token: str, key: PyJWK, alg: str) -> dict[str, Any]:
+        import jwt  # noqa: PLC0415 - deferred: cold start
         try:
             return jwt.decode(
                 token,
@@ -194,6 +199,7 @@ class JwtVerifier:
         return key
 
     def _fetch(self) -> dict[str, PyJWK] | None:
+        import jwt  # noqa: PLC0415 - deferred: cold start
         try:
             signing_keys = self._source.get_signing_keys(refresh=True)
         except (jwt.PyJWTError, ValueError, OSError) as exc:

@@ -152,22 +152,22 @@ class RunService:
         if created or (not record.execution_started and record.status is Status.SCHEDULED):
             # A repeat of a request whose first attempt died before starting resumes the start;
             # the execution name is the run id, so starting twice starts once.
-            self._start_execution(record)
-        return self.store.get_run(tenant, record.id)
+            record = self._start_execution(record)
+        return record.run
 
-    def _start_execution(self, record: RunRecord) -> None:
+    def _start_execution(self, record: RunRecord) -> RunRecord:
         try:
             self.orchestrator.start(record.id)
         except Exception:
             logger.exception("could not start the orchestration", extra={"run_id": record.id})
             try:
-                self.store.transition_run(
+                return self.store.transition_run(
                     record, Status.FAILED, error=RunError(message="the run could not be started; try again")
                 )
             except TransitionRejected:
-                pass
-            return
+                return self.store.get_run_record(record.id)
         self.store.mark_execution_started(record.id)
+        return record
 
     def execute(
         self, tenant: str, request: ExecuteRequest, idempotency_key: str | None = None

@@ -243,7 +243,11 @@ class RunStore:
             if new.idempotency_key:
                 return self._replay_idempotent(new), False
             raise
-        return self.get_run_record(new.run_id), True
+        # What we just wrote, without reading it back.
+        run = WorkflowRun(id=new.run_id, workflow_id=wf.id, workflow_name=wf.name, status=status,
+                          inputs=new.inputs, created_at=new.created_at, updated_at=new.created_at)
+        return RunRecord(run=run, tenant=new.tenant, workflow_version=wf.version, steps=list(wf.steps),
+                         sealed_envs=new.sealed_envs), True
 
     def _replay_idempotent(self, new: NewRun) -> RunRecord:
         claim = self._client.get_item(

@@ -22,12 +22,14 @@ def _default_service() -> RunService:
     return RunService(RunStore(settings), StepFunctionsOrchestrator(settings.state_machine_arn), settings)
 
 
-def service(request: Request) -> RunService:
+# `async` on purpose: they only read app.state, and a plain `def` dependency costs a worker
+# thread hop per request (a new thread per Lambda invocation under Mangum).
+async def service(request: Request) -> RunService:
     injected = getattr(request.app.state, "service", None)
     return injected if injected is not None else _default_service()
 
 
-def settings(request: Request) -> Settings:
+async def settings(request: Request) -> Settings:
     injected = getattr(request.app.state, "settings", None)
     return injected if injected is not None else get_settings()
 

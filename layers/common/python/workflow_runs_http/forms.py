@@ -15,6 +15,7 @@ from workflow_runs.errors import ValidationFailed
 from workflow_runs.service import IDEMPOTENCY_KEY_PATTERN, ExecuteRequest
 
 from .errors import describe_validation
+from .limits import BodyTooLarge
 
 EXECUTE_FIELDS = ("workflowId", "inputs", "envs")
 
@@ -87,6 +88,8 @@ async def _json_body(request: Request) -> dict[str, Any]:
 async def _form_body(request: Request) -> dict[str, Any]:
     try:
         form = await request.form(max_files=0, max_fields=len(EXECUTE_FIELDS) + 5)
+    except BodyTooLarge:
+        raise  # a streamed body over the limit is 413 (the limit middleware answers), not a broken body
     except Exception:  # noqa: BLE001 - python-multipart raises several types for a broken body
         raise ValidationFailed("the multipart body could not be parsed") from None
     problems: list[str] = []
