@@ -204,13 +204,7 @@ def test_malformed_multipart_and_oversized_fields_are_each_a_4xx_with_the_unifor
     assert problems == [], "\n".join(problems)
 
 
-UNCLOSED_MULTIPART_BUG = (
-    "BUG (layers/common/python/workflow_runs_http/forms.py, _form_body): python-multipart accepts a body "
-    "without its closing boundary, so a body cut short after a complete part starts a run instead of "
-    "being refused as malformed (400)")
 
-
-@pytest.mark.xfail(strict=True, reason=UNCLOSED_MULTIPART_BUG)
 @pytest.mark.parametrize("endpoint", ["/execute", "/execute/stream"])
 def test_a_multipart_body_without_its_closing_boundary_is_refused(dev_runtime: Any, fuzz_targets: dict,
                                                                   endpoint: str):

@@ -162,8 +162,7 @@ def test_a_canary_secret_appears_in_no_response_event_log_or_table(dev_runtime: 
     logged = caplog.text + out + err
     assert caplog.records, "nothing was logged: the log check would prove nothing"
     leaked_lines = [line for line in logged.splitlines() if any(form in line for form in forms_of(canary))]
-    known = [line for line in leaked_lines if _is_http_client_log(line)]
-    assert [line for line in leaked_lines if line not in known] == []
+    assert leaked_lines == []
 
     # … nor in plain text in either table (a Scan is fine in a test)
     client = dev_runtime.store.client
@@ -175,23 +174,9 @@ def test_a_canary_secret_appears_in_no_response_event_log_or_table(dev_runtime: 
         assert run_ids["completes"] in text  # the scan saw the runs
         assert [form for form in forms_of(canary) if form in text] == [], table
         assert "not-secret-enough" not in text, table
-    # The one leak left is a known bug (see the test below): say so, without hiding the rest.
-    if known:
-        pytest.xfail(f"{HTTP_CLIENT_LOG_BUG}: {known[0][:160]}")
 
 
-HTTP_CLIENT_LOG_BUG = (
-    "BUG (steps/http.py): httpx logs every request at INFO as 'HTTP Request: GET <full URL>' (and httpcore "
-    "logs response headers at DEBUG), unmasked: a secret in an http step's URL reaches the logs; in Lambda "
-    "(JSON logs, application level INFO) that is CloudWatch")
 
-
-def _is_http_client_log(line: str) -> bool:
-    return line.lstrip().split(" ", 1)[0] in ("INFO", "DEBUG") and any(
-        name in line for name in (" httpx:", " httpcore.", '"httpx"', '"httpcore'))
-
-
-@pytest.mark.xfail(strict=True, reason=HTTP_CLIENT_LOG_BUG)
 def test_an_http_steps_request_url_with_a_secret_is_not_logged(echo_server: EchoServer,
                                                                caplog: pytest.LogCaptureFixture):
     from workflow_runs.models import Retry, Step

@@ -133,6 +133,16 @@ class GuardedTransport(httpx.BaseTransport):
 
 
 @lru_cache(maxsize=1)
+def _quiet_http_client_logs() -> None:
+    """httpx logs every request URL at INFO and httpcore its headers at DEBUG, unmasked: a
+    secret in a step's URL or headers would reach the logs. Only their warnings pass."""
+    import logging  # noqa: PLC0415
+
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@lru_cache(maxsize=1)
 def _default_ssl_context():
     import ssl
 
@@ -149,6 +159,7 @@ class HttpStep:
         self._ssl_context = ssl_context
 
     def run(self, ctx: StepContext) -> StepOutcome:
+        _quiet_http_client_logs()
         config = render(ctx.step.config, ctx)
         method = str(config.get("method") or "GET").upper()
         url = config.get("url")

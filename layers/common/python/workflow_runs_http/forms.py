@@ -19,6 +19,16 @@ from .limits import BodyTooLarge
 
 EXECUTE_FIELDS = ("workflowId", "inputs", "envs")
 
+
+def _closed_multipart(body: bytes, content_type: str) -> bool:
+    """The body ends with its closing boundary `--<boundary>--` (and optional CRLF)."""
+    boundary = next(
+        (p.split("=", 1)[1].strip().strip('"') for p in content_type.split(";")[1:]
+         if p.strip().lower().startswith("boundary=")),
+        "",
+    )
+    return bool(boundary) and body.rstrip(b"\r\n").endswith(b"--" + boundary.encode("latin-1", "replace") + b"--")
+
 IdempotencyKey = Annotated[
     str | None,
     Header(pattern=IDEMPOTENCY_KEY_PATTERN, description="repeat-safe execute: a repeat returns the first run"),
@@ -86,6 +96,11 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 
 async def _form_body(request: Request) -> dict[str, Any]:
+    if request.headers.get("content-type", "").lower().startswith("multipart/") and not _closed_multipart(
+        await request.body(), request.headers["content-type"]
+    ):
+        # python-multipart accepts a body cut short after a complete part; we do not.
+        raise ValidationFailed("the multipart body is incomplete (no closing boundary)")
     try:
         form = await request.form(max_files=0, max_fields=len(EXECUTE_FIELDS) + 5)
     except BodyTooLarge:
