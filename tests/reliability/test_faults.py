@@ -264,18 +264,10 @@ def test_a_lambda_service_error_around_any_status_write_is_retried_to_one_clean_
     assert problems == [], "\n".join(problems)
     all_runs = [r.id for r in race_store.list_runs(TENANT, workflow_id=workflow_id, limit=100).items]
     assert_counters_match(race_store, workflow_id, all_runs)
-    # … and no activity run is left open: see the known bug below
-    if left_open:
-        pytest.xfail(f"{RETRIED_INVOCATION_BUG}\n" + "\n".join(left_open))
+    # … and no activity run is left open
+    assert left_open == [], "\n".join(left_open)
 
 
-RETRIED_INVOCATION_BUG = (
-    "BUG (runner.py, _advance/_run): a RunStep invocation that Step Functions retries after a "
-    "Lambda service error starts attempt RetryCount+1 without closing the attempt an earlier "
-    "invocation opened, which stays `running` on an ended run forever")
-
-
-@pytest.mark.xfail(strict=True, reason=RETRIED_INVOCATION_BUG)
 def test_a_retried_invocation_closes_the_attempt_its_predecessor_left_open(race_store: RunStore):
     # Given a run whose first invocation opened the step's activity run, then died (Lambda
     # reported Lambda.ServiceException although the function had written)
@@ -400,7 +392,7 @@ def test_batches_delivered_three_times_and_failing_in_part_leave_every_event_onc
                 present = log.events_after(run_id, None, 1000)
                 opening = [e for e in present if not _ending(e[0])]
                 assert opening == [e for e in events if not _ending(e[0])][: len(opening)], run_id
-                # … and no ending event before every event it ends (see the known bug below)
+                # … and no ending event before every event it ends
                 if any(_ending(e[0]) for e in present) and len(opening) < sum(not _ending(e[0]) for e in events):
                     closed_early.add(run_id)
 
@@ -430,41 +422,33 @@ def test_batches_delivered_three_times_and_failing_in_part_leave_every_event_onc
         assert log.refused > 0 and deliveries >= 3 * (len(records) // batch_size)
         for kind, run_id in runs.items():
             assert log.events_after(run_id, None, 1000) == expected[run_id], (seed, kind)
-    if closed_early:
-        pytest.xfail(f"{SPLIT_TRANSACTION_BUG} (seen for the {[k for k, r in runs.items() if r in closed_early]} run)")
+    assert not closed_early, [k for k, r in runs.items() if r in closed_early]
 
 
-SPLIT_TRANSACTION_BUG = (
-    "BUG (functions/stream/workflow_runs_stream/projector.py, terminal_records_last): a cancel's "
-    "transaction (run → cancelled, its open activity runs → cancelled) can reach the projector split "
-    "over two batches; the run's closing event (`~` cursor) is then written while the activity's "
-    "`cancelled` event is not, and a live reader stops at the closing event without ever seeing it")
-
-
-@pytest.mark.xfail(strict=True, reason=SPLIT_TRANSACTION_BUG)
-def test_a_cancel_split_over_two_batches_never_closes_a_stream_before_its_last_event(race_store: RunStore):
+def test_a_cancel_closes_its_steps_before_the_run_so_no_batch_boundary_ends_a_stream_early(race_store: RunStore):
     from workflow_runs_dev.stream_poller import lambda_record
     from workflow_runs_stream import projector
 
     from tests.reliability.support import stream_records
 
-    # Given a cancelled run whose transaction's records straddle two batches: the run's
-    # terminal change in the first, its activity run's close in the second
+    # Given a cancelled run's records as the stream carries them
     runs = _produce_runs(race_store)
     arn, raw = stream_records(race_store)
     records = [lambda_record(r, arn) for r in raw]
     run_id = runs["cancelled"]
     mine = [i for i, r in enumerate(records) if r["dynamodb"]["Keys"]["PK"]["S"] == f"RUN#{run_id}"]
     terminal = next(i for i in mine if projector._is_terminal_run_change(records[i]))
-    closes = [i for i in mine if i > terminal]
-    assert closes, "the cancel's activity record came first in this stream: nothing to split"
+    closes = [i for i in mine if records[i]["dynamodb"]["Keys"]["SK"]["S"].startswith("R#A#")
+              and records[i]["dynamodb"]["NewImage"]["status"]["S"] == "cancelled"]
 
-    # When the first batch ends between them
-    assert projector.handler({"Records": records[: closes[0]]}, None, store=race_store)["batchItemFailures"] == []
+    # Then the steps' closes come before the run's end in the stream itself …
+    assert closes and max(closes) < terminal
 
-    # Then a reader at this moment must not already see the event that ends its stream
+    # … so whatever batch ends just before the run's end, its stream is not closed yet
+    assert projector.handler({"Records": records[:terminal]}, None, store=race_store)["batchItemFailures"] == []
     present = race_store.events_after(run_id, None, 1000)
-    assert not any(name in ("result", "error") for _, name, _ in present), [name for _, name, _ in present]
+    assert not any(name in ("result", "error") for _, name, _ in present)
+    assert ("activity-run", "cancelled") in [(n, d["content"]["status"]) for _, n, d in present if n == "activity-run"]
 
 
 # ------------------------------------------------------------------ executions ending outside the Lambda

@@ -55,10 +55,6 @@ CONCURRENCY = 20
 RUNNER_CALLS = 4
 MAX_JITTER_SECONDS = 0.005
 
-TIMED_OUT_WINDOW_BUG = (
-    "BUG (reconciler.py, settle, non-ABORTED path): the open activity is taken from the run as "
-    "read before the write; one the step runner opens in between stays `running` on the failed run")
-
 # The other side of a race: ends the run its own way; answers what it says it did.
 Ender = Callable[[RunStore, str], str]
 
@@ -184,7 +180,7 @@ def test_cancel_racing_the_last_step_ends_each_run_in_exactly_one_terminal_statu
 
 @pytest.mark.timeout(soak(60, 600))
 @pytest.mark.parametrize(("execution_status", "ended_as"), [
-    pytest.param("TIMED_OUT", Status.FAILED, marks=pytest.mark.xfail(strict=True, reason=TIMED_OUT_WINDOW_BUG)),
+    ("TIMED_OUT", Status.FAILED),
     ("ABORTED", Status.CANCELLED),
 ])
 def test_reconciler_racing_a_late_last_step_ends_each_run_in_exactly_one_terminal_status(
@@ -252,7 +248,7 @@ class _OpensWhenTold:
 @pytest.mark.parametrize("ender", [
     "cancel",
     "reconciler ABORTED",
-    pytest.param("reconciler TIMED_OUT", marks=pytest.mark.xfail(strict=True, reason=TIMED_OUT_WINDOW_BUG)),
+    "reconciler TIMED_OUT",
 ])
 def test_an_activity_opened_between_the_enders_read_and_write_is_closed(race_store: RunStore, ender: str):
     # Given a run whose first step is done, and a side that ends it, held after its read of the

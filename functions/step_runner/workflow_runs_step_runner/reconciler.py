@@ -72,7 +72,7 @@ def settle(store: Any, run_id: str, execution_status: str | None, *, log: Any = 
     """End a non-terminal run whose execution is `execution_status` (None: there is none).
     True when this call changed the run."""
     from workflow_runs.errors import NotFound, TransitionRejected
-    from workflow_runs.models import RunError, Status, utc_now
+    from workflow_runs.models import RunError, Status
 
     from workflow_runs_step_runner.runner import in_flight
 
@@ -85,20 +85,15 @@ def settle(store: Any, run_id: str, execution_status: str | None, *, log: Any = 
             return False
         if record.status.terminal:
             return False
-        index, open_activity = in_flight(record)
+        index, _ = in_flight(record)
         try:
             if execution_status == "ABORTED":
                 reason = "the run's execution was stopped"
                 store.cancel_run(record, reason)
             else:
-                message = _failure_message(execution_status)
-                if open_activity is not None:
-                    failed = open_activity.model_copy(
-                        update={"status": Status.FAILED, "outputs": {"error": message}, "updated_at": utc_now()}
-                    )
-                    store.finish_activity(run_id, index, failed, expected=[Status.RUNNING, Status.WAITING])
                 step_id = record.steps[index].id if index is not None else None
-                store.transition_run(record, Status.FAILED, error=RunError(message=message, step_id=step_id))
+                error = RunError(message=_failure_message(execution_status), step_id=step_id)
+                store.end_run(record, Status.FAILED, error=error)
         except TransitionRejected:
             continue  # it moved meanwhile: read again (usually it is terminal now)
         log.warning("run settled by the reconciler",

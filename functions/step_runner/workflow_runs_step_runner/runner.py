@@ -153,6 +153,7 @@ class _Invocation:
 
     def _run(self, record: RunRecord, index: int, attempt: int) -> dict[str, Any]:
         run_id, step = record.id, record.steps[index]
+        self._close_interrupted_attempts(record, index, attempt)
         now = utc_now()
         activity = ActivityRun(
             id=activity_run_id(run_id, index, attempt), step_id=step.id, step_name=step.name,
@@ -203,6 +204,17 @@ class _Invocation:
                 pass  # cancelled or failed meanwhile: that status stands
             return _reply(run_id, NEXT_DONE)
         return _reply(run_id, NEXT_STEP)
+
+    def _close_interrupted_attempts(self, record: RunRecord, index: int, attempt: int) -> None:
+        """An earlier invocation that died after opening its attempt (a Lambda service error
+        the state machine retried) left it `running`: close it as failed, conditionally."""
+        step_id = record.steps[index].id
+        for earlier in record.run.activity_runs:
+            if earlier.step_id == step_id and earlier.attempt != attempt and earlier.status is Status.RUNNING:
+                interrupted = earlier.model_copy(update={
+                    "status": Status.FAILED, "updated_at": utc_now(),
+                    "outputs": {"error": f"the invocation was interrupted; retried as attempt {attempt}"}})
+                self.store.finish_activity(record.id, index, interrupted, expected=[Status.RUNNING])
 
     def _step_failed(
         self, record: RunRecord, index: int, activity: ActivityRun, message: str, retryable: bool

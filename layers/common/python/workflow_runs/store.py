@@ -420,37 +420,68 @@ class RunStore:
             return False
 
     def cancel_run(self, record: RunRecord, reason: str | None = None) -> RunRecord:
-        """Cancel a run and close its open activity runs in ONE transaction, conditional on
-        every old status: no reader ever sees a cancelled run with a step still running, and
-        a step that finishes meanwhile makes the cancel retry instead of being overwritten."""
+        return self.end_run(record, Status.CANCELLED, cancel_reason=reason)
+
+    def end_run(
+        self,
+        record: RunRecord,
+        status: Status,
+        *,
+        error: RunError | None = None,
+        cancel_reason: str | None = None,
+    ) -> RunRecord:
+        """End a run from outside its steps (a cancel, the reconciler) without leaving a step open.
+
+        Three writes, in this order so the stream (and every SSE reader) sees the steps close
+        before the run ends: (1) the open activity runs closed, conditional on each old status
+        and on the run's; (2) the run's move with its counters; (3) one more read, to close a
+        step opened between our read and (2) — after (2) the store refuses new ones. A step
+        that finished meanwhile fails (1) or (2): TransitionRejected, the caller reads again.
+        """
+        closing = Status.CANCELLED if status is Status.CANCELLED else Status.FAILED
+        outputs = {"error": error.message} if error is not None else None
+        closed = self._close_open_activities(record, closing, outputs, run_status=record.status)
+        ended = self.transition_run(record, status, error=error, cancel_reason=cancel_reason)
+        self._close_open_activities(self.get_run_record(record.id), closing, outputs, run_status=None)
+        ended.run.activity_runs = [closed.get(a.id, a) for a in record.run.activity_runs]
+        return ended
+
+    def _close_open_activities(
+        self, record: RunRecord, status: Status, outputs: dict | None, *, run_status: Status | None
+    ) -> dict[str, ActivityRun]:
+        """Close every open activity run of `record` in one transaction. With `run_status`, the
+        run must still have it (else TransitionRejected); without, each closes on its own."""
         index_of = {s.id: i for i, s in enumerate(record.steps)}
         now = utc_now()
         closed = {
-            a.id: a.model_copy(update={"status": Status.CANCELLED, "updated_at": now})
+            a.id: a.model_copy(update={"status": status, "updated_at": now,
+                                       "outputs": outputs if outputs is not None else a.outputs})
             for a in record.run.activity_runs
             if a.status not in TERMINAL
         }
-        writes = [(index_of[a.step_id], a, [old.status]) for old in record.run.activity_runs
-                  if (a := closed.get(old.id)) is not None]
-        cancelled = self.transition_run(record, Status.CANCELLED, cancel_reason=reason, activities=writes)
-        # A step may have opened an activity run between our read and the cancel; from now on
-        # the store refuses new ones (they are conditional on a live run), so one more read
-        # finds every straggler.
-        stragglers = [a for a in self.get_run_record(record.id).run.activity_runs if a.status not in TERMINAL]
-        for activity in stragglers:
-            done = activity.model_copy(update={"status": Status.CANCELLED, "updated_at": utc_now()})
+        writes = [self._activity_put(record.id, (index_of[a.step_id], closed[a.id], [a.status]))
+                  for a in record.run.activity_runs if a.id in closed]
+        if run_status is not None and writes:
+            check = {
+                "ConditionCheck": {
+                    "TableName": self._runs,
+                    "Key": {keys.PK: _s(keys.run_pk(record.id)), keys.SK: _s(keys.RUN_SK)},
+                    "ConditionExpression": "#st = :old",
+                    "ExpressionAttributeNames": {"#st": "status"},
+                    "ExpressionAttributeValues": {":old": _s(run_status.value)},
+                }
+            }
             try:
-                self._client.put_item(
-                    TableName=self._runs,
-                    Item=_activity_item(record.id, index_of[activity.step_id], done),
-                    ConditionExpression="#st = :old",
-                    ExpressionAttributeNames={"#st": "status"},
-                    ExpressionAttributeValues={":old": _s(activity.status.value)},
-                )
-            except self._client.exceptions.ConditionalCheckFailedException:
-                continue  # the step runner closed it meanwhile
-        cancelled.run.activity_runs = [closed.get(a.id, a) for a in record.run.activity_runs]
-        return cancelled
+                self._client.transact_write_items(TransactItems=[check, *writes])
+            except self._client.exceptions.TransactionCanceledException as exc:
+                raise TransitionRejected(f"run {record.id} changed while its steps were closed") from exc
+        else:
+            for write in writes:
+                try:
+                    self._client.put_item(**write["Put"])
+                except self._client.exceptions.ConditionalCheckFailedException:
+                    continue  # the step runner closed it meanwhile
+        return closed
 
     def put_thinking(self, run_id: str, activity_run_id: str, step_id: str, seq: int, text: str) -> None:
         """Reasoning text travels the same road as status changes (the table's stream), so
