@@ -460,6 +460,10 @@ def test_a_terminal_run_whose_events_are_gone_ends_with_an_error_whose_details_a
         TableName=stack.settings.events_table,
         Key={"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": _closing_cursor(stack, run_id)}},
     )
+    stack.store.client.update_item(  # … which is days after the run ended
+        TableName=stack.settings.runs_table, Key={"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": "R"}},
+        UpdateExpression="SET updatedAt = :long_ago", ExpressionAttributeValues={":long_ago": {"S": "2026-01-01T00:00:00.000Z"}},
+    )
     _, frames = stack.events(run_id)
 
     closing = events_of(frames)[-1]

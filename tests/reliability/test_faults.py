@@ -662,15 +662,6 @@ def test_sse_clients_cut_at_random_bytes_and_resumed_get_every_event_once_in_ord
             assert whole[-1][1] == "result" and sum(1 for _, name, _ in whole if name == "thinking") >= 1
 
 
-PROJECTION_LAG_BUG = (
-    "BUG (functions/stream/workflow_runs_stream/follow.py, follow/_ended_without_close): a live stream "
-    "gives up with 'the run cannot be followed' when the event log stays idle for close_grace (10 × "
-    "SSE_POLL_MAX_SECONDS = 10 s) while the run is already terminal — which is also what a projector "
-    "lagging behind looks like (throttling, batch retries, a busy machine), so clients of runs that "
-    "completed get an error instead of their result")
-
-
-@pytest.mark.xfail(strict=True, reason=PROJECTION_LAG_BUG)
 def test_a_live_stream_waits_for_events_the_projector_delivers_late():
     import anyio
     from workflow_runs_stream.follow import FollowPolicy, follow
@@ -688,8 +679,10 @@ def test_a_live_stream_waits_for_events_the_projector_delivers_late():
                 return []
             return [e for e in self.events if cursor is None or e[0] > cursor][:limit]
 
-        def run_status(self, run_id: str) -> Status:
-            return Status.COMPLETED
+        def run_state(self, run_id: str) -> tuple[Status, str]:
+            from workflow_runs.models import utc_now
+
+            return Status.COMPLETED, utc_now()  # it has just completed
 
     async def read() -> list[str]:
         policy = FollowPolicy(poll_min=0.005, poll_max=0.01, close_grace=0.1)

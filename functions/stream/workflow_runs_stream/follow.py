@@ -8,8 +8,9 @@ first closing event (`result` / `error`).
 
 A run it cannot follow ends with an `error` event whose `details` is a string:
 - the event log cannot be read (after a few tries);
-- the log stays idle for `close_grace` seconds while the run is already terminal (its
-  events have expired, or its projection failed) or gone.
+- the log stays idle while the run is gone, or ended more than `lag_limit` seconds ago
+  (its events expired, or its projection failed). A run that ended recently is waited
+  for: a projector running behind (throttling, batch retries) looks idle too.
 
 Every blocking store call runs in a worker thread; when the client goes away, the response
 cancels this generator at its next await, so no poll outlives the request.
@@ -37,15 +38,19 @@ READ_ATTEMPTS = 4
 class EventLog(Protocol):
     def events_after(self, run_id: str, cursor: str | None, limit: int = 100) -> list[tuple[str, str, dict]]: ...
 
-    def run_status(self, run_id: str) -> Any: ...
+    def run_state(self, run_id: str) -> tuple[Any, str] | None:
+        """(status, ISO 8601 time of its last change), or None for an unknown run."""
+        ...
 
 
 @dataclass(frozen=True)
 class FollowPolicy:
     poll_min: float = 0.05
     poll_max: float = 1.0
-    # How long a terminal run may show no closing event before the stream gives up on it.
+    # How often an idle stream looks whether its run is still worth waiting for.
     close_grace: float = 10.0
+    # How long after a run's end its closing event may still be on its way (projection lag).
+    lag_limit: float = 300.0
 
     @classmethod
     def from_settings(cls, settings: Any) -> FollowPolicy:
@@ -109,7 +114,7 @@ async def follow(
             if idle_since is None:
                 idle_since = now
             elif now - idle_since >= policy.close_grace:
-                ended = await _ended_without_close(log, run_id)
+                ended = await _ended_without_close(log, run_id, policy.lag_limit)
                 if ended is not None:
                     yield cannot_follow(cursor, ended)
                     return
@@ -119,16 +124,27 @@ async def follow(
             delay = min(delay * 2, policy.poll_max)
 
 
-async def _ended_without_close(log: EventLog, run_id: str) -> str | None:
+async def _ended_without_close(log: EventLog, run_id: str, lag_limit: float) -> str | None:
     """Why an idle log will stay idle, or None while the run may still produce events."""
     try:
-        status = await to_thread.run_sync(log.run_status, run_id)
+        state = await to_thread.run_sync(log.run_state, run_id)
     except Exception:  # noqa: BLE001 - a failed look is not a verdict; the next one may work
         logger.exception("reading the run status failed", extra={"run_id": run_id})
         return None
-    if status is None:
+    if state is None:
         return "the run no longer exists"
+    status, changed_at = state
     value = getattr(status, "value", status)
-    if value in ("completed", "failed", "cancelled"):
+    if value in ("completed", "failed", "cancelled") and _seconds_since(changed_at) > lag_limit:
         return f"the run is {value}, but its remaining events are no longer available; get the run instead"
     return None
+
+
+def _seconds_since(timestamp: str) -> float:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    try:
+        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return float("inf")  # unreadable: treat as long ago rather than wait forever
+    return (datetime.now(UTC) - then).total_seconds()

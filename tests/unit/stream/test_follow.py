@@ -14,9 +14,11 @@ class ScriptedLog:
     """An event log whose contents the test appends to between polls; a fake clock moves with
     every sleep, so nothing waits for real."""
 
-    def __init__(self, events: list[tuple[str, str, dict]] | None = None, status: str | None = "running"):
+    def __init__(self, events: list[tuple[str, str, dict]] | None = None, status: str | None = "running",
+                 changed_at: str = "2026-01-01T00:00:00.000Z"):
         self.events = list(events or [])
         self.status = status
+        self.changed_at = changed_at
         self.queries: list[str | None] = []
         self.failures = 0
         self.sleeps: list[float] = []
@@ -30,8 +32,8 @@ class ScriptedLog:
             raise ConnectionError("throttled")
         return [e for e in self.events if cursor is None or e[0] > cursor][:limit]
 
-    def run_status(self, run_id: str):
-        return self.status
+    def run_state(self, run_id: str):
+        return None if self.status is None else (self.status, self.changed_at)
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
@@ -122,6 +124,15 @@ def test_a_silent_log_of_an_ended_or_missing_run_ends_with_a_string_error(status
     assert [e.name for e in events] == ["workflow-run", "error"]
     assert words in events[-1].data["details"] and events[-1].cursor == event(1)[0]
     assert log.now >= POLICY.close_grace
+
+
+def test_a_silent_log_of_a_run_that_just_ended_keeps_waiting_for_a_late_projection():
+    from workflow_runs.models import utc_now
+
+    log = ScriptedLog([event(1)], status="completed", changed_at=utc_now())
+    log.on_sleep = lambda n: log.events.append(event(2, "result", closing=True)) if n == 30 else None
+    assert [e.name for e in collect(log)] == ["workflow-run", "result"]
+    assert log.now > 3 * POLICY.close_grace
 
 
 def test_a_silent_log_of_a_run_still_going_keeps_waiting():

@@ -544,6 +544,17 @@ class RunStore:
         ).get("Item")
         return Status(item["status"]["S"]) if item else None
 
+    def run_state(self, run_id: str) -> tuple[Status, str] | None:
+        """The run's status and when it last changed (one consistent GetItem), or None."""
+        item = self._client.get_item(
+            TableName=self._runs,
+            Key={keys.PK: _s(keys.run_pk(run_id)), keys.SK: _s(keys.RUN_SK)},
+            ProjectionExpression="#st, updatedAt",
+            ExpressionAttributeNames={"#st": "status"},
+            ConsistentRead=True,
+        ).get("Item")
+        return (Status(item["status"]["S"]), item["updatedAt"]["S"]) if item else None
+
     def counts(self, tenant: str, workflow_id: str) -> dict[str, int]:
         """Every status of a workflow's runs, from its kept counter: one GetItem.
         The counter exists from the workflow's creation on, so a missing one is NotFound."""
