@@ -55,6 +55,7 @@ def _base_path(request: Request) -> str:
 
 
 @runs.post("/cancel", response_model=schemas.CancelReply, responses=schemas.errors(400, 401, 404, 413, 500),
+           response_model_exclude_none=True,  # `message` appears only when there is something to say
            summary="Cancel runs by id, or every non-terminal run of a workflow")
 def cancel(body: Annotated[CancelRequest, Body()], principal: PrincipalDep, service: ServiceDep) -> schemas.CancelReply:
     return schemas.CancelReply(results=service.cancel(principal.tenant, body))
