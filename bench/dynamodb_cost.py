@@ -267,14 +267,10 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
             "(an INCLUDE projection of only what list pages show, or KEYS_ONLY for the sweep index) would cut it.")
     if any(f.holds is False and "writes per step" in f.name for f in figures):
         result.notes.append(
-            "Writes per step: a step writes its activity `running` and its end (two `TransactWriteItems`, each "
-            "conditional on the run not being terminal). The first step also moves the run to `running` and the "
-            "last to `completed`, each its own transaction (run item + 3 counters), so a one-step run does 4 "
-            "writes in its one step. Fix (runner.py + store.py): put the `→ running` transition in the same "
-            "transaction as the first activity's `running` write, and the `→ completed` transition in the same "
-            "transaction as the last activity's `completed` write (a transaction takes up to 100 items; the "
-            "conditions stay the same). That makes every step exactly 2 writes and saves one transaction's "
-            "fixed cost twice per run.")
+            "Writes per step: a step writes its activity `running` (with the run's move to `running` in the same "
+            "transaction) and its end; the run's end is a write of its own after the last step's, so the stream "
+            "carries them in that order (docs/decisions.md). Anything above 3 comes from a new write added to "
+            "runner.py: count them with tests/unit/step_runner/test_runner.py.")
     for figure in figures:
         if figure.holds is False and "DynamoDB requests" in figure.name:
             result.notes.append(f"{figure.name}: {figure.value} — see the per-endpoint table for the operations.")

@@ -168,13 +168,13 @@ def test_cancelled_run_closes_with_error_after_its_open_activity_is_cancelled(st
 
     _, frames = stack.events(run_id)
 
-    # The activity is closed after the run's terminal write; its event still comes before
-    # the closing one, which always sorts last.
+    # The cancel closes the open activity before the run's terminal write, so its event
+    # comes first; the closing one always sorts last.
     assert shape(frames) == [
         ("workflow-run", "scheduled"),
         ("workflow-run", "running"),
         ("activity-run", "fetch", "running", 1),
-        ("activity-run", "fetch", "cancelled", 1),  # closed in the cancel's own transaction
+        ("activity-run", "fetch", "cancelled", 1),  # closed before the run ends
         ("workflow-run", "cancelled"),
         ("error", "run cancelled"),
     ]

@@ -95,8 +95,9 @@ def handler(event: dict[str, Any], context: Any, *, store: RunStore | None = Non
 def terminal_records_last(records: list[dict]) -> list[dict]:
     """Each run's terminal status change after the run's other records of the batch.
 
-    A cancel closes open activity runs in the same transaction as the run, and a transaction's
-    records reach the stream in no promised order. Writing the terminal record's events (the
+    The store already writes a run's end after its steps' closes (`RunStore.end_run`, the
+    runner's last step), so the stream carries them in that order; this keeps the promise
+    within a batch whatever else arrives with it. Writing the terminal record's events (the
     `~` cursors that end every stream) last means an SSE reader that receives the closing
     event has already been able to read everything before it. Failures are still reported
     by sequence number, so the event source mapping retries the right records.
