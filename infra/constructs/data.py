@@ -55,13 +55,16 @@ class Data(Construct):
             deletion_protection=config.retain_data,
             removal_policy=removal,
         )
-        for index_name, partition_attribute in keys.INDEX_PARTITION_KEYS.items():
+        for index in keys.INDEXES:
             self.runs_table.add_global_secondary_index(
-                index_name=index_name,
-                partition_key=dynamodb.Attribute(name=partition_attribute, type=string),
+                index_name=index.name,
+                partition_key=dynamodb.Attribute(name=index.partition, type=string),
                 sort_key=dynamodb.Attribute(name=keys.GSK, type=string),
-                projection_type=dynamodb.ProjectionType.INCLUDE,
-                non_key_attributes=list(keys.LIST_PROJECTION),
+                **(
+                    {"projection_type": dynamodb.ProjectionType.INCLUDE, "non_key_attributes": list(index.projection)}
+                    if index.projection
+                    else {"projection_type": dynamodb.ProjectionType.KEYS_ONLY}
+                ),
             )
 
         # The event log has no stream: the projector writes it, and a stream here would
@@ -95,7 +98,7 @@ class Data(Construct):
             acks.append(
                 Acknowledgment(
                     id=f"AwsSolutions-IAM5[Resource::<{logical}.Arn>/index/*]",
-                    reason="Queries the runs table's own list indexes (keys.INDEX_PARTITION_KEYS); "
+                    reason="Queries the runs table's own list indexes (keys.INDEXES); "
                     "index/* names only this table's indexes.",
                 )
             )

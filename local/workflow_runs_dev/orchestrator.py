@@ -55,6 +55,10 @@ class RetryPolicy:
 # The same numbers as infra/state_machine.asl.json (tests/unit/test_local_orchestrator.py
 # keeps them equal). The ASL's retrier for Lambda service errors has no local counterpart.
 STEP_RETRY = RetryPolicy(("StepRetryableError",), 2, 2.0, 300, 9)
+# The store stayed busy (throttled or contended) through its own retries: nothing was
+# written, so the invocation is simply made again.
+STORE_RETRY = RetryPolicy(("Unavailable",), 1, 2.0, 20, 6)
+RUN_STEP_RETRIERS = (STEP_RETRY, STORE_RETRY)
 RECORD_FAILURE_RETRY = RetryPolicy(("States.ALL",), 1, 2.0, 30, 3)
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
@@ -182,8 +186,10 @@ class LocalOrchestrator:
         while True:
             if execution.stop_requested.is_set():
                 return ABORTED
-            # RunStep, with its Retry; RetryCount restarts each time the state is entered.
+            # RunStep, with its Retry; RetryCount restarts each time the state is entered and
+            # counts the retries of every retrier, while each retrier counts its own attempts.
             retry_count = 0
+            retried = dict.fromkeys(RUN_STEP_RETRIERS, 0)
             while True:
                 try:
                     reply = self._invoke({"runId": run_id, "attempt": retry_count})
@@ -192,8 +198,10 @@ class LocalOrchestrator:
                     error_name = type(exc).__name__
                     if execution.stop_requested.is_set():
                         return ABORTED
-                    if STEP_RETRY.matches(error_name) and retry_count < STEP_RETRY.max_attempts:
-                        delay = STEP_RETRY.delay(retry_count, self._rng) * self._scale
+                    retrier = next((r for r in RUN_STEP_RETRIERS if r.matches(error_name)), None)
+                    if retrier is not None and retried[retrier] < retrier.max_attempts:
+                        delay = retrier.delay(retried[retrier], self._rng) * self._scale
+                        retried[retrier] += 1
                         retry_count += 1
                         if execution.stop_requested.wait(delay):
                             return ABORTED

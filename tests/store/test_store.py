@@ -8,7 +8,8 @@ import pytest
 
 from workflow_runs.errors import Conflict, NotFound, TransitionRejected
 from workflow_runs.models import ActivityRun, RunError, RunInput, Status, WorkflowDefinition, utc_now
-from workflow_runs.store import NewRun, RunStore, request_fingerprint
+from workflow_runs.service import request_fingerprint
+from workflow_runs.store import NewRun, RunStore
 
 DEFINITION = WorkflowDefinition.model_validate(
     {
@@ -85,16 +86,35 @@ def test_terminal_status_never_changes(store: RunStore):
     assert store.get_run("t1", record.id).cancel_reason == "stop"
 
 
-def test_activity_writes_stop_once_the_run_is_terminal(store: RunStore):
+def test_activity_writes_stop_once_the_run_is_ended_from_outside(store: RunStore):
     record = new_run(store, new_workflow(store))
     now = utc_now()
     activity = ActivityRun(id=str(uuid.uuid4()), step_id="a", step_name=None, status=Status.RUNNING,
                            attempt=1, created_at=now, updated_at=now)
     assert store.put_activity(record.id, 0, activity)
-    store.transition_run(record, Status.CANCELLED)
+    store.cancel_run(store.get_run_record(record.id))
     done = activity.model_copy(update={"status": Status.COMPLETED, "outputs": {"value": 1}})
     assert not store.finish_activity(record.id, 0, done, expected=[Status.RUNNING])
-    assert store.get_run("t1", record.id).activity_runs[0].status is Status.RUNNING
+    assert not store.put_activity(record.id, 0, activity.model_copy(update={"attempt": 2}))
+    assert [a.status for a in store.get_run("t1", record.id).activity_runs] == [Status.CANCELLED]
+
+
+def test_a_step_opened_after_the_read_fences_off_an_ending_from_outside(store: RunStore):
+    # Given a cancel that read the run before a step opened
+    record = new_run(store, new_workflow(store))
+    stale = store.get_run_record(record.id)
+    now = utc_now()
+    straggler = ActivityRun(id=str(uuid.uuid4()), step_id="a", step_name=None, status=Status.RUNNING,
+                            attempt=1, created_at=now, updated_at=now)
+    assert store.put_activity(record.id, 0, straggler)
+    # When it ends the run from what it read, it loses; read again, it closes the step too
+    with pytest.raises(TransitionRejected):
+        store.cancel_run(stale)
+    assert store.get_run("t1", record.id).status is Status.SCHEDULED
+    store.cancel_run(store.get_run_record(record.id))
+    run = store.get_run("t1", record.id)
+    assert run.status is Status.CANCELLED
+    assert [a.status for a in run.activity_runs] == [Status.CANCELLED]
 
 
 def test_list_is_newest_first_without_gaps_or_repeats(store: RunStore):
@@ -102,10 +122,29 @@ def test_list_is_newest_first_without_gaps_or_repeats(store: RunStore):
     ids = [new_run(store, workflow).id for _ in range(7)]
     seen = []
     for page in (1, 2, 3):
-        result = store.list_runs("t1", workflow_id=workflow.id, page=page, limit=3)
+        result = store.list_runs("t1", workflow_id=workflow.id, offset=(page - 1) * 3, limit=3)
         assert result.total == 7
         seen += [r.id for r in result.items]
     assert seen == list(reversed(ids))
+
+
+@pytest.mark.parametrize("filters", [{}, {"workflow": True}, {"status": Status.SCHEDULED}, {"search": "MARIS"}])
+def test_cursor_pages_walk_every_shard_newest_first_and_end_without_a_cursor(store: RunStore, filters: dict):
+    workflow = new_workflow(store)
+    ids = [new_run(store, workflow).id for _ in range(11)]
+    query = {"workflow_id": workflow.id if filters.get("workflow") else None, "status": filters.get("status"),
+             "search": filters.get("search")}
+    seen, after, pages = [], None, 0
+    while True:
+        page = store.list_runs("t1", limit=4, after=after, **query)
+        assert page.total == 11
+        seen += [r.id for r in page.items]
+        pages += 1
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert seen == list(reversed(ids))
+    assert pages == 3  # 4 + 4 + 3: the last page carries no cursor
 
 
 def test_list_filters_by_status_and_tenant(store: RunStore):
@@ -122,7 +161,7 @@ def test_list_filters_by_status_and_tenant(store: RunStore):
 def test_search_matches_workflow_name_case_insensitively_across_workflows(store: RunStore):
     alpha, beta, other = (new_workflow(store, name=n) for n in ("Alpha report", "Beta REPORT", "Cleanup"))
     runs = [new_run(store, wf).id for wf in (alpha, beta, other, alpha)]
-    result = store.list_runs("t1", search="report", page=1, limit=10)
+    result = store.list_runs("t1", search="report", limit=10)
     assert result.total == 3
     assert [r.id for r in result.items] == [runs[3], runs[1], runs[0]]
     assert store.list_runs("t2", search="report").total == 0

@@ -16,7 +16,7 @@ from workflow_runs.models import MAX_ATTEMPTS_CEILING, Status, WorkflowDefinitio
 from workflow_runs.secrets import get_sealer
 from workflow_runs.settings import Settings
 from workflow_runs.store import NewRun, RunStore
-from workflow_runs_dev.orchestrator import RECORD_FAILURE_RETRY, STEP_RETRY, LocalOrchestrator
+from workflow_runs_dev.orchestrator import RECORD_FAILURE_RETRY, STEP_RETRY, STORE_RETRY, LocalOrchestrator
 from workflow_runs_step_runner.runner import run_step
 from workflow_runs_step_runner.steps import registry as real_registry
 from workflow_runs_step_runner.steps.base import StepError, StepOutcome
@@ -231,7 +231,7 @@ def test_retry_policies_are_the_state_machines():
     def policy(state: str, error: str) -> dict:
         return next(r for r in states[state]["Retry"] if error in r["ErrorEquals"])
 
-    for state, local in (("RunStep", STEP_RETRY), ("RecordFailure", RECORD_FAILURE_RETRY)):
+    for state, local in (("RunStep", STEP_RETRY), ("RunStep", STORE_RETRY), ("RecordFailure", RECORD_FAILURE_RETRY)):
         asl = policy(state, local.errors[0])
         assert asl["ErrorEquals"] == list(local.errors)
         assert (asl["IntervalSeconds"], asl["BackoffRate"], asl["MaxDelaySeconds"], asl["MaxAttempts"],

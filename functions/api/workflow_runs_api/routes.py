@@ -8,8 +8,9 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from workflow_runs.models import Status, WorkflowDefinition
-from workflow_runs.service import CancelRequest, canonical_uuid
+from workflow_runs.service import CancelRequest, ListQuery, canonical_uuid
 from workflow_runs_http.dependencies import ServiceDep
+from workflow_runs_http.errors import parse_query
 from workflow_runs_http.forms import EXECUTE_BODY, IdempotencyKey, parse_execute
 from workflow_runs_http.security import PrincipalDep
 
@@ -68,14 +69,15 @@ def list_runs(
     service: ServiceDep,
     workflowId: Annotated[str | None, Query(description="filter by workflow")] = None,
     status: Annotated[Status | None, Query(description="filter by status")] = None,
-    page: Page = 1,
+    page: Annotated[int | None, Query(ge=1, description="page number, from 1 (page × limit ≤ 10,000)")] = None,
     limit: Limit = 10,
     search: Annotated[str | None, Query(min_length=1, max_length=200, description="substring of the workflow name, any case")] = None,
+    nextToken: Annotated[str | None, Query(max_length=512, description="the previous page's pagination.nextToken")] = None,
 ) -> schemas.RunList:
-    workflow_id = canonical_uuid(workflowId, "workflowId") if workflowId is not None else None
-    result = service.list_runs(principal.tenant, workflow_id=workflow_id, status=status, search=search,
-                               page=page, limit=limit)
-    return schemas.RunList(data=result.items, pagination=schemas.pagination(page, limit, result.total))
+    query = parse_query(ListQuery, workflowId=workflowId, status=status, page=page or 1, limit=limit,
+                        search=search, nextToken=nextToken, pageGiven=page is not None)
+    result, number, token = service.list_runs(principal.tenant, query)
+    return schemas.RunList(data=result.items, pagination=schemas.run_pagination(number, limit, result.total, token))
 
 
 @runs.get("/dashboard/{workflowId}", response_model=schemas.DashboardReply,

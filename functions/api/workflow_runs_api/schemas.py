@@ -29,6 +29,11 @@ class Pagination(BaseModel):
     totalPages: int
 
 
+class RunPagination(Pagination):
+    nextToken: str | None = Field(description="give it as `?nextToken=` (same filters) for the next page; "
+                                              "null on the last page")
+
+
 class RunReply(BaseModel):
     success: Literal[True] = True
     workflowRun: WorkflowRun
@@ -46,7 +51,7 @@ class ExecuteReply(BaseModel):
 class RunList(BaseModel):
     success: Literal[True] = True
     data: list[WorkflowRunSummary]
-    pagination: Pagination
+    pagination: RunPagination
 
 
 class Counts(BaseModel):
@@ -91,7 +96,7 @@ class WorkflowList(BaseModel):
 
 class ErrorReply(BaseModel):
     success: Literal[False] = False
-    error: str = Field(description="ValidationError | Unauthorized | Forbidden | NotFound | Conflict | PayloadTooLarge | InternalError")
+    error: str = Field(description="ValidationError | Unauthorized | Forbidden | NotFound | Conflict | PayloadTooLarge | Unavailable | InternalError")
     details: str | list[str]
 
 
@@ -104,4 +109,8 @@ def errors(*codes: int) -> dict[int | str, dict]:
 
 def pagination(page: int, limit: int, total: int) -> Pagination:
     return Pagination(page=page, limit=limit, total=total, totalPages=(total + limit - 1) // limit)
+
+
+def run_pagination(page: int, limit: int, total: int, next_token: str | None) -> RunPagination:
+    return RunPagination(**pagination(page, limit, total).model_dump(), nextToken=next_token)
 

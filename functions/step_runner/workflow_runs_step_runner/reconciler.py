@@ -71,35 +71,29 @@ def sweep(
 def settle(store: Any, run_id: str, execution_status: str | None, *, log: Any = None) -> bool:
     """End a non-terminal run whose execution is `execution_status` (None: there is none).
     True when this call changed the run."""
-    from workflow_runs.errors import NotFound, TransitionRejected
+    from workflow_runs.ending import end_from_outside
     from workflow_runs.models import RunError, Status
 
     from workflow_runs_step_runner.runner import in_flight
 
     log = log or _logger()
-    for _ in range(3):
-        try:
-            record = store.get_run_record(run_id)
-        except NotFound:
-            log.warning("execution of an unknown run", extra={"run_id": run_id})
-            return False
-        if record.status.terminal:
-            return False
+
+    def error_of(record: Any) -> RunError | None:
         index, _ = in_flight(record)
-        try:
-            if execution_status == "ABORTED":
-                reason = "the run's execution was stopped"
-                store.cancel_run(record, reason)
-            else:
-                step_id = record.steps[index].id if index is not None else None
-                error = RunError(message=_failure_message(execution_status), step_id=step_id)
-                store.end_run(record, Status.FAILED, error=error)
-        except TransitionRejected:
-            continue  # it moved meanwhile: read again (usually it is terminal now)
+        step_id = record.steps[index].id if index is not None else None
+        return RunError(message=_failure_message(execution_status), step_id=step_id)
+
+    if execution_status == "ABORTED":
+        ending = end_from_outside(store, run_id, Status.CANCELLED, cancel_reason="the run's execution was stopped")
+    else:
+        ending = end_from_outside(store, run_id, Status.FAILED, error=error_of)
+    if ending.record is None:
+        log.warning("execution of an unknown run", extra={"run_id": run_id})
+    if ending.changed:
         log.warning("run settled by the reconciler",
-                    extra={"run_id": run_id, "execution_status": execution_status, "was": record.status.value})
-        return True
-    return False
+                    extra={"run_id": run_id, "execution_status": execution_status, "was": ending.before.value
+                           if ending.before else None})
+    return ending.changed
 
 
 def _failure_message(execution_status: str | None) -> str:

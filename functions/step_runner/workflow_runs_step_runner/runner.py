@@ -25,17 +25,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from workflow_runs.ending import end_from_outside, retry_lost_races
 from workflow_runs.errors import NotFound, TransitionRejected
 from workflow_runs.models import MAX_ATTEMPTS_CEILING, ActivityRun, RunError, Status, Step, utc_now
 from workflow_runs.settings import Settings
+from workflow_runs.states import NEXT_DONE, NEXT_FAILED, NEXT_STEP, NEXT_WAIT
 from workflow_runs.store import RunRecord, RunStore
 
 from workflow_runs_step_runner.steps.base import StepContext, StepError
-
-NEXT_STEP = "step"
-NEXT_WAIT = "wait"
-NEXT_DONE = "done"
-NEXT_FAILED = "failed"
 
 MAX_ERROR_CHARS = 2000
 # The Wait state ends at least `seconds` after the runner wrote `waiting`; a resume that
@@ -53,10 +50,6 @@ class StepRetryableError(Exception):
 
 class Registry(Protocol):
     def get(self, type_name: str) -> Any: ...
-
-
-class _LostRace(Exception):
-    """A conditional status write lost: re-read the run and decide again."""
 
 
 def run_step(
@@ -111,19 +104,19 @@ class _Invocation:
     # ------------------------------------------------------------------ normal path
 
     def advance(self, run_id: str, retry_count: int) -> dict[str, Any]:
-        # A lost race means another writer moved the run (a cancel, the reconciler, a
-        # repeated invocation): read again and act on what is stored now, never overwrite.
-        for _ in range(3):
+        # A lost race (TransitionRejected) means another writer moved the run (a cancel,
+        # the reconciler, a repeated invocation): read again and act on what is stored now.
+        # A busy table is not a lost race: the store raises Unavailable, the state machine
+        # retries the invocation.
+        def attempt() -> dict[str, Any]:
             record = self._load(run_id)
             if record is None or record.status.terminal:
                 self.log.info("run is terminal; nothing to do", extra={"run_id": run_id,
                               "status": record.status.value if record else None})
                 return _reply(run_id, NEXT_DONE)
-            try:
-                return self._advance(record, retry_count)
-            except _LostRace:
-                continue
-        raise RuntimeError(f"run {run_id} keeps changing under the step runner")
+            return self._advance(record, retry_count)
+
+        return retry_lost_races(attempt)
 
     def _advance(self, record: RunRecord, retry_count: int) -> dict[str, Any]:
         self._unseal(record)
@@ -146,10 +139,10 @@ class _Invocation:
             return record, _reply(record.id, NEXT_WAIT, math.ceil(remaining))
         closed = waiting.model_copy(update={"status": Status.COMPLETED, "updated_at": utc_now()})
         if not self.store.finish_activity(record.id, index, closed, expected=[Status.WAITING]):
-            raise _LostRace
+            raise TransitionRejected(f"the wait of run {record.id} was closed meanwhile")
         self.log.info("wait ended", extra={"run_id": record.id, "step_id": waiting.step_id})
         activities = [closed if a.id == waiting.id else a for a in record.run.activity_runs]
-        return _with_activities(record, activities), None
+        return record.with_activities(activities), None
 
     def _run(self, record: RunRecord, index: int, attempt: int) -> dict[str, Any]:
         run_id, step = record.id, record.steps[index]
@@ -163,11 +156,9 @@ class _Invocation:
             if not self.store.put_activity(run_id, index, activity):
                 return _reply(run_id, NEXT_DONE)  # the run ended (cancelled) before the step began
         else:
-            # The run's move to running and the step's start are one transaction (one write).
-            try:
-                record = self.store.transition_run(record, Status.RUNNING, activities=[(index, activity, None)])
-            except TransitionRejected:
-                raise _LostRace from None
+            # The run's move to running and the step's start are one transaction (one write);
+            # a TransitionRejected is a lost race: advance() reads again.
+            record = self.store.transition_run(record, Status.RUNNING, activities=[(index, activity, None)])
         log_keys = {"run_id": run_id, "step_id": step.id, "step_type": step.type, "attempt": attempt}
         self.log.info("step started", extra=log_keys)
         try:
@@ -201,7 +192,10 @@ class _Invocation:
                 self.store.transition_run(record, Status.COMPLETED)
                 self.log.info("run completed", extra={"run_id": run_id})
             except TransitionRejected:
-                pass  # cancelled or failed meanwhile: that status stands
+                # Only a real rejection lands here (a conflict is retried, a busy table raises
+                # Unavailable for the state machine to retry): the run was cancelled or
+                # failed meanwhile, and that status stands.
+                self.log.info("run ended otherwise before it completed", extra={"run_id": run_id})
             return _reply(run_id, NEXT_DONE)
         return _reply(run_id, NEXT_STEP)
 
@@ -253,10 +247,7 @@ class _Invocation:
         # Every step completed but the run did not move yet (e.g. the run ended on a wait
         # step, or an earlier invocation stopped between two writes).
         if record.status is not Status.COMPLETED:
-            try:
-                self.store.transition_run(record, Status.COMPLETED)
-            except TransitionRejected:
-                raise _LostRace from None
+            self.store.transition_run(record, Status.COMPLETED)  # TransitionRejected: read again
         return _reply(record.id, NEXT_DONE)
 
     def _context(self, record: RunRecord, step: Step, activity: ActivityRun) -> StepContext:
@@ -287,30 +278,22 @@ class _Invocation:
 
     def record_failure(self, run_id: str, cause: dict[str, Any]) -> dict[str, Any]:
         """The state machine caught an error it will not retry: the run fails with the step in
-        flight, unless it already ended (then this changes nothing)."""
-        for _ in range(3):
-            record = self._load(run_id)
-            if record is None or record.status.terminal:
-                return _reply(run_id, NEXT_FAILED)
+        flight (closed with the same message), unless it already ended (then this changes nothing)."""
+
+        def error_of(record: RunRecord) -> RunError:
             try:
                 self._unseal(record)
             except Exception:  # noqa: BLE001 - the run must fail even when its envs cannot be read
                 self.secrets = []
+            index, _ = in_flight(record)
             message = self._mask(_describe_cause(cause))[:MAX_ERROR_CHARS]
-            index, open_activity = in_flight(record)
-            if open_activity is not None:
-                failed = open_activity.model_copy(
-                    update={"status": Status.FAILED, "outputs": {"error": message}, "updated_at": utc_now()}
-                )
-                self.store.finish_activity(run_id, index, failed, expected=[Status.RUNNING, Status.WAITING])
-            step_id = record.steps[index].id if index is not None else None
-            try:
-                self.store.transition_run(record, Status.FAILED, error=RunError(message=message, step_id=step_id))
-            except TransitionRejected:
-                continue
-            self.log.warning("run failed by the state machine's Catch",
-                             extra={"run_id": run_id, "step_id": step_id, "error": message})
-            return _reply(run_id, NEXT_FAILED)
+            return RunError(message=message, step_id=record.steps[index].id if index is not None else None)
+
+        ending = end_from_outside(self.store, run_id, Status.FAILED, error=error_of)
+        if ending.changed and ending.record is not None:
+            error = ending.record.run.error
+            self.log.warning("run failed by the state machine's Catch", extra={
+                "run_id": run_id, "step_id": error.step_id if error else None, "error": error.message if error else None})
         return _reply(run_id, NEXT_FAILED)
 
     # ------------------------------------------------------------------ helpers
@@ -361,17 +344,6 @@ def _remaining_wait(step: Step, waiting: ActivityRun) -> float:
         return 0.0
     since = datetime.strptime(waiting.updated_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     return seconds - (datetime.now(UTC) - since).total_seconds()
-
-
-def _with_activities(record: RunRecord, activities: list[ActivityRun]) -> RunRecord:
-    return RunRecord(
-        run=record.run.model_copy(update={"activity_runs": activities}),
-        tenant=record.tenant,
-        workflow_version=record.workflow_version,
-        steps=record.steps,
-        sealed_envs=record.sealed_envs,
-        execution_started=record.execution_started,
-    )
 
 
 def _describe_cause(cause: dict[str, Any]) -> str:

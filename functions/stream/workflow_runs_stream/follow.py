@@ -26,11 +26,12 @@ from typing import Any, Protocol
 import anyio
 from anyio import to_thread
 
+from workflow_runs.states import CLOSING_EVENTS
+
 from .cursors import START, is_closing
 
 logger = logging.getLogger("workflow_runs.stream.follow")
 
-CLOSING_EVENTS = frozenset({"result", "error"})
 PAGE_SIZE = 100
 READ_ATTEMPTS = 4
 

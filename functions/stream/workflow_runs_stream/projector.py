@@ -36,6 +36,17 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from workflow_runs import keys
+from workflow_runs.marshal import NotDynamoJson, plain
+from workflow_runs.states import (
+    CLOSING_EVENTS,
+    EVENT_ACTIVITY,
+    EVENT_ERROR,
+    EVENT_RESULT,
+    EVENT_RUN,
+    EVENT_THINKING,
+    STATUS_VALUES,
+    TERMINAL_VALUES,
+)
 
 from .cursors import event_cursor
 
@@ -46,9 +57,8 @@ logger = logging.getLogger("workflow_runs.stream.projector")
 
 RUN_PK_PREFIX = keys.run_pk("")
 # The models' statuses, as the strings the items carry (models imports pydantic: kept lazy).
-STATUSES = frozenset({"scheduled", "running", "completed", "failed", "cancelled", "waiting"})
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
-CLOSING_EVENTS = frozenset({"result", "error"})
+STATUSES = STATUS_VALUES
+TERMINAL = TERMINAL_VALUES
 
 
 class PoisonRecord(ValueError):
@@ -203,16 +213,16 @@ def _run_events(run_id: str, new: dict, old: dict, store: RunStore) -> list[tupl
     status = _status(new)
     if old and old.get("status") == status:
         return []  # another attribute changed (executionStarted, …): nothing to tell
-    events: list[tuple[str, dict]] = [("workflow-run", {"content": {"workflowRunId": run_id, "status": status}})]
+    events: list[tuple[str, dict]] = [(EVENT_RUN, {"content": {"workflowRunId": run_id, "status": status}})]
     if status == "completed":
-        run = store.get_run_record(run_id).run
-        events.append(("result", {"success": True, "workflowRun": run.dump()}))
+        run = store.get_run(str(new.get("tenant")), run_id)
+        events.append((EVENT_RESULT, {"success": True, "workflowRun": run.dump()}))
     elif status in TERMINAL:
         error = _json_attribute(new, "error") or {}
         message = error.get("message") if isinstance(error, dict) else None
         events.append(
             (
-                "error",
+                EVENT_ERROR,
                 {
                     "error": message or ("run cancelled" if status == "cancelled" else "run failed"),
                     "details": {
@@ -240,7 +250,7 @@ def _activity_events(run_id: str, new: dict, old: dict) -> list[tuple[str, dict]
         }
     except (KeyError, TypeError, ValueError) as exc:
         raise PoisonRecord(f"activity item without {exc}") from None
-    return [("activity-run", {"content": content})]
+    return [(EVENT_ACTIVITY, {"content": content})]
 
 
 def _thinking_events(new: dict) -> list[tuple[str, dict]]:
@@ -248,7 +258,7 @@ def _thinking_events(new: dict) -> list[tuple[str, dict]]:
     if not isinstance(content, str):
         raise PoisonRecord("thinking item without content")
     return [
-        ("thinking", {"content": content, "stepId": new.get("stepId"), "activityRunId": new.get("activityRunId")})
+        (EVENT_THINKING, {"content": content, "stepId": new.get("stepId"), "activityRunId": new.get("activityRunId")})
     ]
 
 
@@ -278,23 +288,13 @@ def _run_id_of(raw: dict) -> str | None:
 
 
 def _image(image: Any) -> dict[str, Any]:
-    """A DynamoDB-JSON image as plain values (the runs table holds S, N and BOOL only)."""
+    """A DynamoDB-JSON image as plain values."""
     if not isinstance(image, dict):
         return {}
-    plain: dict[str, Any] = {}
-    for name, typed in image.items():
-        if not isinstance(typed, dict) or len(typed) != 1:
-            raise PoisonRecord(f"attribute {name} is not DynamoDB JSON")
-        (kind, value), = typed.items()
-        if kind == "N":
-            plain[name] = int(value) if str(value).lstrip("-").isdigit() else float(value)
-        elif kind in ("S", "BOOL"):
-            plain[name] = value
-        elif kind == "NULL":
-            plain[name] = None
-        else:
-            plain[name] = value
-    return plain
+    try:
+        return plain(image)
+    except NotDynamoJson as exc:
+        raise PoisonRecord(str(exc)) from None
 
 
 def _status(image: dict) -> str:

@@ -37,5 +37,17 @@ class PayloadTooLarge(DomainError):
     code = "PayloadTooLarge"
 
 
+class Unavailable(DomainError):
+    """DynamoDB stayed throttled or contended through every retry; nothing was changed.
+
+    Retryable by the caller: the API answers 503 with `Retry-After`, the step runner lets
+    the state machine's Retry take it (its class name is what the ASL matches), the
+    projector fails the batch so the event source mapping retries it."""
+
+    code = "Unavailable"
+    retry_after_seconds = 1
+
+
 class TransitionRejected(Exception):
-    """A status write whose condition (the old status) no longer held: someone else won."""
+    """A status write whose condition (the old status) no longer held: someone else won.
+    Never raised for a conflict or a throttle: those are retried, then `Unavailable`."""

@@ -1,52 +1,87 @@
 """Key layouts of the two DynamoDB tables.
 
 The CDK data construct, the store and the tests all import these constants, so the table
-definition and the code that reads it cannot drift apart.
+definition and the code that reads it cannot drift apart. Why the layout is what it is
+(the write units each partition key receives per run, and the ceiling that gives a tenant)
+is in docs/decisions.md, "A data design without hot keys".
 
 Runs table (single table, streamed to the projector):
-  run            PK=RUN#<runId>                 SK=R
-  activity run   PK=RUN#<runId>                 SK=R#A#<stepIndex:03d>#<attempt:02d>
-  thinking chunk PK=RUN#<runId>                 SK=T#<activityRunId>#<seq:06d>   (TTL)
-  workflow       PK=TEN#<tenant>#WFS             SK=WF#<wfId>
-  counters       PK=TEN#<tenant>#C               SK=ALL | WF#<wfId> | N#<wfId>#<name>
-Runs carry four list indexes (newest first by GSK=<createdAt>#<runId>):
-  by tenant (GSI_TENANT), tenant+status (GSI_STATUS), tenant+workflow (GSI_WORKFLOW),
-  tenant+workflow+status (GSI_WORKFLOW_STATUS), and two for search by the run's workflow
-  name: tenant+workflow+name (GSI_NAME) and tenant+workflow+name+status (GSI_NAME_STATUS).
-A tenant's workflows share one partition: get is a GetItem, list a Query.
+  run head       PK=RUN#<runId>   SK=R                 small and mutable: status, times, index keys
+  sealed envs    PK=RUN#<runId>   SK=R#E               written once, only when the run has envs
+  activity run   PK=RUN#<runId>   SK=R#A#<stepIndex:03d>#<attempt:02d>
+  thinking chunk PK=RUN#<runId>   SK=T#<activityRunId>#<seq:06d>   (TTL)
+  workflow       PK=TEN#<t>#WFS   SK=WF#<wfId>         the latest version
+  wf version     PK=TEN#<t>#WFS   SK=WV#<wfId>#<version:06d>   immutable; runs read their steps here
+  series         PK=TEN#<t>#WFS   SK=S#<wfId>#<name>   every (workflow, name) runs were started under
+  counter shard  PK=TEN#<t>#C#<scope>#<shard:02d>  SK=C   scope = ALL | WF#<wfId> | N#<wfId>#<name>
+  idempotency    PK=TEN#<t>#IDEM#<key>  SK=I  (TTL)
+
+A run's status change moves the counter shard its run id picks (one of COUNTER_SHARDS per
+scope), in the same transaction; a count is the sum of a scope's shards (one BatchGetItem).
+
+Run heads carry five indexes, each sorted newest first by GSK=<createdAt>#<runId> and
+write-sharded by the run id (LIST_SHARDS partitions per list, read in parallel and merged):
+  by tenant (BY_TENANT), tenant+status (BY_STATUS), a (workflow, name) series (BY_SERIES),
+  series+status (BY_SERIES_STATUS); a workflow's list is the union of its series.
+  ACTIVE: runs not yet terminal, across tenants, for the reconciler's sweep (KEYS_ONLY).
 
 Events table (no stream): PK=RUN#<runId>, SK=<cursor>, TTL attribute `expiresAt`.
 """
 
 from __future__ import annotations
 
+import zlib
+from dataclasses import dataclass
+
 PK = "PK"
 SK = "SK"
 GSK = "GSK"
 TTL_ATTRIBUTE = "expiresAt"
 
-GSI_TENANT = "GSI1"
-GSI_STATUS = "GSI2"
-GSI_WORKFLOW = "GSI3"
-GSI_WORKFLOW_STATUS = "GSI4"
-GSI_NAME = "GSI5"
-GSI_NAME_STATUS = "GSI6"
-
-# Partition key attribute of each index; every index sorts on GSK.
-INDEX_PARTITION_KEYS: dict[str, str] = {
-    GSI_TENANT: "GPK1",
-    GSI_STATUS: "GPK2",
-    GSI_WORKFLOW: "GPK3",
-    GSI_WORKFLOW_STATUS: "GPK4",
-    GSI_NAME: "GPK5",
-    GSI_NAME_STATUS: "GPK6",
-}
-
 RUN_SK = "R"
+ENVS_SK = "R#E"
 ACTIVITY_SK_PREFIX = "R#A#"
 THINKING_SK_PREFIX = "T#"
 WORKFLOW_SK_PREFIX = "WF#"
-COUNTER_ALL_SK = "ALL"
+VERSION_SK_PREFIX = "WV#"
+SERIES_SK_PREFIX = "S#"
+COUNTER_SK = "C"
+IDEMPOTENCY_SK = "I"
+
+# How many partitions a tenant's lists and counters are spread over. Raising them raises
+# the tenant's ceiling and the read fan-out of a list page / a count (docs/decisions.md).
+LIST_SHARDS = 4
+COUNTER_SHARDS = 10
+ACTIVE_SHARDS = 16
+
+# Attributes the list indexes project besides their keys: what a list item shows, so a
+# page needs no read of the runs themselves.
+LIST_PROJECTION = ("id", "tenant", "workflowId", "workflowName", "status", "inputs", "createdAt", "updatedAt")
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    partition: str  # the attribute holding the index's partition key
+    projection: tuple[str, ...] | None  # None: KEYS_ONLY
+
+
+BY_TENANT = Index("ByTenant", "GPK1", LIST_PROJECTION)
+BY_STATUS = Index("ByStatus", "GPK2", LIST_PROJECTION)
+BY_SERIES = Index("BySeries", "GPK3", LIST_PROJECTION)
+BY_SERIES_STATUS = Index("BySeriesStatus", "GPK4", LIST_PROJECTION)
+ACTIVE = Index("Active", "GPK5", None)
+INDEXES = (BY_TENANT, BY_STATUS, BY_SERIES, BY_SERIES_STATUS, ACTIVE)
+# The indexes whose key holds the status: a status change moves the run between partitions.
+STATUS_INDEXES = (BY_STATUS, BY_SERIES_STATUS)
+
+
+def shard_of(run_id: str, shards: int) -> int:
+    """Stable for a run, spread evenly over run ids (a CRC, not Python's salted hash)."""
+    return zlib.crc32(run_id.encode()) % shards
+
+
+# --- items -----------------------------------------------------------------------------
 
 
 def run_pk(run_id: str) -> str:
@@ -69,67 +104,80 @@ def workflow_sk(workflow_id: str) -> str:
     return f"{WORKFLOW_SK_PREFIX}{workflow_id}"
 
 
-def counters_pk(tenant: str) -> str:
-    return f"TEN#{tenant}#C"
+def version_sk(workflow_id: str, version: int) -> str:
+    return f"{VERSION_SK_PREFIX}{workflow_id}#{version:06d}"
 
 
-def counter_workflow_sk(workflow_id: str) -> str:
-    return f"WF#{workflow_id}"
-
-
-def counter_name_sk(workflow_id: str, name: str) -> str:
-    return f"N#{workflow_id}#{name}"
-
-
-COUNTER_NAME_SK_PREFIX = "N#"
-
-
-def run_index_keys(tenant: str, workflow_id: str, workflow_name: str, status: str) -> dict[str, str]:
-    """Partition keys of every list index a run belongs to (status ones move with the status)."""
-    base = f"TEN#{tenant}"
-    wf = f"{base}#WF#{workflow_id}"
-    name = f"{wf}#N#{workflow_name}"
-    return {
-        INDEX_PARTITION_KEYS[GSI_TENANT]: f"{base}#RUNS",
-        INDEX_PARTITION_KEYS[GSI_STATUS]: f"{base}#S#{status}",
-        INDEX_PARTITION_KEYS[GSI_WORKFLOW]: wf,
-        INDEX_PARTITION_KEYS[GSI_WORKFLOW_STATUS]: f"{wf}#S#{status}",
-        INDEX_PARTITION_KEYS[GSI_NAME]: name,
-        INDEX_PARTITION_KEYS[GSI_NAME_STATUS]: f"{name}#S#{status}",
-    }
-
-
-STATUS_INDEX_ATTRIBUTES = (
-    INDEX_PARTITION_KEYS[GSI_STATUS],
-    INDEX_PARTITION_KEYS[GSI_WORKFLOW_STATUS],
-    INDEX_PARTITION_KEYS[GSI_NAME_STATUS],
-)
-
-# A sparse index of runs that are not yet terminal, sharded so no partition runs hot;
-# the reconciler's sweep reads it (never a Scan). The attribute is removed on a terminal
-# transition, which drops the run from the index by itself.
-GSI_ACTIVE = "GSI7"
-INDEX_PARTITION_KEYS[GSI_ACTIVE] = "GPK7"
-ACTIVE_SHARDS = 4
-
-
-def active_shard_key(run_id: str) -> str:
-    return f"ACTIVE#{int(run_id.replace('-', '')[-4:], 16) % ACTIVE_SHARDS}"
+def series_sk(workflow_id: str, name: str) -> str:
+    return f"{SERIES_SK_PREFIX}{workflow_id}#{name}"
 
 
 def idempotency_pk(tenant: str, key: str) -> str:
     return f"TEN#{tenant}#IDEM#{key}"
 
 
-IDEMPOTENCY_SK = "I"
+# --- counters ----------------------------------------------------------------------------
 
-# Attributes the list indexes project besides their keys: what a list item shows.
-LIST_PROJECTION = ("id", "tenant", "workflowId", "workflowName", "status", "inputs", "createdAt", "updatedAt")
+SCOPE_ALL = "ALL"
+
+
+def scope_workflow(workflow_id: str) -> str:
+    return f"WF#{workflow_id}"
+
+
+def scope_series(workflow_id: str, name: str) -> str:
+    return f"N#{workflow_id}#{name}"
+
+
+def counter_pk(tenant: str, scope: str, shard: int) -> str:
+    return f"TEN#{tenant}#C#{scope}#{shard:02d}"
+
+
+def run_scopes(workflow_id: str, name: str) -> tuple[str, str, str]:
+    """Every count a run is part of: the tenant's, its workflow's, its series'."""
+    return (SCOPE_ALL, scope_workflow(workflow_id), scope_series(workflow_id, name))
+
+
+# --- list partitions ---------------------------------------------------------------------
+
+
+def tenant_partition(tenant: str, shard: int) -> str:
+    return f"TEN#{tenant}#RUNS#{shard}"
+
+
+def status_partition(tenant: str, status: str, shard: int) -> str:
+    return f"TEN#{tenant}#S#{status}#{shard}"
+
+
+def series_partition(tenant: str, workflow_id: str, name: str, shard: int) -> str:
+    return f"TEN#{tenant}#WF#{workflow_id}#N#{name}#{shard}"
+
+
+def series_status_partition(tenant: str, workflow_id: str, name: str, status: str, shard: int) -> str:
+    return f"TEN#{tenant}#WF#{workflow_id}#N#{name}#S#{status}#{shard}"
+
+
+def active_partition(shard: int) -> str:
+    return f"ACTIVE#{shard}"
+
+
+def run_index_keys(tenant: str, run_id: str, workflow_id: str, name: str, status: str) -> dict[str, str]:
+    """The index partition keys a run's head carries while it has `status`."""
+    shard = shard_of(run_id, LIST_SHARDS)
+    return {
+        BY_TENANT.partition: tenant_partition(tenant, shard),
+        BY_STATUS.partition: status_partition(tenant, status, shard),
+        BY_SERIES.partition: series_partition(tenant, workflow_id, name, shard),
+        BY_SERIES_STATUS.partition: series_status_partition(tenant, workflow_id, name, status, shard),
+    }
+
+
+# --- table specs -------------------------------------------------------------------------
 
 
 def runs_table_spec(table_name: str) -> dict:
     """CreateTable arguments for the runs table; the CDK construct mirrors these constants."""
-    attributes = [PK, SK, GSK, *INDEX_PARTITION_KEYS.values()]
+    attributes = [PK, SK, GSK, *(index.partition for index in INDEXES)]
     return {
         "TableName": table_name,
         "BillingMode": "PAY_PER_REQUEST",
@@ -137,14 +185,18 @@ def runs_table_spec(table_name: str) -> dict:
         "KeySchema": [{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
         "GlobalSecondaryIndexes": [
             {
-                "IndexName": index,
+                "IndexName": index.name,
                 "KeySchema": [
-                    {"AttributeName": partition, "KeyType": "HASH"},
+                    {"AttributeName": index.partition, "KeyType": "HASH"},
                     {"AttributeName": GSK, "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(LIST_PROJECTION)},
+                "Projection": (
+                    {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(index.projection)}
+                    if index.projection
+                    else {"ProjectionType": "KEYS_ONLY"}
+                ),
             }
-            for index, partition in INDEX_PARTITION_KEYS.items()
+            for index in INDEXES
         ],
         "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     }

@@ -4,53 +4,25 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from .states import (  # noqa: F401 - re-exported: models is where most code looks for them
+    ALLOWED_TRANSITIONS,
+    NON_TERMINAL,
+    TERMINAL,
+    Status,
+    can_transition,
+    sources_of,
+)
 
 MAX_ATTEMPTS_CEILING = 10  # the state machine's Retry upper bound; see docs/decisions.md
 STEP_TYPES = ("transform", "http", "llm", "wait", "fail")
 INPUT_TYPES = ("string", "number", "integer", "boolean", "object", "array")
 _STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-
-
-class Status(str, Enum):
-    SCHEDULED = "scheduled"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    WAITING = "waiting"
-
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL
-
-
-TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
-NON_TERMINAL = tuple(s for s in Status if s not in TERMINAL)
-
-# A terminal status never changes; every other move is listed here.
-ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.SCHEDULED: frozenset({Status.RUNNING, Status.WAITING, Status.FAILED, Status.CANCELLED}),
-    Status.RUNNING: frozenset({Status.WAITING, Status.COMPLETED, Status.FAILED, Status.CANCELLED}),
-    Status.WAITING: frozenset({Status.RUNNING, Status.COMPLETED, Status.FAILED, Status.CANCELLED}),
-    Status.COMPLETED: frozenset(),
-    Status.FAILED: frozenset(),
-    Status.CANCELLED: frozenset(),
-}
-
-
-def can_transition(old: Status, new: Status) -> bool:
-    return new in ALLOWED_TRANSITIONS[old]
-
-
-def sources_of(new: Status) -> tuple[Status, ...]:
-    """The statuses from which `new` may be reached (the condition of a status write)."""
-    return tuple(s for s in Status if new in ALLOWED_TRANSITIONS[s])
 
 
 def utc_now() -> str:

@@ -5,6 +5,8 @@ Handlers parse and authorise; these functions hold the rules; the store does the
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -13,7 +15,8 @@ from typing import Any, Callable, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .errors import NotFound, TransitionRejected, ValidationFailed
+from .ending import end_from_outside
+from .errors import TransitionRejected, Unavailable, ValidationFailed
 from .models import (
     ApiModel,
     InputsInvalid,
@@ -25,14 +28,22 @@ from .models import (
     resolve_inputs,
 )
 from .orchestrator import Orchestrator
+from .pages import open_token, seal_token
+from .serverkey import server_key
 from .settings import Settings
-from .store import NewRun, Page, RunRecord, RunStore, request_fingerprint
+from .store import NewRun, Page, RunRecord, RunStore
 
 logger = logging.getLogger("workflow_runs.service")
 
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 MAX_ENVS = 50
+# Offset pages read every item before them; past this depth only `nextToken` pages.
+MAX_OFFSET_ITEMS = 10_000
+
+
+def request_fingerprint(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def uuid_value(value: str) -> str:
@@ -99,6 +110,41 @@ class CancelRequest(ApiModel):
         return self
 
 
+BUSY = "the store is busy; nothing was changed for this run; try again"
+
+
+class ListQuery(ApiModel):
+    """A list request: filters, and where to start (an offset page, or a cursor token)."""
+
+    workflow_id: str | None = None
+    status: Status | None = None
+    search: str | None = Field(default=None, min_length=1, max_length=200)
+    page: int = Field(default=1, ge=1)
+    limit: int = Field(default=10, ge=1, le=100)
+    next_token: str | None = Field(default=None, min_length=1, max_length=512)
+    page_given: bool = False
+
+    @field_validator("workflow_id")
+    @classmethod
+    def _workflow_id(cls, value: str | None) -> str | None:
+        return None if value is None else uuid_value(value)
+
+    @model_validator(mode="after")
+    def _one_way_to_page(self) -> "ListQuery":
+        if self.next_token and self.page_given:
+            raise ValueError("give page or nextToken, not both")
+        if not self.next_token and self.page * self.limit > MAX_OFFSET_ITEMS:
+            raise ValueError(
+                f"page × limit may not pass {MAX_OFFSET_ITEMS:,}; follow pagination.nextToken to read further"
+            )
+        return self
+
+    def filters(self) -> dict[str, Any]:
+        """What a token is bound to (the page size may change between pages)."""
+        return {"workflowId": self.workflow_id, "status": self.status.value if self.status else None,
+                "search": self.search}
+
+
 CancelOutcome = Literal["cancelled", "already_completed", "not_eligible", "not_found", "error"]
 
 
@@ -149,7 +195,7 @@ class RunService:
                 request_hash=request_fingerprint(request.dump()) if idempotency_key else None,
             )
         )
-        if created or (not record.execution_started and record.status is Status.SCHEDULED):
+        if created or record.status is Status.SCHEDULED:
             # A repeat of a request whose first attempt died before starting resumes the start;
             # the execution name is the run id, so starting twice starts once.
             record = self._start_execution(record)
@@ -166,7 +212,6 @@ class RunService:
                 )
             except TransitionRejected:
                 return self.store.get_run_record(record.id)
-        self.store.mark_execution_started(record.id)
         return record
 
     def execute(
@@ -191,57 +236,41 @@ class RunService:
             run_ids = self.store.non_terminal_run_ids(tenant, request.workflow_id)
         else:
             run_ids = request.run_ids or []
-        return [self._cancel_one(tenant, run_id, request.reason) for run_id in run_ids]
+        results = [self._cancel_one(tenant, run_id, request.reason) for run_id in run_ids]
+        if results and all(r.status == "error" and r.message == BUSY for r in results):
+            raise Unavailable("the store is busy; nothing was cancelled; try again")
+        return results
 
     def _cancel_one(self, tenant: str, run_id: str, reason: str | None) -> CancelResult:
-        for _ in range(3):
-            try:
-                record = self.store.get_run_record(run_id, tenant)
-            except NotFound:
-                return CancelResult(run_id=run_id, status="not_found", message="run not found")
-            if record.status is Status.CANCELLED:
-                return CancelResult(run_id=run_id, status="not_eligible", message="run was already cancelled")
-            if record.status.terminal:
-                return CancelResult(
-                    run_id=run_id, status="already_completed", message=f"run already {record.status.value}"
-                )
-            try:
-                self.store.cancel_run(record, reason)
-            except TransitionRejected:
-                continue  # it moved meanwhile (a step finished): look again
-            return self._stop(run_id, reason, record.execution_started)
-        return CancelResult(run_id=run_id, status="error", message="the run kept changing; try again")
-
-    def _stop(self, run_id: str, reason: str | None, started: bool) -> CancelResult:
-        # The run is cancelled in the store first: that is the truth every step write checks,
-        # so even if stopping the execution fails, no later step can change the run.
         try:
-            existed = self.orchestrator.stop(run_id, reason)
-        except Exception:
-            logger.exception("stopping the orchestration failed", extra={"run_id": run_id})
-            return CancelResult(
-                run_id=run_id,
-                status="error",
-                message="the run is cancelled, but stopping its orchestration failed; "
-                "the execution ends by itself at its next step and changes nothing",
-            )
-        if not existed and started:
-            return CancelResult(run_id=run_id, status="cancelled", message="its orchestration had already ended")
-        return CancelResult(run_id=run_id, status="cancelled")
+            ending = end_from_outside(self.store, run_id, Status.CANCELLED, tenant=tenant, cancel_reason=reason)
+        except Unavailable:
+            return CancelResult(run_id=run_id, status="error", message=BUSY)
+        if ending.record is None:
+            return CancelResult(run_id=run_id, status="not_found", message="run not found")
+        if not ending.changed:
+            if ending.before is Status.CANCELLED:
+                return CancelResult(run_id=run_id, status="not_eligible", message="run was already cancelled")
+            return CancelResult(run_id=run_id, status="already_completed",
+                                message=f"run already {ending.record.status.value}")
+        return self._stop(run_id, reason, started=ending.before is not Status.SCHEDULED)
 
-    def list_runs(
-        self,
-        tenant: str,
-        *,
-        workflow_id: str | None,
-        status: Status | None,
-        search: str | None,
-        page: int,
-        limit: int,
-    ) -> Page:
-        return self.store.list_runs(
-            tenant, workflow_id=workflow_id, status=status, search=search, page=page, limit=limit
+    def list_runs(self, tenant: str, query: "ListQuery") -> tuple[Page, int, str | None]:
+        """A page of runs, its number, and the token of the next one (None on the last page)."""
+        filters = query.filters()
+        key = server_key(self.settings, "page-token")
+        after, number = open_token(key, tenant, filters, query.next_token) if query.next_token else (None, query.page)
+        page = self.store.list_runs(
+            tenant,
+            workflow_id=query.workflow_id,
+            status=query.status,
+            search=query.search,
+            limit=query.limit,
+            after=after,
+            offset=0 if after else (query.page - 1) * query.limit,
         )
+        token = seal_token(key, tenant, filters, page.next_after, number) if page.next_after else None
+        return page, number, token
 
     def dashboard(self, tenant: str, workflow_id: str) -> dict[str, int]:
         return self.store.counts(tenant, workflow_id)

@@ -4,15 +4,27 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workflow_runs.errors import Conflict, DomainError, Forbidden, NotFound, PayloadTooLarge, Unauthorized, ValidationFailed
+from workflow_runs.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+)
 
 logger = logging.getLogger("workflow_runs.http")
+M = TypeVar("M", bound=BaseModel)
 
 STATUS_OF: dict[type[DomainError], int] = {
     ValidationFailed: 400,
@@ -21,6 +33,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
+    Unavailable: 503,
 }
 _CODE_OF_HTTP = {400: "ValidationError", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
                  405: "MethodNotAllowed", 409: "Conflict", 413: "PayloadTooLarge", 415: "UnsupportedMediaType"}
@@ -44,11 +57,21 @@ def describe_validation(errors: list[dict]) -> list[str]:
     return lines
 
 
+def parse_query(model: type[M], **values: Any) -> M:
+    """A query model built in a route: its rule violations are a 400 like any other."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise ValidationFailed(describe_validation(list(exc.errors()))) from None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         status = STATUS_OF.get(type(exc), 500)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, Unavailable):
+            headers = {"Retry-After": str(exc.retry_after_seconds)}
         return error_response(status, exc.code, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)

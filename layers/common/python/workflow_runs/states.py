@@ -1,0 +1,65 @@
+"""The vocabulary every part of a run's life shares, with no framework in it.
+
+Statuses and their allowed moves, the SSE event names (and which of them close a stream),
+and the step runner's answers to the state machine (`next`). The runner, the projector,
+the stream follower, the reconciler and the local orchestrator import these instead of
+spelling the strings again; the projector and the follower stay free of pydantic.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Status(str, Enum):
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    WAITING = "waiting"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+NON_TERMINAL = tuple(s for s in Status if s not in TERMINAL)
+STATUS_VALUES = frozenset(s.value for s in Status)
+TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
+
+# A terminal status never changes; every other move is listed here.
+ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.SCHEDULED: frozenset({Status.RUNNING, Status.WAITING, Status.FAILED, Status.CANCELLED}),
+    Status.RUNNING: frozenset({Status.WAITING, Status.COMPLETED, Status.FAILED, Status.CANCELLED}),
+    Status.WAITING: frozenset({Status.RUNNING, Status.COMPLETED, Status.FAILED, Status.CANCELLED}),
+    Status.COMPLETED: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+
+
+def can_transition(old: Status, new: Status) -> bool:
+    return new in ALLOWED_TRANSITIONS[old]
+
+
+def sources_of(new: Status) -> tuple[Status, ...]:
+    """The statuses from which `new` may be reached (the condition of a status write)."""
+    return tuple(s for s in Status if new in ALLOWED_TRANSITIONS[s])
+
+
+# --- SSE event names ---------------------------------------------------------------------
+EVENT_RUN = "workflow-run"
+EVENT_ACTIVITY = "activity-run"
+EVENT_THINKING = "thinking"
+EVENT_RESULT = "result"
+EVENT_ERROR = "error"
+# A stream ends after one of these: the run is terminal.
+CLOSING_EVENTS = frozenset({EVENT_RESULT, EVENT_ERROR})
+
+# --- the step runner's answer to the state machine (`next`; infra/state_machine.asl.json) --
+NEXT_STEP = "step"
+NEXT_WAIT = "wait"
+NEXT_DONE = "done"
+NEXT_FAILED = "failed"

@@ -1,0 +1,38 @@
+"""The event log: what the projector made of the runs table's stream, read by SSE streams."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .. import keys
+from .base import StoreBase
+from ..marshal import js, key, n, s
+
+
+class EventLog(StoreBase):
+    def put_event(self, run_id: str, cursor: str, name: str, data: dict[str, Any]) -> None:
+        """Idempotent: a redelivered stream record rewrites the same event under the same cursor."""
+        self.db.put(
+            TableName=self.events_table,
+            Item={
+                **key(keys.run_pk(run_id), cursor),
+                "event": s(name),
+                "data": js(data),
+                keys.TTL_ATTRIBUTE: n(int(time.time()) + self.event_ttl_seconds),
+            },
+        )
+
+    def events_after(self, run_id: str, cursor: str | None, limit: int = 100) -> list[tuple[str, str, dict]]:
+        """Events of a run after `cursor`, oldest first, read consistently."""
+        condition = "PK = :pk AND SK > :c" if cursor else "PK = :pk"
+        values = {":pk": s(keys.run_pk(run_id)), **({":c": s(cursor)} if cursor else {})}
+        response = self.db.query(
+            TableName=self.events_table,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        return [(i[keys.SK]["S"], i["event"]["S"], json.loads(i["data"]["S"])) for i in response.get("Items", [])]

@@ -1,0 +1,270 @@
+"""Run reads: one run with its steps, counts, and list pages.
+
+A list page reads every write-shard of its list in parallel from where the previous page
+ended (`after`: the sort key of its last item), merges them newest first and keeps
+`limit`: the same cost at any depth. Totals come from the counter shards, read in parallel
+with the page (one BatchGetItem)."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from .. import keys
+from ..errors import NotFound
+from ..models import NON_TERMINAL, ActivityRun, RunError, RunInput, Status, WorkflowRun, WorkflowRunSummary
+from ..marshal import json_of, key, plain, s
+from .records import Page, RunRecord
+from .workflows import WorkflowStore
+
+T = TypeVar("T")
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=16, thread_name_prefix="store-read")
+
+
+def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
+    """Run independent reads at once (a list page's shards); one call runs inline."""
+    if len(calls) == 1:
+        return [calls[0]()]
+    return [future.result() for future in [_pool().submit(call) for call in calls]]
+
+
+class RunQueries(WorkflowStore):
+    # ------------------------------------------------------------------ one run
+
+    def get_run_record(self, run_id: str, tenant: str | None = None) -> RunRecord:
+        """The run, its envs and all its activity runs in one Query (its steps come from the
+        workflow version, cached). Another tenant's run is NotFound."""
+        items = list(
+            self.db.query_all(
+                TableName=self.runs_table,
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :r)",
+                ExpressionAttributeValues={":pk": s(keys.run_pk(run_id)), ":r": s(keys.RUN_SK)},
+                ConsistentRead=True,
+            )
+        )
+        rows = {item[keys.SK]["S"]: item for item in items}
+        head = plain(rows[keys.RUN_SK]) if keys.RUN_SK in rows else None
+        if head is None or (tenant is not None and head["tenant"] != tenant):
+            raise NotFound(f"workflow run {run_id} not found")
+        steps = self.steps_of(head["tenant"], head["workflowId"], head["workflowVersion"])
+        order = {st.id: i for i, st in enumerate(steps)}
+        activities = [activity_from(plain(item)) for sk, item in rows.items() if sk.startswith(keys.ACTIVITY_SK_PREFIX)]
+        activities.sort(key=lambda a: (a.created_at, order.get(a.step_id, 0), a.attempt))
+        envs = plain(rows[keys.ENVS_SK]).get("envs") if keys.ENVS_SK in rows else None
+        return RunRecord(run=run_from(head, activities), tenant=head["tenant"], workflow_version=head["workflowVersion"],
+                         steps=steps, sealed_envs=envs, step_seq=int(head.get("stepSeq") or 0))
+
+    def get_run(self, tenant: str, run_id: str) -> WorkflowRun:
+        """The public run (no steps needed: one Query)."""
+        items = list(
+            self.db.query_all(
+                TableName=self.runs_table,
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :r)",
+                ExpressionAttributeValues={":pk": s(keys.run_pk(run_id)), ":r": s(keys.RUN_SK)},
+            )
+        )
+        rows = [plain(i) for i in items]
+        head = next((r for r in rows if r[keys.SK] == keys.RUN_SK), None)
+        if head is None or head["tenant"] != tenant:
+            raise NotFound(f"workflow run {run_id} not found")
+        # The sort key holds the step's index and the attempt: the order get_run_record gives.
+        steps = sorted((r for r in rows if r[keys.SK].startswith(keys.ACTIVITY_SK_PREFIX)),
+                       key=lambda r: (r["createdAt"], r[keys.SK]))
+        return run_from(head, [activity_from(r) for r in steps])
+
+    def run_status(self, run_id: str) -> Status | None:
+        state = self.run_state(run_id)
+        return state[0] if state else None
+
+    def run_state(self, run_id: str) -> tuple[Status, str] | None:
+        """The run's status and when it last changed (one consistent GetItem), or None."""
+        item = self.db.get(
+            TableName=self.runs_table,
+            Key=key(keys.run_pk(run_id), keys.RUN_SK),
+            ProjectionExpression="#st, updatedAt",
+            ExpressionAttributeNames={"#st": "status"},
+            ConsistentRead=True,
+        )
+        return (Status(item["status"]["S"]), item["updatedAt"]["S"]) if item else None
+
+    # ------------------------------------------------------------------ counts
+
+    def counts(self, tenant: str, workflow_id: str) -> dict[str, int]:
+        """Every status of a workflow's runs: its counter shards in one BatchGetItem. The
+        shards exist from the workflow's creation on, so none means NotFound."""
+        shards = self._counter_shards(tenant, [keys.scope_workflow(workflow_id)])
+        if not shards:
+            raise NotFound(f"workflow {workflow_id} not found")
+        return sum_counts(shards)
+
+    def _counter_shards(self, tenant: str, scopes: Iterable[str]) -> list[dict[str, Any]]:
+        wanted = [key(keys.counter_pk(tenant, scope, shard), keys.COUNTER_SK)
+                  for scope in scopes for shard in range(keys.COUNTER_SHARDS)]
+        return [plain(i) for i in self.db.batch_get(self.runs_table, wanted)] if wanted else []
+
+    # ------------------------------------------------------------------ lists
+
+    def list_runs(
+        self,
+        tenant: str,
+        *,
+        workflow_id: str | None = None,
+        status: Status | None = None,
+        search: str | None = None,
+        limit: int = 10,
+        after: str | None = None,
+        offset: int = 0,
+    ) -> Page:
+        """Newest first with an exact total. `after` continues a list where a page ended;
+        `offset` skips that many items first (bounded by the caller)."""
+        state = status.value if status else None
+        if search or workflow_id:
+            series = self._series_matching(tenant, workflow_id, search)
+            scopes = [keys.scope_series(wf, name) for wf, name in series]
+            partitions = [
+                (keys.BY_SERIES_STATUS, keys.series_status_partition(tenant, wf, name, state, shard))
+                if state
+                else (keys.BY_SERIES, keys.series_partition(tenant, wf, name, shard))
+                for wf, name in series
+                for shard in range(keys.LIST_SHARDS)
+            ]
+        else:
+            scopes = [keys.SCOPE_ALL]
+            partitions = [
+                (keys.BY_STATUS, keys.status_partition(tenant, state, shard))
+                if state
+                else (keys.BY_TENANT, keys.tenant_partition(tenant, shard))
+                for shard in range(keys.LIST_SHARDS)
+            ]
+        wanted = offset + limit
+        # One row more than the page from each shard tells whether another page follows.
+        reads: list[Callable[[], Any]] = [lambda: self._counter_shards(tenant, scopes)]
+        reads += [lambda p=p: self._newest(p[0], p[1], wanted + 1, after) for p in partitions]
+        counters, *shard_rows = in_parallel(reads)
+        counts = sum_counts(counters)
+        total = counts[state] if state else sum(counts.values())
+        merged = list(heapq.merge(*shard_rows, key=lambda r: r[keys.GSK], reverse=True))
+        page = merged[offset:wanted]
+        more = len(merged) > wanted
+        return Page(items=[summary_from(r) for r in page], total=total,
+                    next_after=page[-1][keys.GSK] if page and more else None)
+
+    def _series_matching(self, tenant: str, workflow_id: str | None, search: str | None) -> list[tuple[str, str]]:
+        series = self.series(tenant, workflow_id)
+        if search:
+            needle = search.casefold()
+            series = [(wf, name) for wf, name in series if needle in name.casefold()]
+        return series
+
+    def _newest(self, index: keys.Index, partition: str, wanted: int, after: str | None) -> list[dict[str, Any]]:
+        """Up to `wanted` rows of one partition, newest first, older than `after`."""
+        condition = "#pk = :pk" + (" AND GSK < :after" if after else "")
+        values = {":pk": s(partition), **({":after": s(after)} if after else {})}
+        request: dict[str, Any] = {
+            "TableName": self.runs_table,
+            "IndexName": index.name,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": {"#pk": index.partition},
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+            "Limit": wanted,
+        }
+        rows: list[dict[str, Any]] = []
+        while True:
+            response = self.db.query(**request)
+            rows.extend(plain(i) for i in response.get("Items", []))
+            if "LastEvaluatedKey" not in response or len(rows) >= wanted:
+                return rows[:wanted]
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            request["Limit"] = wanted - len(rows)
+
+    def non_terminal_run_ids(self, tenant: str, workflow_id: str) -> list[str]:
+        """Every run of a workflow that has not ended, from the status indexes (Query, no Scan)."""
+        partitions = [
+            keys.series_status_partition(tenant, wf, name, st.value, shard)
+            for wf, name in self.series(tenant, workflow_id)
+            for st in NON_TERMINAL
+            for shard in range(keys.LIST_SHARDS)
+        ]
+        found = in_parallel([lambda p=p: self._all_ids(keys.BY_SERIES_STATUS, p) for p in partitions])
+        return [run_id for ids in found for run_id in ids]
+
+    def _all_ids(self, index: keys.Index, partition: str) -> list[str]:
+        rows = self.db.query_all(
+            TableName=self.runs_table,
+            IndexName=index.name,
+            KeyConditionExpression="#pk = :pk",
+            ExpressionAttributeNames={"#pk": index.partition},
+            ExpressionAttributeValues={":pk": s(partition)},
+        )
+        return [plain(r)["id"] for r in rows]
+
+    def stale_run_ids(self, created_before: str, limit: int = 500) -> list[str]:
+        """Runs not yet terminal and created before a cutoff, for the reconciler's sweep."""
+        ids: list[str] = []
+        for shard in range(keys.ACTIVE_SHARDS):
+            response = self.db.query(
+                TableName=self.runs_table,
+                IndexName=keys.ACTIVE.name,
+                KeyConditionExpression="#pk = :pk AND GSK < :cut",
+                ExpressionAttributeNames={"#pk": keys.ACTIVE.partition},
+                ExpressionAttributeValues={":pk": s(keys.active_partition(shard)), ":cut": s(created_before)},
+                Limit=limit,
+            )
+            # KEYS_ONLY: the run id is in the table's key.
+            ids.extend(plain(i)[keys.PK].removeprefix(keys.run_pk("")) for i in response.get("Items", []))
+        return ids
+
+
+def sum_counts(shards: Iterable[dict[str, Any]]) -> dict[str, int]:
+    counts = {st.value: 0 for st in Status}
+    for shard in shards:
+        for st in Status:
+            counts[st.value] += int(shard.get(st.value, 0) or 0)
+    return counts
+
+
+def _summary_fields(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "workflow_id": row["workflowId"],
+        "workflow_name": row.get("workflowName"),
+        "status": Status(row["status"]),
+        "inputs": [RunInput.model_validate(i) for i in json_of(row, "inputs", [])],
+        "created_at": row["createdAt"],
+        "updated_at": row["updatedAt"],
+    }
+
+
+def summary_from(row: dict[str, Any]) -> WorkflowRunSummary:
+    return WorkflowRunSummary(**_summary_fields(row))
+
+
+def run_from(head: dict[str, Any], activities: list[ActivityRun]) -> WorkflowRun:
+    error = json_of(head, "error")
+    return WorkflowRun(
+        **_summary_fields(head),
+        activity_runs=activities,
+        error=RunError.model_validate(error) if error else None,
+        cancel_reason=head.get("cancelReason"),
+    )
+
+
+def activity_from(row: dict[str, Any]) -> ActivityRun:
+    return ActivityRun(
+        id=row["id"],
+        step_id=row["stepId"],
+        step_name=row.get("stepName"),
+        status=Status(row["status"]),
+        outputs=json_of(row, "outputs"),
+        attempt=row["attempt"],
+        created_at=row["createdAt"],
+        updated_at=row["updatedAt"],
+    )
