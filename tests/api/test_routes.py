@@ -89,10 +89,52 @@ def test_list_pages_newest_first_with_exact_totals(api: Api):
     ids = [api.service.start_run("t1", _request(workflow_id)).id for _ in range(5)]
     first = api.client.get(RUNS, params={"limit": 2}, headers=api.headers()).json()
     last = api.client.get(RUNS, params={"limit": 2, "page": 3}, headers=api.headers()).json()
-    assert first["pagination"] == {"page": 1, "limit": 2, "total": 5, "totalPages": 3}
+    assert first["pagination"] == {"page": 1, "limit": 2, "total": 5, "totalPages": 3,
+                                   "nextToken": first["pagination"]["nextToken"]}
     assert [r["id"] for r in first["data"]] == ids[::-1][:2]
     assert [r["id"] for r in last["data"]] == [ids[0]]
+    assert last["pagination"]["nextToken"] is None
     assert set(first["data"][0]) == {"id", "workflowId", "workflowName", "status", "inputs", "createdAt", "updatedAt"}
+
+
+def test_next_token_walks_the_list_to_its_end_with_page_numbers(api: Api):
+    workflow_id = api.put_workflow()
+    ids = [api.service.start_run("t1", _request(workflow_id)).id for _ in range(5)]
+    seen, pages, params = [], [], {"limit": 2, "workflowId": workflow_id}
+    while True:
+        body = api.client.get(RUNS, params=params, headers=api.headers()).json()
+        seen += [r["id"] for r in body["data"]]
+        pages.append(body["pagination"]["page"])
+        if body["pagination"]["nextToken"] is None:
+            break
+        params = {"limit": 2, "workflowId": workflow_id, "nextToken": body["pagination"]["nextToken"]}
+    assert seen == ids[::-1]
+    assert pages == [1, 2, 3]
+
+
+def test_a_next_token_is_bound_to_its_tenant_and_filters_and_refuses_tampering(api: Api):
+    workflow_id = api.put_workflow()
+    for _ in range(3):
+        api.service.start_run("t1", _request(workflow_id))
+    token = api.client.get(RUNS, params={"limit": 1}, headers=api.headers()).json()["pagination"]["nextToken"]
+    flipped = token[:10] + ("A" if token[10] != "A" else "B") + token[11:]
+    refused = [
+        api.client.get(RUNS, params={"nextToken": token, "status": "running"}, headers=api.headers()),
+        api.client.get(RUNS, params={"nextToken": token}, headers=api.headers(tenant="t2")),
+        api.client.get(RUNS, params={"nextToken": flipped}, headers=api.headers()),
+        api.client.get(RUNS, params={"nextToken": "not-a-token"}, headers=api.headers()),
+        api.client.get(RUNS, params={"nextToken": token, "page": 2}, headers=api.headers()),
+    ]
+    assert [r.status_code for r in refused] == [400] * 5
+    assert all(r.json()["error"] == "ValidationError" for r in refused)
+    assert api.client.get(RUNS, params={"nextToken": token}, headers=api.headers()).status_code == 200
+
+
+def test_offset_pages_past_ten_thousand_items_point_to_next_token(api: Api):
+    response = api.client.get(RUNS, params={"page": 101, "limit": 100}, headers=api.headers())
+    assert response.status_code == 400
+    assert "nextToken" in " ".join(response.json()["details"])
+    assert api.client.get(RUNS, params={"page": 100, "limit": 100}, headers=api.headers()).status_code == 200
 
 
 def test_list_filters_and_searches(api: Api):

@@ -255,6 +255,23 @@ class RunService:
                                 message=f"run already {ending.record.status.value}")
         return self._stop(run_id, reason, started=ending.before is not Status.SCHEDULED)
 
+    def _stop(self, run_id: str, reason: str | None, started: bool) -> CancelResult:
+        # The run is cancelled in the store first: that is the truth every step write checks,
+        # so even if stopping the execution fails, no later step can change the run.
+        try:
+            existed = self.orchestrator.stop(run_id, reason)
+        except Exception:
+            logger.exception("stopping the orchestration failed", extra={"run_id": run_id})
+            return CancelResult(
+                run_id=run_id,
+                status="error",
+                message="the run is cancelled, but stopping its orchestration failed; "
+                "the execution ends by itself at its next step and changes nothing",
+            )
+        if not existed and started:
+            return CancelResult(run_id=run_id, status="cancelled", message="its orchestration had already ended")
+        return CancelResult(run_id=run_id, status="cancelled")
+
     def list_runs(self, tenant: str, query: "ListQuery") -> tuple[Page, int, str | None]:
         """A page of runs, its number, and the token of the next one (None on the last page)."""
         filters = query.filters()

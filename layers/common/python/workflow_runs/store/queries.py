@@ -30,8 +30,8 @@ def _pool() -> ThreadPoolExecutor:
 
 def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
     """Run independent reads at once (a list page's shards); one call runs inline."""
-    if len(calls) == 1:
-        return [calls[0]()]
+    if len(calls) <= 1:
+        return [call() for call in calls]
     return [future.result() for future in [_pool().submit(call) for call in calls]]
 
 
@@ -123,38 +123,36 @@ class RunQueries(WorkflowStore):
         offset: int = 0,
     ) -> Page:
         """Newest first with an exact total. `after` continues a list where a page ended;
-        `offset` skips that many items first (bounded by the caller)."""
+        `offset` skips that many items first (bounded by the caller).
+
+        Requests: the list's shard Queries and one counter BatchGetItem, all at once; a
+        workflow's list first reads its counter shards (which also name its series), a
+        search first Queries the tenant's series."""
         state = status.value if status else None
-        if search or workflow_id:
-            series = self._series_matching(tenant, workflow_id, search)
-            scopes = [keys.scope_series(wf, name) for wf, name in series]
-            partitions = [
-                (keys.BY_SERIES_STATUS, keys.series_status_partition(tenant, wf, name, state, shard))
-                if state
-                else (keys.BY_SERIES, keys.series_partition(tenant, wf, name, shard))
-                for wf, name in series
-                for shard in range(keys.LIST_SHARDS)
-            ]
+        counters: list[dict[str, Any]] | None = None
+        if search:
+            series: list[tuple[str, str]] | None = self._series_matching(tenant, workflow_id, search)
+            scopes = [keys.scope_series(wf, name) for wf, name in series or []]
+        elif workflow_id:
+            scopes = [keys.scope_workflow(workflow_id)]
+            counters = self._counter_shards(tenant, scopes)
+            series = [(workflow_id, name) for name in sorted({n for c in counters for n in c.get("names") or []})]
         else:
-            scopes = [keys.SCOPE_ALL]
-            partitions = [
-                (keys.BY_STATUS, keys.status_partition(tenant, state, shard))
-                if state
-                else (keys.BY_TENANT, keys.tenant_partition(tenant, shard))
-                for shard in range(keys.LIST_SHARDS)
-            ]
+            series, scopes = None, [keys.SCOPE_ALL]
+        partitions = _partitions(tenant, state, series)
         wanted = offset + limit
         # One row more than the page from each shard tells whether another page follows.
-        reads: list[Callable[[], Any]] = [lambda: self._counter_shards(tenant, scopes)]
-        reads += [lambda p=p: self._newest(p[0], p[1], wanted + 1, after) for p in partitions]
-        counters, *shard_rows = in_parallel(reads)
-        counts = sum_counts(counters)
+        reads: list[Callable[[], Any]] = [lambda p=p: self._newest(p[0], p[1], wanted + 1, after) for p in partitions]
+        if counters is None:
+            reads.append(lambda: self._counter_shards(tenant, scopes))
+        results = in_parallel(reads)
+        shard_rows = results[: len(partitions)]
+        counts = sum_counts(counters if counters is not None else results[-1])
         total = counts[state] if state else sum(counts.values())
         merged = list(heapq.merge(*shard_rows, key=lambda r: r[keys.GSK], reverse=True))
         page = merged[offset:wanted]
-        more = len(merged) > wanted
         return Page(items=[summary_from(r) for r in page], total=total,
-                    next_after=page[-1][keys.GSK] if page and more else None)
+                    next_after=page[-1][keys.GSK] if page and len(merged) > wanted else None)
 
     def _series_matching(self, tenant: str, workflow_id: str | None, search: str | None) -> list[tuple[str, str]]:
         series = self.series(tenant, workflow_id)
@@ -221,6 +219,20 @@ class RunQueries(WorkflowStore):
             # KEYS_ONLY: the run id is in the table's key.
             ids.extend(plain(i)[keys.PK].removeprefix(keys.run_pk("")) for i in response.get("Items", []))
         return ids
+
+
+def _partitions(tenant: str, state: str | None, series: list[tuple[str, str]] | None) -> list[tuple[keys.Index, str]]:
+    """The index partitions a list reads: every shard of the tenant's (status) list, or of
+    each (status) series of a workflow or a search."""
+    shards = range(keys.LIST_SHARDS)
+    if series is None:
+        if state:
+            return [(keys.BY_STATUS, keys.status_partition(tenant, state, k)) for k in shards]
+        return [(keys.BY_TENANT, keys.tenant_partition(tenant, k)) for k in shards]
+    if state:
+        return [(keys.BY_SERIES_STATUS, keys.series_status_partition(tenant, wf, name, state, k))
+                for wf, name in series for k in shards]
+    return [(keys.BY_SERIES, keys.series_partition(tenant, wf, name, k)) for wf, name in series for k in shards]
 
 
 def sum_counts(shards: Iterable[dict[str, Any]]) -> dict[str, int]:
