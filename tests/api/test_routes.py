@@ -213,3 +213,37 @@ def test_cancel_when_stopping_fails_reports_error_but_the_run_stays_cancelled(ap
     result = api.client.post(f"{RUNS}/cancel", json={"runIds": [run_id]}, headers=api.headers()).json()["results"][0]
     assert result["status"] == "error" and "throttled" not in result["message"]
     assert api.service.get_run("t1", run_id).status is Status.CANCELLED
+
+
+class _ThrottledWrites:
+    """The store's client with every TransactWriteItems throttled past botocore's retries."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def transact_write_items(self, **_):
+        raise self._client.exceptions.ProvisionedThroughputExceededException(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "throttled"}}, "TransactWriteItems")
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_a_store_busy_through_every_retry_answers_503_with_retry_after_and_changes_nothing(api: Api):
+    workflow_id = api.put_workflow()
+    run_id = api.service.start_run("t1", _request(workflow_id)).id
+    db = api.service.store.db
+    db.client = _ThrottledWrites(db.client)
+    try:
+        execute = api.client.post(f"{RUNS}/execute", json={"workflowId": workflow_id, "inputs": {"topic": "x"}},
+                                  headers=api.headers())
+        cancel = api.client.post(f"{RUNS}/cancel", json={"runIds": [run_id]}, headers=api.headers())
+    finally:
+        db.client = db.client._client
+    for response in (execute, cancel):
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"
+        assert response.json()["error"] == "Unavailable"
+    listed = api.client.get(RUNS, headers=api.headers()).json()
+    assert listed["pagination"]["total"] == 1
+    assert [r["status"] for r in listed["data"]] == ["scheduled"]
