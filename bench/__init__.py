@@ -23,6 +23,11 @@ class Figure:
     target: str = "—"
     holds: bool | None = None
     note: str = ""
+    # For docs/benchmarks.json: a stable machine name, the number and its unit. Without
+    # them the name is slugged and the first number of `value` is taken.
+    key: str | None = None
+    number: float | None = None
+    unit: str = ""
 
     @property
     def verdict(self) -> str:
@@ -50,6 +55,18 @@ class SectionResult:
     def from_json(cls, data: dict[str, Any]) -> SectionResult:
         figures = [Figure(**f) for f in data.pop("figures", [])]
         return cls(**data, figures=figures)
+
+
+def figure_json(figure: Figure) -> tuple[str, dict[str, Any]]:
+    import re
+
+    key = figure.key or re.sub(r"[^a-z0-9]+", "_", figure.name.lower()).strip("_")
+    number = figure.number
+    if number is None:
+        found = re.search(r"-?\d[\d,]*(?:\.\d+)?", figure.value)
+        number = float(found.group().replace(",", "")) if found else None
+    return key, {"value": number, "unit": figure.unit, "target": figure.target, "holds": figure.holds,
+                 "shown": figure.value}
 
 
 def median(values: list[float]) -> float:

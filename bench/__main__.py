@@ -35,8 +35,10 @@ SECTIONS = {
     "transitions": ("bench.state_transitions", "4. State transitions per run"),
     "sse": ("bench.sse_latency", "5. SSE delivery latency on the local runtime"),
     "throughput": ("bench.throughput", "6. Throughput on the local runtime"),
+    "scale": ("bench.scale", "7. Scale: write units per run, the tenant's ceiling, deep pages, cost"),
 }
 SECTION_TIMEOUT = {False: 240, True: 80}  # seconds, per section (full, quick)
+LONG_SECTIONS = {"scale": 3}  # sections allowed a multiple of that (the scale section writes 10,000 runs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,8 +73,22 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(report)
+    figures_json(results, output.with_suffix(".json"))
     sys.stdout.write(report)
     return 0
+
+
+def figures_json(results: list[SectionResult], path: Path) -> None:
+    """Every figure of the report, for tools: {"figures": {name: {value, unit, target, holds}}}.
+    A run of some sections (`--only`) updates their figures and keeps the others'."""
+    from . import figure_json
+
+    existing = json.loads(path.read_text()).get("figures", {}) if path.exists() else {}
+    for result in results:
+        for figure in result.figures:
+            key, data = figure_json(figure)
+            existing[key] = data
+    path.write_text(json.dumps({"figures": dict(sorted(existing.items()))}, indent=2, ensure_ascii=False) + "\n")
 
 
 def _run_here(name: str, quick: bool, json_out: Path) -> int:
@@ -91,7 +107,7 @@ def _run_here(name: str, quick: bool, json_out: Path) -> int:
 def _shared_dynamodb_local(names: list[str]) -> Iterator[dict[str, str]]:
     """One DynamoDB Local for the sections that need a bare one (the local-runtime sections
     start their own, as `workflow-runs dev` does): one JVM start and warm-up instead of two."""
-    if not {"dynamodb", "transitions"} & set(names):
+    if not {"dynamodb", "transitions", "scale"} & set(names):
         yield {}
         return
     from workflow_runs_dev import dynamodb_local
@@ -114,9 +130,9 @@ def _run_isolated(name: str, quick: bool, extra_env: dict[str, str]) -> SectionR
         env = {**os.environ, **extra_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         try:
             done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                                  timeout=SECTION_TIMEOUT[quick], check=False)
+                                  timeout=SECTION_TIMEOUT[quick] * LONG_SECTIONS.get(name, 1), check=False)
         except subprocess.TimeoutExpired:
-            return SectionResult(name, title, error=f"did not finish within {SECTION_TIMEOUT[quick]} s",
+            return SectionResult(name, title, error=f"did not finish within the section's time limit",
                                  seconds=time.perf_counter() - started)
         if json_out.exists():
             result = SectionResult.from_json(json.loads(json_out.read_text()))

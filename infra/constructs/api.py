@@ -17,6 +17,7 @@ from infra.config import StageConfig
 from infra.constructs.data import Data
 from infra.constructs.functions import Functions, FunctionSpec
 from infra.constructs.orchestration import Orchestration
+from infra.sizing import MEMORY_MB
 
 API_ASSET = "functions/api"
 BASE_PATH = ("api", "v1")
@@ -66,7 +67,7 @@ class Api(Construct):
                 description="REST API: execute (blocking), cancel, list, dashboard, get (FastAPI + Mangum)",
                 service="api",
                 timeout=API_FUNCTION_TIMEOUT,
-                memory_size=1024,
+                memory_size=MEMORY_MB["api"],
                 environment={"STATE_MACHINE_ARN": orchestration.state_machine.state_machine_arn},
             ),
         )

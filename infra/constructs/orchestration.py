@@ -20,6 +20,7 @@ from infra.config import REPO_ROOT, StageConfig
 from infra.constructs.data import Data
 from infra.constructs.functions import Functions, FunctionSpec
 from infra.constructs.queues import failure_queue
+from infra.sizing import MEMORY_MB
 
 STATE_MACHINE_FILE = REPO_ROOT / "infra" / "state_machine.asl.json"
 STEP_RUNNER_ASSET = "functions/step_runner"
@@ -61,7 +62,7 @@ class Orchestration(Construct):
                 service="step-runner",
                 # An llm step streams a whole completion; an http step is bounded by its own timeout.
                 timeout=Duration.minutes(5),
-                memory_size=1024,
+                memory_size=MEMORY_MB["step_runner"],
             ),
         )
         data.grant_read_write(data.runs_table, self.step_runner)
@@ -123,6 +124,7 @@ class Orchestration(Construct):
                 description="Settles runs whose execution failed, timed out or was aborted; sweeps stale runs",
                 service="reconciler",
                 timeout=Duration.minutes(2),
+                memory_size=MEMORY_MB["reconciler"],
                 environment={"STATE_MACHINE_ARN": self.state_machine.state_machine_arn},
             ),
         )

@@ -18,6 +18,7 @@ from infra.constructs.data import Data
 from infra.constructs.functions import Functions, FunctionSpec
 from infra.constructs.orchestration import Orchestration
 from infra.constructs.queues import failure_queue
+from infra.sizing import MEMORY_MB
 
 # The Lambda Web Adapter layer, pinned here and nowhere else. AWS publishes the same
 # version number in every commercial region (LWA docs, "Zip Packages"); a region that
@@ -71,7 +72,7 @@ class Stream(Construct):
                 description="SSE: execute/stream and a run's events (FastAPI under the Lambda Web Adapter)",
                 service="stream",
                 timeout=STREAM_TIMEOUT,
-                memory_size=1024,
+                memory_size=MEMORY_MB["stream"],
                 extra_layers=[adapter],
                 environment={
                     "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
@@ -108,6 +109,7 @@ class Stream(Construct):
                 description="Projects run changes from the runs table's stream into the event log",
                 service="projector",
                 timeout=Duration.minutes(1),
+                memory_size=MEMORY_MB["projector"],
             ),
         )
         data.grant_read(data.runs_table, self.projector)
