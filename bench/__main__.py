@@ -132,7 +132,7 @@ def _run_isolated(name: str, quick: bool, extra_env: dict[str, str]) -> SectionR
             done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                                   timeout=SECTION_TIMEOUT[quick] * LONG_SECTIONS.get(name, 1), check=False)
         except subprocess.TimeoutExpired:
-            return SectionResult(name, title, error=f"did not finish within the section's time limit",
+            return SectionResult(name, title, error="did not finish within the section's time limit",
                                  seconds=time.perf_counter() - started)
         if json_out.exists():
             result = SectionResult.from_json(json.loads(json_out.read_text()))

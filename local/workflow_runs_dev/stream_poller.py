@@ -65,7 +65,7 @@ class StreamPoller:
     ):
         self._settings = settings
         self._handler = projector_handler
-        self._client = client
+        self._client: Any = client
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._max_retries = max_retries
@@ -237,7 +237,7 @@ class StreamPoller:
             logger.exception("the projector raised; retrying the whole batch")
             return everything
         failures = response.get("batchItemFailures") or []
-        reported = {f.get("itemIdentifier") for f in failures if isinstance(f, dict)}
+        reported = {str(f.get("itemIdentifier")) for f in failures if isinstance(f, dict)}
         if reported - everything:
             return everything  # an identifier we did not send: Lambda fails the whole batch too
         return reported

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from workflow_runs.models import Workflow, WorkflowRun, WorkflowRunSummary
 from workflow_runs.service import CancelResult
@@ -12,7 +12,7 @@ from workflow_runs.service import CancelResult
 RUN_ID = "0b8f6c1e-7d6a-4c55-9a55-5f4b1d2c3e4f"
 WORKFLOW_ID = "6f1c2d3e-4b5a-4c6d-8e7f-8091a2b3c4d5"
 STAMP = "2026-11-28T12:00:00.000Z"
-RUN_EXAMPLE = {
+RUN_EXAMPLE: dict[str, Any] = {
     "id": RUN_ID, "workflowId": WORKFLOW_ID, "workflowName": "Summarise", "status": "completed",
     "inputs": [{"name": "topic", "value": "tides"}], "createdAt": STAMP, "updatedAt": STAMP,
     "activityRuns": [{"id": "3a1f6c1e-7d6a-5c55-9a55-5f4b1d2c3e40", "stepId": "summary", "stepName": "Summarise",
@@ -38,14 +38,14 @@ class RunReply(BaseModel):
     success: Literal[True] = True
     workflowRun: WorkflowRun
 
-    model_config = {"json_schema_extra": {"examples": [{"success": True, "workflowRun": RUN_EXAMPLE}]}}
+    model_config = ConfigDict(json_schema_extra={"examples": [{"success": True, "workflowRun": RUN_EXAMPLE}]})
 
 
 class ExecuteReply(BaseModel):
     success: bool = Field(description="true when the run completed")
     workflowRun: WorkflowRun
 
-    model_config = {"json_schema_extra": {"examples": [{"success": True, "workflowRun": RUN_EXAMPLE}]}}
+    model_config = ConfigDict(json_schema_extra={"examples": [{"success": True, "workflowRun": RUN_EXAMPLE}]})
 
 
 class RunList(BaseModel):

@@ -19,7 +19,7 @@ cancels this generator at its next await, so no poll outlives the request.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -82,7 +82,7 @@ async def follow(
     *,
     monotonic: Callable[[], float] = anyio.current_time,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-) -> AsyncIterator[LogEvent]:
+) -> AsyncGenerator[LogEvent, None]:
     cursor = after or START
     if is_closing(cursor):
         return  # resumed after the closing event: nothing comes after it

@@ -94,7 +94,7 @@ def handler(event: dict[str, Any], context: Any, *, store: RunStore | None = Non
     # A processor per batch: it carries the batch's results, and the poller may call us
     # from its own thread.
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
-    return process_partial_response(
+    return process_partial_response(  # type: ignore[return-value]  # a TypedDict of that shape
         event={**event, "Records": terminal_records_last(event["Records"])},
         record_handler=_record_handler(store),
         processor=processor,
@@ -184,7 +184,7 @@ def plan(record: Any, store: RunStore) -> list[Event]:
         return []  # TTL deletes of thinking chunks; runs are never deleted by the API
     if name not in ("INSERT", "MODIFY"):
         raise PoisonRecord(f"unknown eventName {name!r}")
-    sequence = stream.get("SequenceNumber")
+    sequence = str(stream.get("SequenceNumber") or "")
     try:
         event_cursor(sequence, 0)
     except ValueError as exc:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -45,7 +45,7 @@ LastEventId = Annotated[
            description="the id of the last event received (what EventSource sends on reconnect)"),
 ]
 
-SSE_RESPONSE = {
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Server-Sent Events: `workflow-run`, `activity-run`, `thinking`, `ping`, then one "
         "closing `result` or `error`. See docs/streaming.md.",
@@ -93,7 +93,7 @@ def resume_cursor(after: str | None, last_event_id: str | None) -> str | None:
     return max(cursors) if cursors else None
 
 
-def event_stream(request: Request, settings: Settings, events: AsyncIterator[LogEvent]) -> EventSourceResponse:
+def event_stream(request: Request, settings: Settings, events: AsyncGenerator[LogEvent, None]) -> EventSourceResponse:
     state = request.app.state
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
@@ -124,5 +124,5 @@ def _ping() -> ServerSentEvent:
     return ServerSentEvent(data=PING_DATA, event="ping", sep=SEP)
 
 
-async def _once(event: LogEvent) -> AsyncIterator[LogEvent]:
+async def _once(event: LogEvent) -> AsyncGenerator[LogEvent, None]:
     yield event

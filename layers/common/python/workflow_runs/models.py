@@ -146,7 +146,10 @@ class WorkflowDefinition(ApiModel):
 
 def _dupes(values: list[str]) -> set[str]:
     seen: set[str] = set()
-    return {v for v in values if v in seen or seen.add(v)}
+    dupes: set[str] = set()
+    for value in values:
+        (dupes if value in seen else seen).add(value)
+    return dupes
 
 
 class Workflow(WorkflowDefinition):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -47,12 +48,12 @@ def error_response(status: int, code: str, details: str | list[str], headers: di
     return JSONResponse(error_body(code, details), status_code=status, headers=headers)
 
 
-def describe_validation(errors: list[dict]) -> list[str]:
+def describe_validation(errors: Iterable[Mapping[str, Any]]) -> list[str]:
     """FastAPI/pydantic errors as lines a user can act on: `<where>: <what>`."""
     lines = []
     for error in errors:
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header"))
-        message = error.get("msg", "invalid").removeprefix("Value error, ")
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         lines.append(f"{where}: {message}" if where else message)
     return lines
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 
 from .. import keys
@@ -142,7 +142,7 @@ class RunQueries(WorkflowStore):
         partitions = _partitions(tenant, state, series)
         wanted = offset + limit
         # One row more than the page from each shard tells whether another page follows.
-        reads: list[Callable[[], Any]] = [lambda p=p: self._newest(p[0], p[1], wanted + 1, after) for p in partitions]
+        reads: list[Callable[[], Any]] = [partial(self._newest, index, pk, wanted + 1, after) for index, pk in partitions]
         if counters is None:
             reads.append(lambda: self._counter_shards(tenant, scopes))
         results = in_parallel(reads)
@@ -191,7 +191,7 @@ class RunQueries(WorkflowStore):
             for st in NON_TERMINAL
             for shard in range(keys.LIST_SHARDS)
         ]
-        found = in_parallel([lambda p=p: self._all_ids(keys.BY_SERIES_STATUS, p) for p in partitions])
+        found = in_parallel([partial(self._all_ids, keys.BY_SERIES_STATUS, p) for p in partitions])
         return [run_id for ids in found for run_id in ids]
 
     def _all_ids(self, index: keys.Index, partition: str) -> list[str]:
