@@ -53,7 +53,7 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
         "7. Scale: write units per run, the tenant's ceiling, deep pages, cost",
         method=__doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
     )
-    runs_per_size = {1: 8, 3: 8, 10: 4} if quick else {1: 40, 3: 160, 10: 20}
+    runs_per_size = {1: 3, 3: 6, 10: 2} if quick else {1: 40, 3: 160, 10: 20}
     per_size = {steps: _runs(endpoint, steps, runs_per_size[steps]) for steps in STEP_COUNTS}
     transitions = {steps: len(c['entered']) for steps, c in count_states(endpoint).items()}
 
@@ -238,7 +238,7 @@ def _deep_pages(endpoint: str, quick: bool) -> dict[str, Any]:
     from workflow_runs import keys
     from .units import UnitMeter
 
-    depth = 100 if quick else 1000
+    depth = 20 if quick else 1000
     settings = fresh_settings(endpoint)
     setup = client(endpoint)
     dynamodb_local.create_tables(setup, settings.runs_table, settings.events_table)

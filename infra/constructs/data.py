@@ -11,6 +11,7 @@ from aws_cdk import Acknowledgment, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 from workflow_runs import keys
 
@@ -36,6 +37,24 @@ class Data(Construct):
             description=f"workflow-runs {config.name}: seals the envs of a run",
             enable_key_rotation=True,
             removal_policy=removal,
+        )
+        # What the server signs for itself (list page tokens) is keyed from this secret
+        # (workflow_runs/serverkey.py); only the API function reads it.
+        self.server_key = secretsmanager.Secret(
+            self,
+            "ServerKey",
+            description=f"workflow-runs {config.name}: keys the list page tokens the API seals",
+            encryption_key=self.envs_key,
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
+            removal_policy=removal,
+        )
+        Validations.of(self.server_key).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-SMG4",
+                reason="Keys only short-lived list page tokens; rotating it would invalidate the tokens clients "
+                "hold mid-listing, and a new value takes effect on each function's next cold start. Rotate it "
+                "by hand (put a new value) if it ever leaks.",
+            )
         )
         pitr = dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True)
         string = dynamodb.AttributeType.STRING

@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from workflow_runs.states import NEXT_DONE, NEXT_STEP, NEXT_WAIT
+
 logger = logging.getLogger("workflow_runs_dev.orchestrator")
 
 RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED = "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"
@@ -210,13 +212,13 @@ class LocalOrchestrator:
             if execution.stop_requested.is_set():
                 return ABORTED  # stopped while the step ran: its reply goes nowhere
             route = reply.get("next")
-            if route == "step":
+            if route == NEXT_STEP:
                 continue
-            if route == "wait":
+            if route == NEXT_WAIT:
                 if execution.stop_requested.wait(max(0, int(reply.get("waitSeconds") or 0))):
                     return ABORTED
                 continue
-            return SUCCEEDED if route == "done" else FAILED  # "failed" and anything else: StepFailed
+            return SUCCEEDED if route == NEXT_DONE else FAILED  # NEXT_FAILED and anything else: StepFailed
 
     def _record_failure(self, execution: _Execution, exc: Exception) -> str:
         """The Catch: States.ALL → RecordFailure (with its own Retry) → the Fail state."""

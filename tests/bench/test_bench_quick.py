@@ -4,6 +4,7 @@ the figures of a quick run are not asserted (benchmarks are not tests)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -15,14 +16,14 @@ from bench.__main__ import SECTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.dynamodb_local, pytest.mark.timeout(100)]
+pytestmark = [pytest.mark.dynamodb_local, pytest.mark.timeout(200)]
 
 
 def test_quick_bench_writes_a_report_with_every_section(tmp_path: Path) -> None:
     report = tmp_path / "benchmarks.md"
 
     done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--output", str(report)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=90, check=False)
+                          capture_output=True, text=True, timeout=180, check=False)
 
     assert done.returncode == 0, done.stderr[-3000:]
     text = report.read_text()
@@ -36,3 +37,10 @@ def test_quick_bench_writes_a_report_with_every_section(tmp_path: Path) -> None:
     verdicts = re.findall(r"^\| .+ \| (holds|MISSED) \|$", text.split("## Machine")[0], re.MULTILINE)
     assert len(verdicts) >= len(SECTIONS)
     assert "| Python |" in text and "| DynamoDB Local |" in text
+    # Every figure also lands in benchmarks.json, by a stable name, with its verdict.
+    figures = json.loads(report.with_suffix(".json").read_text())["figures"]
+    for name in ("wcu_per_run_1", "wcu_per_run_3", "wcu_per_run_10", "hottest_key_wcu_per_run",
+                 "tenant_ceiling_runs_per_s", "list_page_rcu_depth_1", "list_page_rcu_depth_1000",
+                 "usd_per_million_runs_3"):
+        assert isinstance(figures[name]["value"], (int, float)), name
+        assert set(figures[name]) >= {"value", "unit", "target", "holds"}

@@ -72,7 +72,8 @@ def settle(store: Any, run_id: str, execution_status: str | None, *, log: Any = 
     """End a non-terminal run whose execution is `execution_status` (None: there is none).
     True when this call changed the run."""
     from workflow_runs.ending import end_from_outside
-    from workflow_runs.models import RunError, Status
+    from workflow_runs.models import RunError
+    from workflow_runs.states import Status
 
     from workflow_runs_step_runner.runner import in_flight
 
