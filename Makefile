@@ -7,13 +7,14 @@ BIN := $(VENV)/bin
 STAGE ?= dev
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install dev test test-fast bench soak openapi build synth deploy lint clean
+.PHONY: help install dev test test-fast typecheck bench soak openapi build synth deploy lint clean
 
 help:
 	@echo "make dev     install everything and start the local server (workflow-runs dev)"
 	@echo "make test    install everything and run every test"
 	@echo "make bench   run the benchmarks and write docs/benchmarks.md"
-	@echo "make soak    long reliability runs (load and fuzzing)"
+	@echo "make soak    long reliability runs (load, fuzzing, contention)"
+	@echo "make typecheck  mypy over layers/, functions/ and local/ (part of make test)"
 	@echo "make openapi regenerate docs/openapi.json"
 	@echo "make build   assemble the Lambda assets and the dependencies layer (arm64)"
 	@echo "make synth   build and synthesize the CDK app"
@@ -44,8 +45,11 @@ install: .make-python .make-node .make-dynamodb-local
 dev: install
 	$(BIN)/workflow-runs dev
 
-test: install .make-chromium
+test: install .make-chromium typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+typecheck: .make-python
+	$(BIN)/mypy
 
 test-fast: install
 	$(BIN)/python -m pytest -q -x -m "not browser and not slow"
