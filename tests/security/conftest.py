@@ -1,0 +1,8 @@
+"""The security suite borrows the harnesses of the suites whose code each threat touches:
+the API on moto (`api`), the step runner on moto (`bench`), step contexts (`make_ctx`)."""
+
+from __future__ import annotations
+
+from tests.api.conftest import api  # noqa: F401
+from tests.unit.step_runner.conftest import make_ctx  # noqa: F401
+from tests.unit.step_runner.test_runner import bench  # noqa: F401
