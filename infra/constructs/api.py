@@ -72,6 +72,7 @@ class Api(Construct):
         )
         data.grant_read_write(data.runs_table, self.function)
         data.envs_key.grant(self.function, "kms:GenerateDataKey")
+        data.fingerprint_key.grant(self.function, "kms:GenerateMac")
         orchestration.grant_run_control(self.function)
 
         # Stage execution logging needs the account-level CloudWatch role of API Gateway.

@@ -1,5 +1,5 @@
 """Data: the runs table (streamed to the projector), the event log table, their KMS key,
-and the key that seals a run's `envs`.
+the key that seals a run's `envs` and the key idempotency fingerprints derive from.
 
 Key names come from `workflow_runs.keys`, the same constants the store and its tests use,
 so the table and the code that reads it cannot drift apart.
@@ -35,6 +35,17 @@ class Data(Construct):
             "EnvsKey",
             description=f"workflow-runs {config.name}: seals the envs of a run",
             enable_key_rotation=True,
+            removal_policy=removal,
+        )
+        # An HMAC key (never leaves KMS) from which the HTTP functions derive the key that
+        # fingerprints idempotent requests: `envs` are in those requests, so the fingerprint
+        # must be keyed (workflow_runs/fingerprint.py). KMS does not rotate HMAC keys.
+        self.fingerprint_key = kms.Key(
+            self,
+            "FingerprintKey",
+            description=f"workflow-runs {config.name}: keys idempotency fingerprints",
+            key_spec=kms.KeySpec.HMAC_256,
+            key_usage=kms.KeyUsage.GENERATE_VERIFY_MAC,
             removal_policy=removal,
         )
         pitr = dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True)

@@ -37,7 +37,8 @@ async def execute(request: Request, principal: PrincipalDep, service: ServiceDep
     body = await parse_execute(request)
     from starlette.concurrency import run_in_threadpool  # noqa: PLC0415
 
-    run, ended = await run_in_threadpool(service.execute, principal.tenant, body, idempotency_key)
+    run, ended = await run_in_threadpool(service.execute, principal.tenant, body, idempotency_key,
+                                         subject=principal.subject)
     reply = schemas.ExecuteReply(success=run.status is Status.COMPLETED, workflowRun=run)
     content = reply.model_dump(mode="json", by_alias=True)
     if ended:

@@ -298,11 +298,16 @@ def get_sealer(settings: Settings) -> Sealer:
     if settings.envs_kms_key_id:
         return KmsSealer(settings.envs_kms_key_id)
     if settings.local_secret_key:
-        try:
-            key = base64.b64decode(settings.local_secret_key, validate=True)
-        except ValueError:
-            raise RuntimeError("LOCAL_SECRET_KEY is not valid base64") from None
-        if len(key) != _KEY_BYTES:
-            raise RuntimeError(f"LOCAL_SECRET_KEY must decode to {_KEY_BYTES} bytes, got {len(key)}")
-        return LocalSealer(key)
+        return LocalSealer(local_key(settings.local_secret_key))
     raise RuntimeError("no way to seal envs: set ENVS_KMS_KEY_ID (AWS) or LOCAL_SECRET_KEY (one machine)")
+
+
+def local_key(encoded: str) -> bytes:
+    """The 32 bytes of a base64 LOCAL_SECRET_KEY, or a RuntimeError naming what is wrong."""
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except ValueError:
+        raise RuntimeError("LOCAL_SECRET_KEY is not valid base64") from None
+    if len(key) != _KEY_BYTES:
+        raise RuntimeError(f"LOCAL_SECRET_KEY must decode to {_KEY_BYTES} bytes, got {len(key)}")
+    return key

@@ -26,7 +26,7 @@ from .models import (
 )
 from .orchestrator import Orchestrator
 from .settings import Settings
-from .store import NewRun, Page, RunRecord, RunStore, request_fingerprint
+from .store import NewRun, Page, RunRecord, RunStore
 
 logger = logging.getLogger("workflow_runs.service")
 
@@ -115,6 +115,8 @@ class RunService:
     settings: Settings
     # Seals `envs` for storage; built lazily so reads never touch KMS.
     sealer_factory: Callable[[], Any] | None = None
+    # Keys the fingerprint of an idempotent request; built lazily, as the sealer.
+    fingerprinter_factory: Callable[[], Callable[[str, Any], str]] | None = None
 
     # ------------------------------------------------------------ workflows
 
@@ -129,8 +131,10 @@ class RunService:
 
     # ------------------------------------------------------------ runs
 
-    def start_run(self, tenant: str, request: ExecuteRequest, idempotency_key: str | None = None) -> WorkflowRun:
-        """Create the run (scheduled) and start its orchestration; returns at once."""
+    def start_run(self, tenant: str, request: ExecuteRequest, idempotency_key: str | None = None, *,
+                  subject: str = "") -> WorkflowRun:
+        """Create the run (scheduled) and start its orchestration; returns at once. `subject`
+        (the caller) is part of an idempotent request's fingerprint."""
         workflow = self.store.get_workflow(tenant, request.workflow_id)
         try:
             inputs = resolve_inputs(workflow, request.inputs)
@@ -146,7 +150,7 @@ class RunService:
                 inputs=inputs,
                 sealed_envs=sealed,
                 idempotency_key=idempotency_key,
-                request_hash=request_fingerprint(request.dump()) if idempotency_key else None,
+                request_hash=self._fingerprinter()(subject, request.dump()) if idempotency_key else None,
             )
         )
         if created or (not record.execution_started and record.status is Status.SCHEDULED):
@@ -170,11 +174,11 @@ class RunService:
         return record
 
     def execute(
-        self, tenant: str, request: ExecuteRequest, idempotency_key: str | None = None
+        self, tenant: str, request: ExecuteRequest, idempotency_key: str | None = None, *, subject: str = ""
     ) -> tuple[WorkflowRun, bool]:
         """Start a run and wait on its item until it ends or the budget passes.
         Returns (run, ended)."""
-        run = self.start_run(tenant, request, idempotency_key)
+        run = self.start_run(tenant, request, idempotency_key, subject=subject)
         deadline = time.monotonic() + self.settings.execute_wait_seconds
         pause = 0.02
         status = run.status
@@ -255,3 +259,10 @@ class RunService:
 
             return get_sealer(self.settings)
         return self.sealer_factory()
+
+    def _fingerprinter(self) -> Callable[[str, Any], str]:
+        if self.fingerprinter_factory is None:
+            from .fingerprint import get_fingerprinter  # noqa: PLC0415
+
+            return get_fingerprinter(self.settings)
+        return self.fingerprinter_factory()

@@ -7,7 +7,6 @@ transition happens exactly once and the counts stay exact. No request path scans
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -109,10 +108,6 @@ class NewRun:
     idempotency_key: str | None = None
     request_hash: str | None = None
     created_at: str = field(default_factory=utc_now)
-
-
-def request_fingerprint(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class RunStore:
