@@ -5,6 +5,7 @@ Handlers parse and authorise; these functions hold the rules; the store does the
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -13,11 +14,12 @@ from typing import Any, Callable, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .errors import NotFound, TransitionRejected, ValidationFailed
+from .errors import NotFound, PayloadTooLarge, TransitionRejected, ValidationFailed
 from .models import (
     ApiModel,
     InputsInvalid,
     RunError,
+    RunInput,
     Status,
     Workflow,
     WorkflowDefinition,
@@ -33,6 +35,12 @@ logger = logging.getLogger("workflow_runs.service")
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 MAX_ENVS = 50
+# A run item holds its inputs, its workflow's steps and its sealed envs, and must stay within
+# DynamoDB's 400 KB; the headroom is for its keys, index attributes, a later error and cancel
+# reason. (Each part fits a 256 KiB body; together they may not.)
+DYNAMODB_ITEM_BYTES = 400 * 1024
+RUN_ITEM_HEADROOM_BYTES = 16 * 1024
+MAX_RUN_CONTENT_BYTES = DYNAMODB_ITEM_BYTES - RUN_ITEM_HEADROOM_BYTES
 
 
 def uuid_value(value: str) -> str:
@@ -51,6 +59,21 @@ def canonical_uuid(value: str, field_name: str) -> str:
         return uuid_value(value)
     except ValueError as exc:
         raise ValidationFailed([f"{field_name}: {exc}"]) from None
+
+
+def _refuse_oversized_run(inputs: list[RunInput], workflow: Workflow, sealed_envs: str | None) -> None:
+    """413 before anything is written when the run item would not fit in DynamoDB. Measured
+    as the store writes it: compact JSON, UTF-8."""
+    size = _json_bytes([i.dump() for i in inputs]) + _json_bytes([s.dump() for s in workflow.steps])
+    size += len(sealed_envs or "")
+    if size > MAX_RUN_CONTENT_BYTES:
+        raise PayloadTooLarge(
+            f"the run would hold {size} bytes of inputs, steps and envs; a run holds at most "
+            f"{MAX_RUN_CONTENT_BYTES} (a DynamoDB item is at most {DYNAMODB_ITEM_BYTES} bytes)")
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
 
 
 class ExecuteRequest(ApiModel):
@@ -142,6 +165,7 @@ class RunService:
             raise ValidationFailed(exc.problems) from None
         run_id = str(uuid.uuid4())
         sealed = self._sealer().seal(request.envs, run_id) if request.envs else None
+        _refuse_oversized_run(inputs, workflow, sealed)
         record, created = self.store.create_run(
             NewRun(
                 run_id=run_id,
