@@ -12,18 +12,7 @@ import pytest
 from workflow_runs.auth import JwtVerifier
 from workflow_runs.errors import Unauthorized
 
-from tests.auth_fixtures import (  # noqa: F401 - fixtures
-    REFETCH_INTERVAL,
-    FakeClock,
-    JwksServer,
-    SigningKey,
-    Tokens,
-    auth_settings,
-    clock,
-    jwks_server,
-    signing_key,
-    tokens,
-)
+from tests.auth_fixtures import REFETCH_INTERVAL, FakeClock, JwksServer, SigningKey, Tokens, auth_settings
 
 FETCH_SECONDS = 2.0
 
