@@ -79,8 +79,8 @@ def banner(runtime) -> str:
     lines = [
         "Workflow Runs API — local runtime",
         f"  public listener:   {runtime.public_url}",
-        f"  internal listener: {runtime.internal_url}   (trusted; send X-Tenant-Id; loopback only, "
-        "whatever --host says)",
+        (f"  internal listener: {runtime.internal_url}   (trusted; send X-Tenant-Id; loopback only, "
+         "whatever --host says)"),
         f"  database:          {db}",
         "  orchestrator:      local (same semantics as the state machine)",
     ]

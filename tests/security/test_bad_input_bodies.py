@@ -55,7 +55,7 @@ def streamed(total: int):
 CASES = {
     "JSON body nested 50,000 deep": (execute_json(with_topic(deep_array(50_000))), 400, "nested deeper"),
     "form field nested 50,000 deep": (("post", f"{RUNS}/execute", {"files": {
-        "workflowId": (None, WORKFLOW_ID), "inputs": (None, '{"topic": %s}' % deep_array(50_000))}}),
+        "workflowId": (None, WORKFLOW_ID), "inputs": (None, f'{{"topic": {deep_array(50_000)}}}')}}),
         400, "inputs: nested deeper"),
     "inputs nested 300 deep": (execute_json(with_topic(json.dumps(deep_object(300)))), 400, "nested deeper"),
     "workflow nested 300 deep": (put_workflow(json.dumps(
@@ -95,7 +95,7 @@ def api_with_workflow(api: Api) -> Api:
 def assert_nothing_stored(api: Api) -> None:
     assert api.service.list_runs("t1", workflow_id=None, status=None, search=None, page=1, limit=10).total == 0
     assert api.orchestrator.started == []
-    workflows, total = api.service.list_workflows("t1", 1, 10)
+    workflows, _ = api.service.list_workflows("t1", 1, 10)
     assert [w.id for w in workflows] == [WORKFLOW_ID] and workflows[0].version == 1
 
 

@@ -33,22 +33,22 @@ ATTACKS = {
     "replace growth": ("{{ ('x' * 1000000)|replace('x', 'xx') }}", "limit"),
     "join separator": ("{{ range(100000)|join('x' * 100000) }}", "limit"),
     "str.join separator": ("{{ ('x' * 100000).join(range(1000)|map('string')) }}", "limit"),
-    "concat doubling": ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
-                        "{% endfor %}{{ ns.s|length }}", "'~'"),
-    "plus doubling": ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}"
-                      "{% endfor %}{{ ns.s|length }}", "'+'"),
+    "concat doubling": (("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+                         "{% endfor %}{{ ns.s|length }}"), "'~'"),
+    "plus doubling": (("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}"
+                       "{% endfor %}{{ ns.s|length }}"), "'+'"),
     "list doubling": ("{% set l = [1] %}{% for i in range(40) %}{% set _ = l.extend(l) %}{% endfor %}{{ l|length }}",
                       "grown by extend"),
     "output in a loop": (BIG + "{% for i in range(100000) %}{{ big }}{% endfor %}", "rendered text"),
-    "block set in a loop": (BIG + "{% set s %}{% for i in range(100000) %}{{ big }}{% endfor %}{% endset %}"
-                            "{{ s|length }}", "rendered text"),
-    "macro doubling": ("{% macro d(s, n) %}{% if n %}{{ d(s ~ s, n - 1) }}{% else %}{{ s|length }}{% endif %}"
-                       "{% endmacro %}{{ d('x', 40) }}", "'~'"),
+    "block set in a loop": (BIG + ("{% set s %}{% for i in range(100000) %}{{ big }}{% endfor %}{% endset %}"
+                                   "{{ s|length }}"), "rendered text"),
+    "macro doubling": (("{% macro d(s, n) %}{% if n %}{{ d(s ~ s, n - 1) }}{% else %}{{ s|length }}{% endif %}"
+                        "{% endmacro %}{{ d('x', 40) }}"), "'~'"),
     # time
     "nested loops": ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
                      "operations"),
-    "nested loops over a list": ("{% set l = range(5000)|list %}{% for a in l %}{% for b in l %}{% endfor %}"
-                                 "{% endfor %}", "operations"),
+    "nested loops over a list": (("{% set l = range(5000)|list %}{% for a in l %}{% for b in l %}{% endfor %}"
+                                  "{% endfor %}"), "operations"),
 }
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from workflow_runs.errors import NotFound, TransitionRejected
 from workflow_runs.models import MAX_ATTEMPTS_CEILING, ActivityRun, RunError, Status, Step, utc_now

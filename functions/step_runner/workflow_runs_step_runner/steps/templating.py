@@ -218,8 +218,8 @@ class _StepSandbox(SandboxedEnvironment):
             return _refuse_large(operator.mod(left, right), "the result of '%'")
         return super().call_binop(context, operator_name, left, right)
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - as Jinja's
-        owner, name = getattr(__obj, "__self__", None), getattr(__obj, "__name__", "")
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        owner, name = getattr(obj, "__self__", None), getattr(obj, "__name__", "")
         if isinstance(owner, str):
             if name in _STR_WIDTH_METHODS and args:
                 _refuse_width(args[0], f"{name} width")
@@ -231,7 +231,7 @@ class _StepSandbox(SandboxedEnvironment):
                 args = (items, *args[1:])
             elif name == "replace" and len(args) >= 2 and all(isinstance(a, str) for a in args[:2]):
                 _refuse_size(_replaced_size(owner, args[0], args[1], *args[2:3]), "the replaced text")
-        result = _refuse_large(super().call(__context, __obj, *args, **kwargs), f"the result of {name or 'a call'}")
+        result = _refuse_large(super().call(context, obj, *args, **kwargs), f"the result of {name or 'a call'}")
         if isinstance(owner, (list, dict, set)):
             _refuse_large(owner, f"a {type(owner).__name__} grown by {name}")
         return result
@@ -271,7 +271,7 @@ class _Budget:
         self._previous = sys.gettrace()
         sys.settrace(self.on_call)
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         sys.settrace(self._previous)
 
     def _tick(self) -> None:
