@@ -172,11 +172,14 @@ class Tokens:
         return {name: value for name, value in claims.items() if value is not _DROP}
 
     def sign(
-        self, claims: dict[str, Any], key: SigningKey | None = None, *, kid: str | None = None, alg: str | None = None
+        self, claims: dict[str, Any], key: SigningKey | None = None, *, kid: str | None = None, alg: str | None = None,
+        typ: str | None = "JWT",
     ) -> str:
+        """`typ=None` leaves the header's `typ` out."""
         key = key or self.key
         return jwt.encode(
-            claims, key.private_key, algorithm=alg or key.alg, headers={"kid": kid if kid is not None else key.kid}
+            claims, key.private_key, algorithm=alg or key.alg,
+            headers={"kid": kid if kid is not None else key.kid, "typ": typ},
         )
 
     def valid(self, **overrides: Any) -> str:
@@ -230,6 +233,13 @@ ATTACKS: dict[str, tuple[Callable[[Tokens], str], str]] = {
     "tenant_claim_with_key_separator": (lambda t: t.valid(**{TENANT_CLAIM: "acme#WF#x"}), "tenant"),
     "missing_subject": (lambda t: t.valid(sub=drop()), "required claim"),
     "missing_expiry": (lambda t: t.valid(exp=drop()), "required claim"),
+    # docs/security.md, "tokens": only access tokens, and time claims that are numbers
+    "id_token_type": (lambda t: t.sign(t.claims(), typ="id_token+jwt"), "token type"),
+    "logout_token_type": (lambda t: t.sign(t.claims(), typ="logout+jwt"), "token type"),
+    "non_string_type": (lambda t: t.sign(t.claims(), typ=7), "token type"),  # type: ignore[arg-type]
+    "expiry_as_a_string": (lambda t: t.valid(exp=str(int(time.time()) + 600)), "time claims"),
+    "not_before_as_a_string": (lambda t: t.valid(nbf=str(int(time.time()) - 60)), "time claims"),
+    "issued_at_as_a_boolean": (lambda t: t.valid(iat=True), "time claims"),
 }
 
 

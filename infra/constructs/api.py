@@ -68,13 +68,12 @@ class Api(Construct):
                 service="api",
                 timeout=API_FUNCTION_TIMEOUT,
                 memory_size=MEMORY_MB["api"],
-                environment={"STATE_MACHINE_ARN": orchestration.state_machine.state_machine_arn,
-                             "SERVER_KEY_SECRET_ARN": data.server_key.secret_arn},
+                environment={"STATE_MACHINE_ARN": orchestration.state_machine.state_machine_arn},
             ),
         )
-        data.server_key.grant_read(self.function)
         data.grant_read_write(data.runs_table, self.function)
         data.envs_key.grant(self.function, "kms:GenerateDataKey")
+        data.fingerprint_key.grant(self.function, "kms:GenerateMac")
         orchestration.grant_run_control(self.function)
 
         # Stage execution logging needs the account-level CloudWatch role of API Gateway.

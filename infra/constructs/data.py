@@ -1,5 +1,5 @@
 """Data: the runs table (streamed to the projector), the event log table, their KMS key,
-and the key that seals a run's `envs`.
+the key that seals a run's `envs` and the key idempotency fingerprints derive from.
 
 Key names come from `workflow_runs.keys`, the same constants the store and its tests use,
 so the table and the code that reads it cannot drift apart.
@@ -11,7 +11,6 @@ from aws_cdk import Acknowledgment, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 from workflow_runs import keys
 
@@ -38,23 +37,17 @@ class Data(Construct):
             enable_key_rotation=True,
             removal_policy=removal,
         )
-        # What the server signs for itself (list page tokens) is keyed from this secret
-        # (workflow_runs/serverkey.py); only the API function reads it.
-        self.server_key = secretsmanager.Secret(
+        # An HMAC key (never leaves KMS) from which the HTTP functions derive the keys that
+        # fingerprint idempotent requests (`envs` are in those requests, so the fingerprint
+        # must be keyed) and seal list page tokens (workflow_runs/serverkey.py). KMS does not
+        # rotate HMAC keys.
+        self.fingerprint_key = kms.Key(
             self,
-            "ServerKey",
-            description=f"workflow-runs {config.name}: keys the list page tokens the API seals",
-            encryption_key=self.envs_key,
-            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
+            "FingerprintKey",
+            description=f"workflow-runs {config.name}: keys idempotency fingerprints",
+            key_spec=kms.KeySpec.HMAC_256,
+            key_usage=kms.KeyUsage.GENERATE_VERIFY_MAC,
             removal_policy=removal,
-        )
-        Validations.of(self.server_key).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-SMG4",
-                reason="Keys only short-lived list page tokens; rotating it would invalidate the tokens clients "
-                "hold mid-listing, and a new value takes effect on each function's next cold start. Rotate it "
-                "by hand (put a new value) if it ever leaks.",
-            )
         )
         pitr = dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True)
         string = dynamodb.AttributeType.STRING

@@ -86,6 +86,7 @@ class Stream(Construct):
         data.grant_read_write(data.runs_table, self.function)
         data.grant_read(data.events_table, self.function)
         data.envs_key.grant(self.function, "kms:GenerateDataKey")
+        data.fingerprint_key.grant(self.function, "kms:GenerateMac")
         orchestration.grant_run_control(self.function)
 
         # Auth NONE: the app verifies the JWT itself, as it does behind API Gateway.

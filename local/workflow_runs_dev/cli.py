@@ -10,9 +10,10 @@ from pathlib import Path
 
 DESCRIPTION = """\
 Serves every route of the Workflow Runs API on one machine:
-  public listener    http://HOST:PORT            (JWT callers, as through the public API)
-  internal listener  http://HOST:INTERNAL_PORT   (trusted callers, as through the private API;
-                                                  name the tenant in X-Tenant-Id)
+  public listener    http://HOST:PORT                 (JWT callers, as through the public API)
+  internal listener  http://127.0.0.1:INTERNAL_PORT   (trusted callers, as through the private API;
+                                                       name the tenant in X-Tenant-Id; always on
+                                                       loopback, whatever --host says)
 with an embedded DynamoDB (DynamoDB Local when Java 17+ is present, moto's server
 otherwise), the local orchestrator running the real step runner, and a stream poller
 feeding the real projector for SSE. Without JWKS_URL it makes its own signing key, serves
@@ -29,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     dev = commands.add_parser("dev", help="run the API on this machine", description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    dev.add_argument("--host", default="127.0.0.1",
+                     help="address of the public listener; the internal one is always 127.0.0.1 "
+                          "(default: %(default)s)")
     dev.add_argument("--port", type=int, default=8000, help="public listener port (default: %(default)s)")
     dev.add_argument("--internal-port", type=int, default=8001,
                      help="internal listener port, the private API's stand-in (default: %(default)s)")
@@ -76,7 +79,8 @@ def banner(runtime) -> str:
     lines = [
         "Workflow Runs API — local runtime",
         f"  public listener:   {runtime.public_url}",
-        f"  internal listener: {runtime.internal_url}   (trusted; send X-Tenant-Id)",
+        (f"  internal listener: {runtime.internal_url}   (trusted; send X-Tenant-Id; loopback only, "
+         "whatever --host says)"),
         f"  database:          {db}",
         "  orchestrator:      local (same semantics as the state machine)",
     ]

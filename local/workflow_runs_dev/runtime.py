@@ -27,6 +27,10 @@ logger = logging.getLogger("workflow_runs.dev")
 RUNS_TABLE = "workflow-runs"
 EVENTS_TABLE = "workflow-run-events"
 DEV_TENANT = "dev"
+# The internal listener trusts `X-Tenant-Id` (it stands for the private API): it listens on
+# loopback only, whatever `--host` says, so opening the public listener to a network never
+# opens the trusted one with it.
+INTERNAL_HOST = "127.0.0.1"
 # Paths the stream function serves in AWS; every other path belongs to the API function.
 STREAM_SUFFIXES = ("/execute/stream", "/events")
 
@@ -106,7 +110,7 @@ class LocalRuntime:
 
     @property
     def internal_url(self) -> str:
-        return f"http://{self.host}:{self.internal_port}"
+        return f"http://{INTERNAL_HOST}:{self.internal_port}"
 
     def start(self) -> "LocalRuntime":
         try:
@@ -161,17 +165,19 @@ class LocalRuntime:
             api = create_api_app(**common, dev_jwks=None if internal else dev_jwks)
             return route_by_function(api, create_stream_app(**common))
 
-        self._serve([(apps(False), self.port), (apps(True), self.internal_port)])
+        self.listen(apps(False), apps(True))
         if self.examples_dir and self.examples_dir.is_dir():
             self.loaded_examples = load_examples(self.service, DEV_TENANT, self.examples_dir)
 
-    def _serve(self, listeners: list[tuple[Any, int]]) -> None:
+    def listen(self, public_app: Any, internal_app: Any) -> None:
+        """Serve the public app on `host:port` and the internal one on loopback only."""
         import uvicorn  # noqa: PLC0415
 
+        listeners = [(public_app, self.host, self.port), (internal_app, INTERNAL_HOST, self.internal_port)]
         self._servers = [
-            uvicorn.Server(uvicorn.Config(app, host=self.host, port=port, log_level="warning", lifespan="off",
+            uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
                                           timeout_graceful_shutdown=2))
-            for app, port in listeners
+            for app, host, port in listeners
         ]
         for server in self._servers:
             server.install_signal_handlers = lambda: None  # the CLI owns Ctrl-C
@@ -184,7 +190,8 @@ class LocalRuntime:
         deadline = time.monotonic() + 15
         while not all(server.started for server in self._servers):
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"could not listen on {self.host}:{self.port} and :{self.internal_port}")
+                raise RuntimeError(f"could not listen on {self.host}:{self.port} and "
+                                   f"{INTERNAL_HOST}:{self.internal_port}")
             time.sleep(0.02)
 
     def stop(self) -> None:

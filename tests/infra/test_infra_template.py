@@ -372,27 +372,40 @@ def test_no_dynamodb_or_kms_action_is_allowed_on_every_resource(stage, request):
     assert checked >= 5  # every function touches a table
 
 
+def key_actions(synth, key_description: str, handler: str) -> set[str]:
+    """The actions the role of the function with `handler` may take on the KMS key whose
+    description contains `key_description`."""
+    (key_id,) = [k for k, r in synth.resources("AWS::KMS::Key").items()
+                 if key_description in r["Properties"]["Description"]]
+    role = function_by_handler(synth, handler)[1]["Properties"]["Role"]["Fn::GetAtt"][0]
+    found: set[str] = set()
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        if {"Ref": role} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Resource"] == {"Fn::GetAtt": [key_id, "Arn"]}:
+                actions = statement["Action"]
+                found |= set(actions if isinstance(actions, list) else [actions])
+    return found
+
+
 def test_the_step_runner_may_only_decrypt_envs_and_the_http_functions_only_seal_them(prod):
-    (envs_key_id,) = [
-        k for k, r in prod.resources("AWS::KMS::Key").items() if "seals the envs" in r["Properties"]["Description"]
-    ]
+    assert key_actions(prod, "seals the envs", STEP_RUNNER_HANDLER) == {"kms:Decrypt"}
+    assert key_actions(prod, "seals the envs", API_HANDLER) == {"kms:GenerateDataKey"}
+    assert key_actions(prod, "seals the envs", STREAM_HANDLER) == {"kms:GenerateDataKey"}
+    assert key_actions(prod, "seals the envs", PROJECTOR_HANDLER) == set()
 
-    def envs_actions(handler: str) -> set[str]:
-        role = function_by_handler(prod, handler)[1]["Properties"]["Role"]["Fn::GetAtt"][0]
-        found: set[str] = set()
-        for policy in prod.resources("AWS::IAM::Policy").values():
-            if {"Ref": role} not in policy["Properties"]["Roles"]:
-                continue
-            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-                if statement["Resource"] == {"Fn::GetAtt": [envs_key_id, "Arn"]}:
-                    actions = statement["Action"]
-                    found |= set(actions if isinstance(actions, list) else [actions])
-        return found
 
-    assert envs_actions(STEP_RUNNER_HANDLER) == {"kms:Decrypt"}
-    assert envs_actions(API_HANDLER) == {"kms:GenerateDataKey"}
-    assert envs_actions(STREAM_HANDLER) == {"kms:GenerateDataKey"}
-    assert envs_actions(PROJECTOR_HANDLER) == set()
+def test_idempotency_fingerprints_derive_from_an_hmac_key_only_the_http_functions_may_use(prod):
+    (key,) = [r for r in prod.resources("AWS::KMS::Key").values()
+              if "idempotency fingerprints" in r["Properties"]["Description"]]
+    assert key["Properties"]["KeySpec"] == "HMAC_256" and key["Properties"]["KeyUsage"] == "GENERATE_VERIFY_MAC"
+    assert key_actions(prod, "idempotency fingerprints", API_HANDLER) == {"kms:GenerateMac"}
+    assert key_actions(prod, "idempotency fingerprints", STREAM_HANDLER) == {"kms:GenerateMac"}
+    assert key_actions(prod, "idempotency fingerprints", STEP_RUNNER_HANDLER) == set()
+    assert key_actions(prod, "idempotency fingerprints", PROJECTOR_HANDLER) == set()
+    for handler in (API_HANDLER, STREAM_HANDLER):
+        assert "FINGERPRINT_KMS_KEY_ID" in env_of(prod, handler)
 
 
 # --- observability -------------------------------------------------------------------------

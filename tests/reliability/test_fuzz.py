@@ -147,6 +147,10 @@ def malformed_corpus(workflow_id: str) -> dict[str, tuple[dict[str, str], bytes,
     form = {"Content-Type": "multipart/form-data; boundary=fuzzBOUNDARY"}
     valid_parts = [field(b"workflowId", wf), field(b"inputs", b'{"topic": "x"}')]
     big = 300 * 1024  # over the 256 KiB body limit
+    as_json = {"Content-Type": "application/json"}
+
+    def json_with_topic(value: bytes) -> bytes:
+        return b'{"workflowId": "' + wf + b'", "inputs": {"topic": ' + value + b"}}"
     return {
         "boundary in the header differs from the body's": (
             {"Content-Type": "multipart/form-data; boundary=other"}, multipart(valid_parts), (400,)),
@@ -183,6 +187,15 @@ def malformed_corpus(workflow_id: str) -> dict[str, tuple[dict[str, str], bytes,
                                        json.dumps({"workflowId": workflow_id, "extra": 1}).encode(), (400,)),
         "JSON in bytes that are not UTF-8": ({"Content-Type": "application/json"}, b'{"workflowId": "\xff"}', (400,)),
         "a Content-Type that is neither": ({"Content-Type": "text/plain"}, b"workflowId=1", (400,)),
+        # docs/security.md, "bad input that gave 500": each is a 400 now
+        "JSON nested 50,000 deep": (as_json, json_with_topic(b"[" * 50_000 + b"]" * 50_000), (400,)),
+        "a form field nested 50,000 deep": (form, multipart([field(b"workflowId", wf), field(
+            b"inputs", b'{"topic": ' + b"[" * 50_000 + b"]" * 50_000 + b"}")]), (400,)),
+        "inputs nested 300 deep": (as_json, json_with_topic(b'{"a": ' * 300 + b"{}" + b"}" * 300), (400,)),
+        "a 5,000-digit integer": (as_json, json_with_topic(b"9" * 5000), (400,)),
+        "a lone surrogate": (as_json, json_with_topic(b'"\\ud800"'), (400,)),
+        "NaN": (as_json, json_with_topic(b"NaN"), (400,)),
+        "Infinity": (as_json, json_with_topic(b"Infinity"), (400,)),
     }
 
 

@@ -12,13 +12,15 @@ from workflow_runs.service import CancelRequest, ListQuery, canonical_uuid
 from workflow_runs_http.dependencies import ServiceDep
 from workflow_runs_http.errors import parse_query
 from workflow_runs_http.forms import EXECUTE_BODY, IdempotencyKey, parse_execute
+from workflow_runs_http.json_body import StrictJsonRoute
 from workflow_runs_http.security import PrincipalDep
 
 from . import schemas
 
 RUNS = "/api/v1/workflow-runs"
-runs = APIRouter(prefix=RUNS, tags=["workflow runs"])
-workflows = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
+# JSON bodies are checked strictly (depth, numbers, surrogates) before FastAPI parses them.
+runs = APIRouter(prefix=RUNS, tags=["workflow runs"], route_class=StrictJsonRoute)
+workflows = APIRouter(prefix="/api/v1/workflows", tags=["workflows"], route_class=StrictJsonRoute)
 
 UuidPath = Annotated[str, Path(description="a UUID", examples=[schemas.RUN_ID])]
 Page = Annotated[int, Query(ge=1, le=10_000, description="page number, from 1")]
@@ -38,7 +40,8 @@ async def execute(request: Request, principal: PrincipalDep, service: ServiceDep
     body = await parse_execute(request)
     from starlette.concurrency import run_in_threadpool  # noqa: PLC0415
 
-    run, ended = await run_in_threadpool(service.execute, principal.tenant, body, idempotency_key)
+    run, ended = await run_in_threadpool(service.execute, principal.tenant, body, idempotency_key,
+                                         subject=principal.subject)
     reply = schemas.ExecuteReply(success=run.status is Status.COMPLETED, workflowRun=run)
     content = reply.model_dump(mode="json", by_alias=True)
     if ended:

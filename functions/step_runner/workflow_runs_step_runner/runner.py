@@ -22,16 +22,19 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from workflow_runs.ending import end_from_outside, retry_lost_races
 from workflow_runs.errors import NotFound, TransitionRejected
 from workflow_runs.models import MAX_ATTEMPTS_CEILING, ActivityRun, RunError, Status, Step, utc_now
+from workflow_runs.secrets import StreamMasker
 from workflow_runs.settings import Settings
 from workflow_runs.states import NEXT_DONE, NEXT_FAILED, NEXT_STEP, NEXT_WAIT
 from workflow_runs.store import RunRecord, RunStore
 
+from workflow_runs_step_runner.outputs import outputs_too_large
 from workflow_runs_step_runner.steps.base import StepContext, StepError
 
 MAX_ERROR_CHARS = 2000
@@ -161,8 +164,12 @@ class _Invocation:
             record = self.store.transition_run(record, Status.RUNNING, activities=[(index, activity, None)])
         log_keys = {"run_id": run_id, "step_id": step.id, "step_type": step.type, "attempt": attempt}
         self.log.info("step started", extra=log_keys)
+        context, flush_thinking = self._context(record, step, activity)
         try:
-            outcome = self.registry.get(step.type).run(self._context(record, step, activity))
+            try:
+                outcome = self.registry.get(step.type).run(context)
+            finally:
+                flush_thinking()  # before the step's end is written, so readers see it first
         except StepError as exc:
             return self._step_failed(record, index, activity, self._mask(exc.message), exc.retryable)
         except Exception as exc:  # noqa: BLE001 - a bug in a step type must still end the step cleanly
@@ -172,6 +179,8 @@ class _Invocation:
             return self._step_failed(record, index, activity, message, retryable=False)
 
         outputs = self._mask(dict(outcome.outputs or {}))
+        if (too_large := outputs_too_large(outputs)) is not None:
+            return self._step_failed(record, index, activity, too_large, retryable=False)
         if outcome.wait_seconds:
             parked = activity.model_copy(update={"status": Status.WAITING, "outputs": outputs, "updated_at": utc_now()})
             try:
@@ -250,17 +259,24 @@ class _Invocation:
             self.store.transition_run(record, Status.COMPLETED)  # TransitionRejected: read again
         return _reply(record.id, NEXT_DONE)
 
-    def _context(self, record: RunRecord, step: Step, activity: ActivityRun) -> StepContext:
+    def _context(self, record: RunRecord, step: Step, activity: ActivityRun) -> tuple[StepContext, Callable[[], None]]:
+        """The step's context, and what writes the thinking text held back at the step's end."""
         earlier = {
             a.step_id: {"outputs": a.outputs or {}}
             for a in record.run.activity_runs
             if a.status is Status.COMPLETED
         }
         seq = iter(range(1, 1_000_000))
+        # A secret may arrive split over chunks: mask across them, not chunk by chunk.
+        masker = StreamMasker(self.secrets)
+
+        def write_thinking(text: str) -> None:
+            if text:
+                self.store.put_thinking(record.id, activity.id, step.id, next(seq), text)
 
         def emit_thinking(text: str) -> None:
             if text:
-                self.store.put_thinking(record.id, activity.id, step.id, next(seq), self._mask(text))
+                write_thinking(masker.feed(text))
 
         return StepContext(
             run_id=record.id,
@@ -272,7 +288,7 @@ class _Invocation:
             env=dict(self._env),
             settings=self.settings,
             emit_thinking=emit_thinking,
-        )
+        ), lambda: write_thinking(masker.flush())
 
     # ------------------------------------------------------------------ Catch path
 

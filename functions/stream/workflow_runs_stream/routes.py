@@ -60,7 +60,8 @@ async def execute_stream(request: Request, principal: PrincipalDep, service: Ser
                          idempotency_key: IdempotencyKey = None) -> EventSourceResponse:
     body = await parse_execute(request)
     try:
-        run = await run_in_threadpool(service.start_run, principal.tenant, body, idempotency_key)
+        run = await run_in_threadpool(service.start_run, principal.tenant, body, idempotency_key,
+                                      subject=principal.subject)
     except DomainError:
         raise  # a bad request: the uniform JSON error, before any stream
     except Exception:

@@ -232,14 +232,15 @@ def test_redirect_loop_stops_after_five_hops(make_ctx, server):
     assert len(server.paths) == 6
 
 
-def test_credentials_do_not_follow_a_redirect_to_another_host(make_ctx, server):
+def test_no_header_the_workflow_set_follows_a_redirect_to_another_host(make_ctx, server):
     resolver = FakeResolver({"a.test": ["127.0.0.1"], "b.test": ["127.0.0.1"]})
     target = server.url("/echo", host="b.test")
     outputs = run_http(make_ctx, {"url": server.url(f"/redirect?to={target}", host="a.test"),
-                                  "headers": {"Authorization": "Bearer s3cret"}},
+                                  "headers": {"Authorization": "Bearer s3cret", "X-Token": "t0k"},
+                                  "followRedirects": True},
                        resolver=resolver, allowed=("a.test", "b.test")).outputs
     assert outputs["body"]["host"] == f"b.test:{server.port}"
-    assert outputs["body"]["authorization"] is None
+    assert outputs["body"]["authorization"] is None and outputs["body"]["x-token"] is None
 
 
 def test_connects_to_the_checked_address_with_the_original_host_header(make_ctx, server):
@@ -306,7 +307,7 @@ def test_redirect_to_a_refused_address_is_refused(make_ctx, server):
     resolver = FakeResolver({"allowed.test": ["127.0.0.1"]})
     target = server.url("/json")  # 127.0.0.1 itself is not in the allowed hosts
     with pytest.raises(StepError) as caught:
-        run_http(make_ctx, {"url": server.url(f"/redirect?to={target}", host="allowed.test")},
+        run_http(make_ctx, {"url": server.url(f"/redirect?to={target}", host="allowed.test"), "followRedirects": True},
                  resolver=resolver, allowed=("allowed.test",))
     assert caught.value.retryable is False and "127.0.0.1 is a loopback address" in caught.value.message
     assert server.paths == ["/redirect"]

@@ -293,7 +293,7 @@ def test_env_values_are_masked_in_outputs_errors_and_thinking(bench):
     items = bench.store.client.query(TableName=bench.settings.runs_table, KeyConditionExpression="PK = :pk",
                                ExpressionAttributeValues={":pk": {"S": keys.run_pk(run_id)}})["Items"]
     thinking = [i["content"]["S"] for i in items if i["SK"]["S"].startswith(keys.THINKING_SK_PREFIX)]
-    assert thinking == ["using *** now"]
+    assert "".join(thinking) == "using *** now"  # text that might still grow into a secret is held back
     assert SECRET not in json.dumps(items)
 
 

@@ -5,16 +5,23 @@ unspecified and cloud-metadata addresses (and IPv4-mapped / NAT64 forms of them)
 host is listed in `settings.http_step_allowed_hosts`, then connects to exactly the address it
 checked: the request URL is rewritten to that IP, while the Host header and the TLS SNI /
 certificate check keep the original name. There is no second DNS lookup, so no rebinding
-window. Redirects are followed here, not by httpx, so every hop goes through the same guard.
+window. Redirects are followed here, not by httpx, so every hop goes through the same guard,
+and only as `followRedirects` allows: by default within the origin only. Leaving the origin
+drops every header the workflow set and the body; https never redirects to http.
+
+The whole exchange — resolving, connecting, every hop, reading the body — runs under one
+deadline (`timeoutSeconds`): a server that trickles its headers a byte at a time cannot
+stretch a step past it. (httpx's own timeouts bound each read, not the sum of them.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import socket
-import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
@@ -34,8 +41,11 @@ SAFE_RESPONSE_HEADERS = frozenset(
     {"content-type", "content-length", "content-language", "etag", "last-modified", "cache-control",
      "expires", "date", "location", "retry-after", "x-request-id"}
 )
-# Credentials never follow a redirect to another origin.
-_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+# `followRedirects`: True follows any origin, False none, SAME_ORIGIN (the default) only hops
+# that keep scheme, host and port. A redirect not followed is the step's answer.
+SAME_ORIGIN = "same-origin"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"),
@@ -109,27 +119,35 @@ class AddressGuard:
         return addresses[0]
 
 
-class GuardedTransport(httpx.BaseTransport):
+@lru_cache(maxsize=1)
+def _resolver_pool() -> ThreadPoolExecutor:
+    # Lookups run here so that the deadline can stop waiting for one; a lookup that hangs
+    # ends in its own time, without holding the step (asyncio.run would wait for a thread of
+    # its default executor).
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="http-step-resolve")
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
     """Sends each request to the address the guard checked, keeping Host and SNI."""
 
-    def __init__(self, inner: httpx.BaseTransport, guard: AddressGuard):
+    def __init__(self, inner: httpx.AsyncBaseTransport, guard: AddressGuard):
         self._inner = inner
         self._guard = guard
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         if url.scheme not in ("http", "https"):
             raise StepError(f"http: refused scheme {url.scheme!r} (only http and https)", retryable=False)
-        port = url.port or (443 if url.scheme == "https" else 80)
-        address = self._guard.pick(url.host, port)
+        port = url.port or _DEFAULT_PORTS[url.scheme]
+        address = await asyncio.get_running_loop().run_in_executor(_resolver_pool(), self._guard.pick, url.host, port)
         # The Host header was set from the original URL when the request was built.
         request.url = url.copy_with(host=address)
         if url.scheme == "https":
             request.extensions = {**request.extensions, "sni_hostname": _normalise_host(url.host)}
-        return self._inner.handle_request(request)
+        return await self._inner.handle_async_request(request)
 
-    def close(self) -> None:
-        self._inner.close()
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 @lru_cache(maxsize=1)
@@ -172,21 +190,19 @@ class HttpStep:
         if target.scheme not in ("http", "https") or not target.host:
             raise StepError(f"http: refused URL {_safe(target)} (only http and https URLs with a host)")
         timeout = _timeout(config.get("timeoutSeconds"), ctx.settings.http_step_timeout_seconds)
+        follow = _follow_redirects(config.get("followRedirects", SAME_ORIGIN))
         request_args = _request_args(config)
         guard = AddressGuard(ctx.settings.http_step_allowed_hosts, self._resolver)
-        transport = GuardedTransport(
-            httpx.HTTPTransport(verify=self._ssl_context or _default_ssl_context(), retries=0), guard)
-        # trust_env=False: a proxy from the environment would bypass the pinned address.
-        with httpx.Client(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False) as client:
-            try:
-                status, headers, raw, truncated, final = _send(client, method, target, request_args, timeout)
-            except httpx.TimeoutException:
-                raise StepError(f"http: {method} {_safe(target)} timed out after {timeout:g}s", retryable=True) from None
-            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-                raise StepError(f"http: {method} {_safe(target)} failed: {exc}", retryable=False) from None
-            except httpx.TransportError as exc:
-                raise StepError(
-                    f"http: {method} {_safe(target)} failed: {type(exc).__name__}: {exc}", retryable=True) from None
+        try:
+            status, headers, raw, truncated, final = asyncio.run(
+                self._exchange(guard, method, target, request_args, follow, timeout))
+        except (TimeoutError, httpx.TimeoutException):
+            raise StepError(f"http: {method} {_safe(target)} timed out after {timeout:g}s", retryable=True) from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise StepError(f"http: {method} {_safe(target)} failed: {exc}", retryable=False) from None
+        except httpx.TransportError as exc:
+            raise StepError(
+                f"http: {method} {_safe(target)} failed: {type(exc).__name__}: {exc}", retryable=True) from None
         if status >= 500 or status == 429:
             raise StepError(f"http: {method} {_safe(final)} answered {status}", retryable=True)
         if status >= 400:
@@ -199,46 +215,76 @@ class HttpStep:
         })
 
 
-def _send(client: httpx.Client, method: str, url: httpx.URL, args: dict[str, Any], timeout: float):
-    """Send, following up to MAX_REDIRECTS redirects by hand; every hop passes the guard."""
-    deadline = time.monotonic() + timeout  # a bound on the whole exchange, not just each read
+    async def _exchange(self, guard: AddressGuard, method: str, url: httpx.URL, args: dict[str, Any],
+                        follow: bool | str, timeout: float):
+        transport = GuardedTransport(
+            httpx.AsyncHTTPTransport(verify=self._ssl_context or _default_ssl_context(), retries=0), guard)
+        # trust_env=False: a proxy from the environment would bypass the pinned address.
+        async with httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False,
+                                     trust_env=False) as client:
+            async with asyncio.timeout(timeout):  # one deadline for everything, not per read
+                return await _send(client, method, url, args, follow)
+
+
+async def _send(client: httpx.AsyncClient, method: str, url: httpx.URL, args: dict[str, Any], follow: bool | str):
+    """Send, following redirects by hand as `follow` allows (at most MAX_REDIRECTS); every
+    hop passes the guard."""
     headers = dict(args.pop("headers"))
     for hop in range(MAX_REDIRECTS + 1):
         request = client.build_request(method, url, headers=headers, **args)
-        response = client.send(request, stream=True)
+        response = await client.send(request, stream=True)
         try:
-            location = response.headers.get("location")
-            if response.status_code in (301, 302, 303, 307, 308) and location:
+            next_url = _redirect_target(response, url, follow)
+            if next_url is not None:
                 if hop == MAX_REDIRECTS:
                     raise StepError(f"http: more than {MAX_REDIRECTS} redirects from {_safe(url)}", retryable=False)
-                next_url = url.join(location)
-                if next_url.scheme not in ("http", "https"):
-                    raise StepError(f"http: refused redirect to scheme {next_url.scheme!r}", retryable=False)
-                if (next_url.scheme, next_url.host, next_url.port) != (url.scheme, url.host, url.port):
-                    headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
                 if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
                     method = "GET" if method != "HEAD" else method
                     args = {}
+                if _origin(next_url) != _origin(url):
+                    if args and response.status_code in (307, 308):
+                        raise StepError(f"http: refused to send the request body to another origin "
+                                        f"({_safe(next_url)}) on a {response.status_code} redirect", retryable=False)
+                    # Nothing the workflow wrote (credentials, cookies, its body) leaves its origin.
+                    headers, args = {}, {}
                 url = next_url
-                _check_deadline(deadline)
                 continue
             raw, truncated = bytearray(), False
-            for chunk in response.iter_bytes():
+            async for chunk in response.aiter_bytes():
                 raw += chunk
                 if len(raw) > MAX_BODY_BYTES:
                     del raw[MAX_BODY_BYTES:]
                     truncated = True
                     break
-                _check_deadline(deadline)
             return response.status_code, response.headers, bytes(raw), truncated, url
         finally:
-            response.close()
+            await response.aclose()
     raise AssertionError("unreachable")
 
 
-def _check_deadline(deadline: float) -> None:
-    if time.monotonic() > deadline:
-        raise httpx.ReadTimeout("the whole exchange took longer than the step timeout")
+def _redirect_target(response: httpx.Response, url: httpx.URL, follow: bool | str) -> httpx.URL | None:
+    """Where a redirect leads, when it is to be followed; None when `response` is the answer."""
+    location = response.headers.get("location")
+    if response.status_code not in REDIRECT_CODES or not location:
+        return None
+    target = url.join(location)
+    if target.scheme not in ("http", "https"):
+        raise StepError(f"http: refused redirect to scheme {target.scheme!r}", retryable=False)
+    if follow is False or (follow == SAME_ORIGIN and _origin(target) != _origin(url)):
+        return None
+    if url.scheme == "https" and target.scheme == "http":
+        raise StepError(f"http: refused a redirect from https to http ({_safe(target)})", retryable=False)
+    return target
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    return url.scheme, _normalise_host(url.host), url.port or _DEFAULT_PORTS.get(url.scheme, 0)
+
+
+def _follow_redirects(value: Any) -> bool | str:
+    if value is True or value is False or value == SAME_ORIGIN:
+        return value
+    raise StepError(f"config.followRedirects must be true, false or {SAME_ORIGIN!r}")
 
 
 def _request_args(config: Mapping[str, Any]) -> dict[str, Any]:

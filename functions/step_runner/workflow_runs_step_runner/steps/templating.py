@@ -10,29 +10,192 @@ happened (`config.url: 'dict object' has no attribute 'missing'`).
 
 from __future__ import annotations
 
+import functools
+import inspect
+import json
 import operator
 import re
-from collections.abc import Mapping
+import string
+import sys
+import time
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+from jinja2.runtime import markup_join
 from jinja2.sandbox import SandboxedEnvironment
 
 from workflow_runs_step_runner.steps.base import StepContext, StepError
 
-# Guards against templates that would eat the Lambda's CPU or memory: `{{ 9 ** 9 ** 9 }}`,
-# `{{ 'x' * 10 ** 9 }}`. The sandbox already caps `range()` at 100 000 items.
+# Guards against templates that would eat the Lambda's CPU or memory (docs/steps.md lists
+# them): `{{ 9 ** 9 ** 9 }}`, `{{ 'x' * 10 ** 9 }}`, `{{ 'x'|center(10 ** 8) }}`, loops in
+# loops. The sandbox itself caps `range()` at 100 000 items.
 MAX_POWER_RESULT_BITS = 4096
-MAX_REPEAT_LENGTH = 1_000_000
+# Any string or list a template builds, and what a config renders to, in characters or items.
+MAX_VALUE_CHARS = 1_000_000
+# Width, padding, indentation and precision arguments (`center`, `format`, `indent`, …).
+MAX_WIDTH = 10_000
+# One config's rendering: what a template may do (template lines run plus Python calls made)
+# and how long it may take, whichever ends first.
+MAX_RENDER_OPERATIONS = 1_000_000
+MAX_RENDER_SECONDS = 2.0
+_TEMPLATE_FILENAME = "<template>"  # what Jinja compiles a template from a string under
 
 _MARKERS = ("{{", "{%", "{#")
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{-?(?P<expr>.*?)-?\}\}\s*$", re.DOTALL)
+_PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?[a-zA-Z%]")
+
+
+def _refuse_large(value: Any, what: str) -> Any:
+    if isinstance(value, (str, list, tuple, dict, set)) and len(value) > MAX_VALUE_CHARS:
+        raise SecurityError(f"{what} would be {len(value)} long; the limit is {MAX_VALUE_CHARS}")
+    return value
+
+
+def _refuse_size(size: int, what: str) -> None:
+    if size > MAX_VALUE_CHARS:
+        raise SecurityError(f"{what} would be about {size} long; the limit is {MAX_VALUE_CHARS}")
+
+
+def _refuse_width(value: Any, what: str) -> None:
+    if isinstance(value, str):
+        value = len(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_WIDTH:
+        raise SecurityError(f"{what} {value} is over {MAX_WIDTH}")
+
+
+def _refuse_printf_widths(text: Any) -> None:
+    """Widths and precisions of `%` conversions: `'%100000000s' % x` is one huge string."""
+    if not isinstance(text, str):
+        return
+    for match in _PRINTF_SPEC.finditer(text):
+        for number in match.groups():
+            if number == "*":
+                raise SecurityError("'*' widths are not allowed in a format; write the width")
+            _refuse_width(int(number) if number else None, "a width or precision of")
+
+
+def _refuse_format_widths(text: str) -> None:
+    """The same for `str.format` specs (`'{:>100000000}'`)."""
+    try:
+        fields = list(string.Formatter().parse(text))
+    except ValueError:
+        return  # the formatter itself says what is wrong
+    for _, _, spec, _ in fields:
+        if spec and "{" in spec:
+            raise SecurityError("nested fields in a format spec are not allowed; write the width")
+        for number in re.findall(r"\d+", spec or ""):
+            _refuse_width(int(number), "a width or precision of")
+
+
+def _joined_size(items: list[Any], separator: str) -> int:
+    return sum(len(i) for i in items if isinstance(i, str)) + len(separator) * max(len(items) - 1, 0)
+
+
+def _replaced_size(text: str, old: str, new: str, count: int = -1) -> int:
+    hits = text.count(old) if old else len(text) + 1
+    if count is not None and count >= 0:
+        hits = min(hits, count)
+    return len(text) + hits * (len(new) - len(old))
+
+
+# name -> a check of a filter's bound arguments, run before the filter.
+def _check_center(a: dict) -> None:
+    _refuse_width(a.get("width"), "center width")
+
+
+def _check_indent(a: dict) -> None:
+    width = a.get("width", 4)
+    _refuse_width(width, "indent width")
+    per_line = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
+    text = str(a.get("s", ""))
+    _refuse_size(len(text) + (text.count("\n") + 1) * per_line, "the indented text")
+
+
+def _check_wordwrap(a: dict) -> None:
+    text, width, wrap = str(a.get("s", "")), a.get("width", 79), a.get("wrapstring") or "\n"
+    _refuse_width(wrap, "wordwrap wrapstring length")
+    if isinstance(width, int) and width > 0:
+        _refuse_size(len(text) + (len(text) // width + 1) * len(wrap), "the wrapped text")
+
+
+def _check_replace(a: dict) -> None:
+    if all(isinstance(a.get(k), str) for k in ("s", "old", "new")):
+        _refuse_size(_replaced_size(a["s"], a["old"], a["new"], a.get("count") or -1), "the replaced text")
+
+
+def _check_slice(a: dict) -> None:
+    _refuse_width(a.get("slices"), "slice count")
+
+
+def _check_tojson(a: dict) -> None:
+    _refuse_width(a.get("indent"), "tojson indent")
+
+
+def _check_format(a: dict) -> None:
+    _refuse_printf_widths(a.get("value"))
+
+
+_FILTER_CHECKS: dict[str, Callable[[dict], None]] = {
+    "center": _check_center, "indent": _check_indent, "wordwrap": _check_wordwrap, "replace": _check_replace,
+    "slice": _check_slice, "tojson": _check_tojson, "format": _check_format,
+}
+
+
+def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """`func` with its arguments checked first (`_FILTER_CHECKS`) and its result's size after."""
+    check = _FILTER_CHECKS.get(name)
+    signature = inspect.signature(func)
+    passes_context = getattr(func, "jinja_pass_arg", None) is not None
+
+    @functools.wraps(func)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        if name == "join" and len(args) > passes_context:
+            # The separator repeats between every item: size the result before building it.
+            items = list(args[passes_context])
+            separator = args[passes_context + 1] if len(args) > passes_context + 1 else kwargs.get("d", "")
+            _refuse_size(_joined_size(items, str(separator)), "the joined text")
+            args = (*args[:passes_context], items, *args[passes_context + 1:])
+        elif check is not None:
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError:
+                return func(*args, **kwargs)  # the filter says what is wrong with its arguments
+            check(dict(bound.arguments))
+        return _refuse_large(func(*args, **kwargs), f"the result of '{name}'")
+
+    return bounded
+
+
+def _bounded_json_dumps(value: Any, **kwargs: Any) -> str:
+    """`json.dumps`, stopping as soon as the text passes the limit (for `tojson`)."""
+    parts, size = [], 0
+    for part in json.JSONEncoder(**kwargs).iterencode(value):
+        size += len(part)
+        _refuse_size(size, "the JSON text")
+        parts.append(part)
+    return "".join(parts)
+
+
+_STR_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+
+
+class _CodeGenerator(CodeGenerator):
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        # `a ~ b ~ …` is joined in one call no sandbox hook sees: have it sized first.
+        self.write("environment.checked_join((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
 
 
 class _StepSandbox(SandboxedEnvironment):
-    intercepted_binops = frozenset({"**", "*"})
+    code_generator_class = _CodeGenerator
+    intercepted_binops = frozenset({"**", "*", "+", "%"})
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "**":
@@ -43,10 +206,89 @@ class _StepSandbox(SandboxedEnvironment):
         if operator_name == "*":
             for seq, times in ((left, right), (right, left)):
                 if (isinstance(seq, (str, list, tuple)) and isinstance(times, int)
-                        and len(seq) * times > MAX_REPEAT_LENGTH):
+                        and len(seq) * times > MAX_VALUE_CHARS):
                     raise SecurityError("the result of '*' would be too large")
             return operator.mul(left, right)
+        if operator_name == "+":
+            if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
+                _refuse_size(len(left) + len(right), "the result of '+'")
+            return operator.add(left, right)
+        if operator_name == "%":
+            _refuse_printf_widths(left)
+            return _refuse_large(operator.mod(left, right), "the result of '%'")
         return super().call_binop(context, operator_name, left, right)
+
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        owner, name = getattr(obj, "__self__", None), getattr(obj, "__name__", "")
+        if isinstance(owner, str):
+            if name in _STR_WIDTH_METHODS and args:
+                _refuse_width(args[0], f"{name} width")
+                if name == "expandtabs" and isinstance(args[0], int):
+                    _refuse_size(len(owner) + owner.count("\t") * args[0], "the expanded text")
+            elif name == "join" and args:
+                items = list(args[0])
+                _refuse_size(_joined_size(items, owner), "the joined text")
+                args = (items, *args[1:])
+            elif name == "replace" and len(args) >= 2 and all(isinstance(a, str) for a in args[:2]):
+                _refuse_size(_replaced_size(owner, args[0], args[1], *args[2:3]), "the replaced text")
+        result = _refuse_large(super().call(context, obj, *args, **kwargs), f"the result of {name or 'a call'}")
+        if isinstance(owner, (list, dict, set)):
+            _refuse_large(owner, f"a {type(owner).__name__} grown by {name}")
+        return result
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        _refuse_format_widths(value.__self__)
+        return wrapped
+
+    def concat(self, parts: Any) -> str:  # type: ignore[override] - Jinja joins every output through it
+        collected, size = [], 0
+        for part in parts:
+            size += len(part)
+            _refuse_size(size, "the rendered text")
+            collected.append(part)
+        return "".join(collected)
+
+    def checked_join(self, parts: tuple[Any, ...]) -> str:
+        texts = [p if isinstance(p, str) else str(p) for p in parts]
+        _refuse_size(sum(len(t) for t in texts), "the result of '~'")
+        return markup_join(texts)
+
+
+class _Budget:
+    """Counts what a render does through a trace function (template lines, Python calls)
+    and stops it, with a SecurityError raised inside it, once over the budget or the deadline."""
+
+    def __init__(self) -> None:
+        self.operations = 0
+        self.deadline = time.monotonic() + MAX_RENDER_SECONDS
+        self._previous: Any = None
+
+    def __enter__(self) -> None:
+        # Installed only while a template runs: compiling (cached) is not the author's work.
+        self._previous = sys.gettrace()
+        sys.settrace(self.on_call)
+
+    def __exit__(self, *exc_info: object) -> None:
+        sys.settrace(self._previous)
+
+    def _tick(self) -> None:
+        self.operations += 1
+        if self.operations > MAX_RENDER_OPERATIONS:
+            raise SecurityError(f"the templates took more than {MAX_RENDER_OPERATIONS} operations")
+        if not self.operations % 512 and time.monotonic() > self.deadline:
+            raise SecurityError(f"rendering took longer than {MAX_RENDER_SECONDS:g} s")
+
+    def on_call(self, frame: Any, event: str, arg: Any) -> Any:
+        self._tick()
+        return self._on_line if frame.f_code.co_filename == _TEMPLATE_FILENAME else None
+
+    def _on_line(self, frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            self._tick()
+        return self._on_line
 
 
 @lru_cache(maxsize=1)
@@ -55,6 +297,8 @@ def _environment() -> _StepSandbox:
     env = _StepSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     # Only pure helpers stay; `lipsum` is noise in a data pipeline.
     env.globals.pop("lipsum", None)
+    env.filters = {name: _bounded_filter(name, f) for name, f in env.filters.items()}
+    env.policies["json.dumps_function"] = _bounded_json_dumps
     return env
 
 
@@ -82,28 +326,31 @@ def variables(ctx: StepContext) -> dict[str, Any]:
 
 
 def render(value: Any, ctx: StepContext, *, path: str = "config") -> Any:
-    """Render every string in `value` (recursively through dicts and lists)."""
-    return _render(value, variables(ctx), path)
+    """Render every string in `value` (recursively through dicts and lists), within one
+    operation budget and deadline for the whole of `value`."""
+    return _render(value, variables(ctx), path, _Budget())
 
 
-def _render(value: Any, variables: dict[str, Any], path: str) -> Any:
+def _render(value: Any, variables: dict[str, Any], path: str, budget: _Budget) -> Any:
     if isinstance(value, str):
-        return render_string(value, variables, path=path)
+        return render_string(value, variables, path=path, budget=budget)
     if isinstance(value, Mapping):
-        return {key: _render(item, variables, f"{path}.{key}") for key, item in value.items()}
+        return {key: _render(item, variables, f"{path}.{key}", budget) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_render(item, variables, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [_render(item, variables, f"{path}[{i}]", budget) for i, item in enumerate(value)]
     return value
 
 
-def render_string(source: str, variables: dict[str, Any], *, path: str = "template") -> Any:
+def render_string(source: str, variables: dict[str, Any], *, path: str = "template",
+                  budget: _Budget | None = None) -> Any:
     if not any(marker in source for marker in _MARKERS):
         return source
     try:
         kind, compiled = _compile(source)
-        if kind == "native":
-            return _plain(compiled(**variables))
-        return compiled.render(**variables)
+        with budget or _Budget():
+            if kind == "native":
+                return _refuse_large(_plain(compiled(**variables)), "the value")
+            return compiled.render(**variables)
     except UndefinedError as exc:
         raise StepError(f"{path}: undefined template variable: {exc.message}") from None
     except SecurityError as exc:

@@ -9,6 +9,7 @@ for the rest. Every failure is `Unauthorized` (or `ValidationFailed` for a bad
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -41,6 +42,11 @@ INTERNAL_SUBJECT = "internal"
 # Bounds that keep a hostile header cheap to reject (JWTs from real issuers are a few KB).
 MAX_TOKEN_CHARS = 16 * 1024
 _MAX_KID_CHARS = 256
+
+# Header `typ` values of an access token (RFC 9068 `at+jwt`, or plain `JWT`), compared without
+# case and without an `application/` prefix; an ID token or any other typed JWT is refused.
+ACCEPTED_TOKEN_TYPES = frozenset({"jwt", "at+jwt"})
+_TIME_CLAIMS = ("exp", "nbf", "iat")
 
 DEFAULT_REFETCH_INTERVAL_SECONDS = 30.0
 DEFAULT_MAX_KEY_AGE_SECONDS = 300.0
@@ -84,6 +90,9 @@ class JwtVerifier:
     fetch happens per `refetch_interval_seconds` (of any kind), so a flood of tokens with
     made-up `kid`s costs the JWKS endpoint one request per interval, not one per token. When a
     refresh fails the last good keys stay in use (an issuer outage does not log everyone out).
+
+    A fetch runs outside the lock, one at a time: while it is in flight, tokens whose key is
+    cached are verified at once; only tokens waiting for a key the fetch may bring wait for it.
     """
 
     def __init__(
@@ -126,6 +135,7 @@ class JwtVerifier:
         self._keys: dict[str, PyJWK] | None = None
         self._fetched_at: float | None = None
         self._last_attempt: float | None = None
+        self._in_flight: threading.Event | None = None  # set when the running fetch ends
 
     def verify(self, token: str) -> Principal:
         import jwt  # noqa: PLC0415 - deferred: cold start
@@ -139,11 +149,18 @@ class JwtVerifier:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
             raise Unauthorized("token algorithm not allowed")
+        typ = header.get("typ")
+        if typ is not None and (not isinstance(typ, str)
+                                or typ.lower().removeprefix("application/") not in ACCEPTED_TOKEN_TYPES):
+            raise Unauthorized("token type not accepted")  # e.g. an ID token with the right audience
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid or len(kid) > _MAX_KID_CHARS:
             raise Unauthorized("token has no usable key id")
         key = self._signing_key(kid)
         claims = self._decode(token, key, alg)
+        # PyJWT reads a time claim with int(): "9999999999" (a string) would pass as a date.
+        if any(not _is_numeric_date(claims[name]) for name in _TIME_CLAIMS if name in claims):
+            raise Unauthorized("token time claims must be numbers")
 
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
@@ -185,18 +202,33 @@ class JwtVerifier:
             now = self._clock()
             stale = self._fetched_at is None or now - self._fetched_at >= self._max_key_age
             keys = self._keys or {}
-            if kid in keys and not stale:
-                return keys[kid]
-            if self._last_attempt is None or now - self._last_attempt >= self._refetch_interval:
+            if kid in keys and (not stale or self._in_flight is not None):
+                return keys[kid]  # fresh, or being refreshed by another request meanwhile
+            in_flight, fetching = self._in_flight, False
+            if in_flight is None and (self._last_attempt is None or now - self._last_attempt >= self._refetch_interval):
                 self._last_attempt = now
-                fetched = self._fetch()
-                if fetched is not None:
-                    self._keys, self._fetched_at = fetched, now
-                    keys = fetched
-            key = keys.get(kid)
+                in_flight = self._in_flight = threading.Event()
+                fetching = True
+        if fetching:
+            self._fetch_outside_the_lock(now, in_flight)
+        elif in_flight is not None:
+            in_flight.wait(_JWKS_FETCH_TIMEOUT_SECONDS * 2)  # the key may be in what it brings
+        with self._lock:
+            key = (self._keys or {}).get(kid)
         if key is None:
             raise Unauthorized("token signed by an unknown key")
         return key
+
+    def _fetch_outside_the_lock(self, started: float, done: threading.Event) -> None:
+        fetched = None
+        try:
+            fetched = self._fetch()
+        finally:
+            with self._lock:
+                if fetched is not None:
+                    self._keys, self._fetched_at = fetched, started
+                self._in_flight = None
+            done.set()
 
     def _fetch(self) -> dict[str, PyJWK] | None:
         import jwt  # noqa: PLC0415 - deferred: cold start
@@ -207,6 +239,10 @@ class JwtVerifier:
             logger.warning("jwks fetch failed", extra={"error": type(exc).__name__})
             return None
         return {key.key_id: key for key in signing_keys if key.key_id and key.algorithm_name in ASYMMETRIC_ALGORITHMS}
+
+
+def _is_numeric_date(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @lru_cache(maxsize=8)

@@ -103,6 +103,9 @@ def _http_rules(config: dict[str, Any]) -> list[str]:
         problems.append(f"config.method must be one of {', '.join(HTTP_METHODS)}")
     if "headers" in config and not isinstance(config["headers"], dict):
         problems.append("config.headers must be an object")
+    follow = config.get("followRedirects", "same-origin")
+    if not (isinstance(follow, bool) or follow == "same-origin"):
+        problems.append("config.followRedirects must be true, false or 'same-origin'")
     return problems
 
 

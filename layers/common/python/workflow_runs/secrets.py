@@ -1,6 +1,8 @@
 """The secrets of a run (`envs`): masked wherever they could surface, sealed wherever they rest.
 
-- `mask()` replaces every `envs` value inside outputs, errors, thinking text and log fields.
+- `mask()` replaces every `envs` value (and its JSON-escaped, percent-encoded and base64 forms)
+  inside outputs, errors and log fields; `StreamMasker` does the same for text that arrives in
+  chunks (thinking), across chunk boundaries.
 - A `Sealer` turns a run's `envs` into an opaque, versioned blob bound to the run id, and back.
   `KmsSealer` (AWS) uses envelope encryption: one KMS data key per run, encryption context
   `{"runId": …}`; `LocalSealer` (one machine) uses a local AES-256 key. Both encrypt with
@@ -30,21 +32,67 @@ _KEY_BYTES = 32
 
 # --- masking -------------------------------------------------------------------------------
 
+# An encoded form shorter than this is not masked: it would hide ordinary text (the base64
+# of a one-byte secret is one or two letters). The secret itself is masked at any length.
+MIN_ENCODED_FORM_CHARS = 4
+
 
 def mask(value: Any, secrets: Iterable[str]) -> Any:
-    """`value` with every non-empty secret (and its JSON-escaped forms) replaced by `***`.
+    """`value` with every non-empty secret (and its escaped and encoded forms) replaced by `***`.
 
     Walks dicts (keys and values), lists and tuples; other scalars are returned as they are.
-    Longer secrets are replaced first, so a secret containing another is masked whole.
+    Longer forms are replaced first, so a secret containing another is masked whole.
     """
-    pattern = _pattern(tuple(sorted({s for s in secrets if isinstance(s, str) and s})))
+    pattern = _pattern(_secret_set(secrets))
     if pattern is None:
         return value
     return _mask(value, pattern)
 
 
+class StreamMasker:
+    """Masks a text that arrives in chunks (a model's reasoning), as `mask` would mask the
+    whole text: a secret split over chunks ("sk-", "live-", "4f9a") is still one secret.
+
+    `feed` returns only what can no longer become part of a secret: it holds back a tail as
+    long as the longest masked form minus one. `flush` returns the rest, at the step's end.
+    """
+
+    def __init__(self, secrets: Iterable[str]):
+        key = _secret_set(secrets)
+        self._pattern = _pattern(key)
+        self._hold = max((len(form) for form in _forms(key)), default=1) - 1
+        self._pending = ""
+
+    def feed(self, text: str) -> str:
+        if self._pattern is None:
+            return text
+        buffer = self._pending + text
+        # A match that starts before `cutoff` lies wholly inside the buffer, so it is the
+        # match the whole text would have there; one that starts later may still grow.
+        cutoff = len(buffer) - self._hold
+        out: list[str] = []
+        position = 0
+        for match in self._pattern.finditer(buffer):
+            if match.start() >= cutoff:
+                break
+            out += [buffer[position:match.start()], MASK]
+            position = match.end()
+        safe_to = max(position, cutoff)
+        out.append(buffer[position:safe_to])
+        self._pending = buffer[safe_to:]
+        return "".join(out)
+
+    def flush(self) -> str:
+        rest, self._pending = self._pending, ""
+        return rest if self._pattern is None else self._pattern.sub(MASK, rest)
+
+
+def _secret_set(secrets: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted({s for s in secrets if isinstance(s, str) and s}))
+
+
 @lru_cache(maxsize=64)
-def _pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+def _forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
     forms: set[str] = set()
     for secret in secrets:
         forms.add(secret)
@@ -52,10 +100,38 @@ def _pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
         # control and non-ASCII characters are escaped).
         forms.add(json.dumps(secret)[1:-1])
         forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+        forms.update(f for f in _encoded_forms(secret) if len(f) >= MIN_ENCODED_FORM_CHARS)
+    return tuple(sorted(forms, key=lambda s: (-len(s), s)))
+
+
+def _encoded_forms(secret: str) -> set[str]:
+    """The secret as a URL or a base64 encoder would have written it (docs/security.md says
+    what is not covered)."""
+    from urllib.parse import quote, quote_plus  # noqa: PLC0415
+
+    forms: set[str] = set()
+    for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret)):
+        forms |= {encoded, re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), encoded)}
+    raw = secret.encode()
+    for shift in range(3):
+        # Inside a longer base64 text (`Basic base64(user:secret)`) the secret's characters
+        # depend on where it starts modulo 3: keep, for each start, only the characters that
+        # are made of the secret's bits alone.
+        encoded = base64.b64encode(b"\0" * shift + raw).decode().rstrip("=")
+        core = encoded[(0, 2, 3)[shift]:(8 * (shift + len(raw))) // 6]
+        forms |= {core, core.replace("+", "-").replace("/", "_")}
+    for whole in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
+        forms |= {whole, whole.rstrip("=")}
+    forms.discard(secret)
+    return forms
+
+
+@lru_cache(maxsize=64)
+def _pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    forms = _forms(secrets)
     if not forms:
         return None
-    ordered = sorted(forms, key=lambda s: (-len(s), s))
-    return re.compile("|".join(re.escape(s) for s in ordered))
+    return re.compile("|".join(re.escape(s) for s in forms))
 
 
 def _mask(value: Any, pattern: re.Pattern[str]) -> Any:
@@ -222,11 +298,16 @@ def get_sealer(settings: Settings) -> Sealer:
     if settings.envs_kms_key_id:
         return KmsSealer(settings.envs_kms_key_id)
     if settings.local_secret_key:
-        try:
-            key = base64.b64decode(settings.local_secret_key, validate=True)
-        except ValueError:
-            raise RuntimeError("LOCAL_SECRET_KEY is not valid base64") from None
-        if len(key) != _KEY_BYTES:
-            raise RuntimeError(f"LOCAL_SECRET_KEY must decode to {_KEY_BYTES} bytes, got {len(key)}")
-        return LocalSealer(key)
+        return LocalSealer(local_key(settings.local_secret_key))
     raise RuntimeError("no way to seal envs: set ENVS_KMS_KEY_ID (AWS) or LOCAL_SECRET_KEY (one machine)")
+
+
+def local_key(encoded: str) -> bytes:
+    """The 32 bytes of a base64 LOCAL_SECRET_KEY, or a RuntimeError naming what is wrong."""
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except ValueError:
+        raise RuntimeError("LOCAL_SECRET_KEY is not valid base64") from None
+    if len(key) != _KEY_BYTES:
+        raise RuntimeError(f"LOCAL_SECRET_KEY must decode to {_KEY_BYTES} bytes, got {len(key)}")
+    return key

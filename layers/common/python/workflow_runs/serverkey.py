@@ -1,39 +1,45 @@
-"""Keys for what the server signs or seals for itself (list page tokens), one per purpose.
+"""Keys for what the server keys or seals for itself, one per purpose (idempotency
+fingerprints, list page tokens), 32 bytes each, held in memory only.
 
-Each purpose gets its own key, derived (HMAC-SHA256) from one server secret: in AWS a
-Secrets Manager secret (`SERVER_KEY_SECRET_ARN`, read once per process), on one machine the
-local secret key the dev runtime generates. No key, no signing: a missing setting fails
-loudly instead of signing with something guessable.
+- In AWS, derived from one KMS HMAC key (`FINGERPRINT_KMS_KEY_ID`): one `GenerateMac` over
+  the purpose's label on first use per process; the KMS key itself never leaves KMS.
+- On one machine, derived with HKDF from `LOCAL_SECRET_KEY`, which `workflow-runs dev`
+  generates at start.
+No key, no keying: a missing setting fails loudly instead of falling back to something
+guessable.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .settings import Settings
+if TYPE_CHECKING:
+    from workflow_runs.settings import Settings
 
 
 @lru_cache(maxsize=16)
-def server_key(settings: Settings, purpose: str) -> bytes:
-    return hmac.new(_root(settings), purpose.encode(), hashlib.sha256).digest()
-
-
-@lru_cache(maxsize=4)
-def _root(settings: Settings) -> bytes:
+def server_key(settings: Settings, label: bytes) -> bytes:
+    if settings.fingerprint_kms_key_id:
+        return kms_derived_key(settings.fingerprint_kms_key_id, label)
     if settings.local_secret_key:
-        return base64.b64decode(settings.local_secret_key, validate=True)
-    if settings.server_key_secret_arn:
-        return _secret_value(settings.server_key_secret_arn).encode()
-    raise RuntimeError("missing required setting: SERVER_KEY_SECRET_ARN (or LOCAL_SECRET_KEY on one machine)")
+        from workflow_runs.secrets import local_key  # noqa: PLC0415
+
+        return local_derived_key(local_key(settings.local_secret_key), label)
+    raise RuntimeError("no server key: set FINGERPRINT_KMS_KEY_ID (AWS) or LOCAL_SECRET_KEY (one machine)")
 
 
-def _secret_value(arn: str, client: Any = None) -> str:
+def kms_derived_key(key_id: str, label: bytes, client: Any = None) -> bytes:
+    """HMAC-SHA256 of the label under the KMS HMAC key: a pseudo-random key only KMS can remake."""
     if client is None:
-        import boto3  # noqa: PLC0415 - only in AWS, on the first signed page
+        import boto3  # noqa: PLC0415 - deferred: most requests need no server key
 
-        client = boto3.client("secretsmanager")
-    return str(client.get_secret_value(SecretId=arn)["SecretString"])
+        client = boto3.client("kms")
+    return bytes(client.generate_mac(KeyId=key_id, MacAlgorithm="HMAC_SHA_256", Message=label)["Mac"])
+
+
+def local_derived_key(local_secret_key: bytes, label: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415 - deferred: cold start
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF  # noqa: PLC0415
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(local_secret_key)

@@ -5,7 +5,6 @@ Handlers parse and authorise; these functions hold the rules; the store does the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -16,11 +15,12 @@ from typing import Any, Callable, Literal
 from pydantic import Field, field_validator, model_validator
 
 from .ending import end_from_outside
-from .errors import TransitionRejected, Unavailable, ValidationFailed
+from .errors import PayloadTooLarge, TransitionRejected, Unavailable, ValidationFailed
 from .models import (
     ApiModel,
     InputsInvalid,
     RunError,
+    RunInput,
     Status,
     Workflow,
     WorkflowDefinition,
@@ -38,12 +38,15 @@ logger = logging.getLogger("workflow_runs.service")
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 MAX_ENVS = 50
+PAGE_TOKEN_LABEL = b"workflow-runs/list-page-token/v1"
 # Offset pages read every item before them; past this depth only `nextToken` pages.
 MAX_OFFSET_ITEMS = 10_000
-
-
-def request_fingerprint(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+# A run item holds its inputs, its workflow's steps and its sealed envs, and must stay within
+# DynamoDB's 400 KB; the headroom is for its keys, index attributes, a later error and cancel
+# reason. (Each part fits a 256 KiB body; together they may not.)
+DYNAMODB_ITEM_BYTES = 400 * 1024
+RUN_ITEM_HEADROOM_BYTES = 16 * 1024
+MAX_RUN_CONTENT_BYTES = DYNAMODB_ITEM_BYTES - RUN_ITEM_HEADROOM_BYTES
 
 
 def uuid_value(value: str) -> str:
@@ -62,6 +65,21 @@ def canonical_uuid(value: str, field_name: str) -> str:
         return uuid_value(value)
     except ValueError as exc:
         raise ValidationFailed([f"{field_name}: {exc}"]) from None
+
+
+def _refuse_oversized_run(inputs: list[RunInput], workflow: Workflow, sealed_envs: str | None) -> None:
+    """413 before anything is written when the run item would not fit in DynamoDB. Measured
+    as the store writes it: compact JSON, UTF-8."""
+    size = _json_bytes([i.dump() for i in inputs]) + _json_bytes([s.dump() for s in workflow.steps])
+    size += len(sealed_envs or "")
+    if size > MAX_RUN_CONTENT_BYTES:
+        raise PayloadTooLarge(
+            f"the run would hold {size} bytes of inputs, steps and envs; a run holds at most "
+            f"{MAX_RUN_CONTENT_BYTES} (a DynamoDB item is at most {DYNAMODB_ITEM_BYTES} bytes)")
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
 
 
 class ExecuteRequest(ApiModel):
@@ -161,6 +179,8 @@ class RunService:
     settings: Settings
     # Seals `envs` for storage; built lazily so reads never touch KMS.
     sealer_factory: Callable[[], Any] | None = None
+    # Keys the fingerprint of an idempotent request; built lazily, as the sealer.
+    fingerprinter_factory: Callable[[], Callable[[str, Any], str]] | None = None
 
     # ------------------------------------------------------------ workflows
 
@@ -175,8 +195,10 @@ class RunService:
 
     # ------------------------------------------------------------ runs
 
-    def start_run(self, tenant: str, request: ExecuteRequest, idempotency_key: str | None = None) -> WorkflowRun:
-        """Create the run (scheduled) and start its orchestration; returns at once."""
+    def start_run(self, tenant: str, request: ExecuteRequest, idempotency_key: str | None = None, *,
+                  subject: str = "") -> WorkflowRun:
+        """Create the run (scheduled) and start its orchestration; returns at once. `subject`
+        (the caller) is part of an idempotent request's fingerprint."""
         workflow = self.store.get_workflow(tenant, request.workflow_id)
         try:
             inputs = resolve_inputs(workflow, request.inputs)
@@ -184,6 +206,7 @@ class RunService:
             raise ValidationFailed(exc.problems) from None
         run_id = str(uuid.uuid4())
         sealed = self._sealer().seal(request.envs, run_id) if request.envs else None
+        _refuse_oversized_run(inputs, workflow, sealed)
         record, created = self.store.create_run(
             NewRun(
                 run_id=run_id,
@@ -192,7 +215,7 @@ class RunService:
                 inputs=inputs,
                 sealed_envs=sealed,
                 idempotency_key=idempotency_key,
-                request_hash=request_fingerprint(request.dump()) if idempotency_key else None,
+                request_hash=self._fingerprinter()(subject, request.dump()) if idempotency_key else None,
             )
         )
         if created or record.status is Status.SCHEDULED:
@@ -215,11 +238,11 @@ class RunService:
         return record
 
     def execute(
-        self, tenant: str, request: ExecuteRequest, idempotency_key: str | None = None
+        self, tenant: str, request: ExecuteRequest, idempotency_key: str | None = None, *, subject: str = ""
     ) -> tuple[WorkflowRun, bool]:
         """Start a run and wait on its item until it ends or the budget passes.
         Returns (run, ended)."""
-        run = self.start_run(tenant, request, idempotency_key)
+        run = self.start_run(tenant, request, idempotency_key, subject=subject)
         deadline = time.monotonic() + self.settings.execute_wait_seconds
         pause = 0.02
         status = run.status
@@ -275,7 +298,7 @@ class RunService:
     def list_runs(self, tenant: str, query: "ListQuery") -> tuple[Page, int, str | None]:
         """A page of runs, its number, and the token of the next one (None on the last page)."""
         filters = query.filters()
-        key = server_key(self.settings, "page-token")
+        key = server_key(self.settings, PAGE_TOKEN_LABEL)
         after, number = open_token(key, tenant, filters, query.next_token) if query.next_token else (None, query.page)
         page = self.store.list_runs(
             tenant,
@@ -301,3 +324,10 @@ class RunService:
 
             return get_sealer(self.settings)
         return self.sealer_factory()
+
+    def _fingerprinter(self) -> Callable[[str, Any], str]:
+        if self.fingerprinter_factory is None:
+            from .fingerprint import get_fingerprinter  # noqa: PLC0415
+
+            return get_fingerprinter(self.settings)
+        return self.fingerprinter_factory()

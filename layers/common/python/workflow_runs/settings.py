@@ -37,10 +37,10 @@ class Settings(BaseModel, frozen=True):
     http_step_timeout_seconds: float = 10.0
 
     envs_kms_key_id: str | None = None
-    local_secret_key: str | None = None  # base64 AES-256 key, one-machine runs only
-    # A Secrets Manager secret whose value keys what the server signs (list page tokens);
-    # on one machine the local secret key stands in (workflow_runs.serverkey).
-    server_key_secret_arn: str | None = None
+    # A KMS HMAC key: idempotency fingerprints are keyed with a key derived from it.
+    fingerprint_kms_key_id: str | None = None
+    # base64 AES-256 key, one-machine runs only; seals envs and derives the fingerprint key.
+    local_secret_key: str | None = None
 
     sse_ping_seconds: float = 9.0
     sse_poll_min_seconds: float = 0.05

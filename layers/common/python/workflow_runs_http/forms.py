@@ -3,10 +3,7 @@ same fields. Form fields `inputs` and `envs` carry JSON text."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Header, Request
 from pydantic import ValidationError
@@ -15,6 +12,7 @@ from workflow_runs.errors import ValidationFailed
 from workflow_runs.service import IDEMPOTENCY_KEY_PATTERN, ExecuteRequest
 
 from .errors import describe_validation
+from .json_body import InvalidJson, loads_strict
 from .limits import BodyTooLarge
 
 EXECUTE_FIELDS = ("workflowId", "inputs", "envs")
@@ -84,9 +82,9 @@ async def parse_execute(request: Request) -> ExecuteRequest:
 
 async def _json_body(request: Request) -> dict[str, Any]:
     try:
-        payload = json.loads(await request.body() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValidationFailed("the body is not valid JSON") from None
+        payload = loads_strict(await request.body() or b"null")
+    except InvalidJson as exc:
+        raise ValidationFailed(f"body: {exc}") from None
     if not isinstance(payload, dict):
         raise ValidationFailed("the body must be a JSON object")
     unknown = sorted(set(payload) - set(EXECUTE_FIELDS))
@@ -120,9 +118,9 @@ async def _form_body(request: Request) -> dict[str, Any]:
             payload[name] = value.strip()
         else:
             try:
-                payload[name] = json.loads(value) if value.strip() else {}
-            except json.JSONDecodeError:
-                problems.append(f"{name}: not valid JSON")
+                payload[name] = loads_strict(value) if value.strip() else {}
+            except InvalidJson as exc:
+                problems.append(f"{name}: {exc}")
     if problems:
         raise ValidationFailed(problems)
     return payload
