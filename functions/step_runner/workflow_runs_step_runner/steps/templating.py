@@ -243,7 +243,7 @@ class _StepSandbox(SandboxedEnvironment):
         _refuse_format_widths(value.__self__)
         return wrapped
 
-    def concat(self, parts: Any) -> str:  # type: ignore[override] - Jinja joins every output through it
+    def concat(self, parts: Any) -> str:  # Jinja joins every output through it
         collected, size = [], 0
         for part in parts:
             size += len(part)

@@ -166,7 +166,7 @@ class JwtVerifier:
         if not isinstance(subject, str) or not subject:
             raise Unauthorized("token has no subject")
         tenant = claims.get(self._tenant_claim)
-        if not is_valid_tenant_id(tenant):
+        if not isinstance(tenant, str) or not is_valid_tenant_id(tenant):
             raise Unauthorized("token has no valid tenant claim")
         return Principal(subject=subject, tenant=tenant, internal=False)
 
@@ -209,7 +209,7 @@ class JwtVerifier:
                 self._last_attempt = now
                 in_flight = self._in_flight = threading.Event()
                 fetching = True
-        if fetching:
+        if fetching and in_flight is not None:
             self._fetch_outside_the_lock(now, in_flight)
         elif in_flight is not None:
             in_flight.wait(_JWKS_FETCH_TIMEOUT_SECONDS * 2)  # the key may be in what it brings
