@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from workflow_runs.errors import Unavailable
 from workflow_runs.models import MAX_ATTEMPTS_CEILING, Status, WorkflowDefinition
 from workflow_runs.secrets import get_sealer
 from workflow_runs.settings import Settings
@@ -114,6 +115,34 @@ def test_retryable_failure_is_retried_and_recorded_as_attempt_two(local_settings
     assert [e["attempt"] for e in runner.events] == [0, 1]
     run = local_store.get_run(TENANT, run_id)
     assert [(a.attempt, a.status) for a in run.activity_runs] == [(1, Status.FAILED), (2, Status.COMPLETED)]
+
+
+class BusyStoreFirst(Recorder):
+    """The step runner as DynamoDB answers it when it stays busy through the store's own
+    retries for the first `times` invocations: Unavailable, nothing written."""
+
+    def __init__(self, settings: Settings, store: RunStore, times: int):
+        super().__init__(settings, store)
+        self.times = times
+
+    def __call__(self, event: dict) -> dict:
+        if self.times:
+            self.times -= 1
+            self.events.append(event)
+            raise Unavailable("the store is busy; nothing was changed; try again")
+        return super().__call__(event)
+
+
+def test_a_busy_store_is_retried_like_the_state_machine_retries_it(local_settings, local_store, orchestrators):
+    run_id = new_run(local_store, [TRANSFORM])
+    runner = BusyStoreFirst(local_settings, local_store, times=2)
+    orchestrator = orchestrators(invoke=runner, store=local_store)
+
+    orchestrator.start(run_id)
+
+    assert orchestrator.join(run_id, timeout=10) == "SUCCEEDED"
+    assert [e["attempt"] for e in runner.events] == [0, 1, 2]  # RetryCount counts every retrier's retries
+    assert local_store.get_run(TENANT, run_id).status is Status.COMPLETED
 
 
 def test_retries_end_at_the_steps_max_attempts(local_settings, local_store, orchestrators):

@@ -375,3 +375,51 @@ def test_lambda_handler_builds_its_collaborators_from_settings(bench, monkeypatc
         get_settings.cache_clear()
         handler_module.collaborators.cache_clear()
     assert bench.run(run_id).status is Status.COMPLETED
+
+
+class ConflictingClient(CountingClient):
+    """The store's client as DynamoDB under load answers it: the next `conflicts`
+    transactions are cancelled for TransactionConflict (another transaction touched an item)."""
+
+    def __init__(self, client: Any, conflicts: int):
+        super().__init__(client)
+        self.conflicts = conflicts
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = super().__getattr__(name)
+        if name != "transact_write_items":
+            return attribute
+
+        def conflicting(**kwargs: Any) -> Any:
+            if self.conflicts:
+                self.conflicts -= 1
+                reasons = [{"Code": "TransactionConflict"} for _ in kwargs["TransactItems"]]
+                raise self._client.exceptions.TransactionCanceledException(
+                    {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                     "CancellationReasons": reasons}, "TransactWriteItems")
+            return attribute(**kwargs)
+        return conflicting
+
+
+def test_a_conflict_on_the_last_steps_completion_is_retried_not_dropped(bench):
+    # Given a one-step run whose completion meets two conflicts
+    run_id = bench.new_run(TWO_STEPS[:1], inputs={"topic": "tides"})
+    conflicting = ConflictingClient(bench.store.client, conflicts=0)
+    store = RunStore(bench.settings, client=conflicting)
+    store.db.sleep = lambda _: None
+    original = store.transition_run
+
+    def conflict_on_completion(record, new, **kwargs):
+        if new is Status.COMPLETED:
+            conflicting.conflicts = 2
+        return original(record, new, **kwargs)
+
+    store.transition_run = conflict_on_completion  # type: ignore[method-assign]
+    # When the runner runs it
+    reply = run_step({"runId": run_id, "attempt": 0}, settings=bench.settings, store=store,
+                     sealer=get_sealer(bench.settings))
+    # Then the completion went through after the conflicts: nothing was lost or misread
+    assert reply["next"] == "done"
+    assert conflicting.conflicts == 0
+    assert bench.run(run_id).status is Status.COMPLETED
+    assert store.db.retried == {"TransactionConflict": 2}
