@@ -76,8 +76,10 @@ KINDS = (
     "throttle_throttling",             # ThrottlingException
 )
 
-_ATTEMPT = "workflow_runs_dev.faults.in_flight"  # the request context's slot for this attempt's items
-_EVENTS = ("before-send.dynamodb", "response-received.dynamodb", "after-call-error.dynamodb")
+# An attempt is in flight from `before-send` until its response arrives (`before-parse`, so
+# the client's own parsing does not stretch it), or its send failed (`response-received`,
+# after every attempt), or the call raised (`after-call-error`). All run in the caller's thread.
+_EVENTS = ("before-send.dynamodb", "before-parse.dynamodb", "response-received.dynamodb", "after-call-error.dynamodb")
 _SPEC_KEYS = {"conflict": "conflict_rate", "throttle": "throttle_rate", "seed": "seed", "overlap": "overlap"}
 
 
@@ -146,6 +148,7 @@ class FaultInjector:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._in_flight: Counter[tuple[str, str]] = Counter()  # item → in-flight transactions touching it
+        self._attempt = threading.local()  # the items of the calling thread's transaction in flight
         self._counts: Counter[str] = Counter()
         self._suspended = 0
         self._attached: list[_Attached] = []
@@ -169,6 +172,7 @@ class FaultInjector:
         region = client.meta.region_name or "us-east-1"
         handlers = (
             lambda request, event_name, **_: self._before_send(request, event_name, region),
+            self._attempt_answered,
             self._attempt_answered,
             self._attempt_answered,
         )
@@ -216,6 +220,7 @@ class FaultInjector:
     # ------------------------------------------------------------------ the handlers
 
     def _before_send(self, request: Any, event_name: str, region: str) -> Any:
+        self._attempt_answered()  # a thread sends one attempt at a time: any earlier one is over
         operation = event_name.rsplit(".", 1)[-1]
         if operation not in DATA_PLANE:
             return None
@@ -239,7 +244,7 @@ class FaultInjector:
                                            "TransactionConflict")
                 # It goes to the table: its items are in flight until the attempt is answered.
                 self._in_flight.update(items)
-                request.context[_ATTEMPT] = items
+                self._attempt.items = items
             elif operation in SINGLE_WRITES and self.overlap and self._in_flight[self._single_item(body)]:
                 self._counts["conflict_single_write"] += 1
                 return _response(request, DYNAMODB_TYPE + "TransactionConflictException",
@@ -250,9 +255,10 @@ class FaultInjector:
         key = body["Key"] if "Key" in body else _put_key(body.get("Item", {}), self._key_attributes)
         return _item_key(body.get("TableName", ""), key)
 
-    def _attempt_answered(self, context: dict[str, Any], **_: Any) -> None:
-        """The attempt's response arrived (any response, or an error instead of one)."""
-        items = context.pop(_ATTEMPT, None)
+    def _attempt_answered(self, **_: Any) -> None:
+        """The calling thread's attempt was answered (any response, or an error instead of one)."""
+        items = getattr(self._attempt, "items", None)
+        self._attempt.items = None
         if items:
             with self._lock:
                 self._in_flight.subtract(items)
