@@ -90,8 +90,10 @@ class LocalRuntime:
     # An already running DynamoDB (a shared DynamoDB Local, or anything speaking its protocol):
     # used instead of starting one; its tables are created when missing, reused when present.
     dynamodb_endpoint: str | None = None
-    # Attached to the runtime's DynamoDB client once started (start-up itself runs clean).
+    # Attached to the runtime's DynamoDB client once started (start-up itself runs clean). With
+    # projector_faults off, the projector gets a client of its own that the faults do not reach.
     faults: FaultInjector | None = None
+    projector_faults: bool = True
     examples_dir: Path | None = None
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     retry_interval_scale: float = 1.0
@@ -179,7 +181,12 @@ class LocalRuntime:
             settings=settings, store=self.store, retry_interval_scale=self.retry_interval_scale
         )
         self.service = RunService(self.store, self._orchestrator, settings)
-        self._poller = StreamPoller(settings, lambda batch, context: projector.handler(batch, context, store=self.store))
+        projector_store = self.store
+        if self.faults is not None and not self.projector_faults:
+            # The same factory, uncached: a client the injector is not attached to.
+            projector_store = RunStore(settings, client=dynamodb_client.__wrapped__(endpoint))
+        self._poller = StreamPoller(settings, lambda batch, context: projector.handler(batch, context,
+                                                                                       store=projector_store))
         self._poller.start()
 
         def apps(internal: bool) -> Any:
