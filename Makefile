@@ -13,7 +13,7 @@ help:
 	@echo "make dev     install everything and start the local server (workflow-runs dev)"
 	@echo "make test    install everything and run every test"
 	@echo "make bench   run the benchmarks and write docs/benchmarks.md"
-	@echo "make soak    long reliability runs (load and fuzzing)"
+	@echo "make soak    long reliability runs (load, fuzzing, contention)"
 	@echo "make openapi regenerate docs/openapi.json"
 	@echo "make build   assemble the Lambda assets and the dependencies layer (arm64)"
 	@echo "make synth   build and synthesize the CDK app"
@@ -54,7 +54,7 @@ bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 soak: install
-	SOAK=1 $(BIN)/python -m pytest -q tests/reliability
+	SOAK=1 $(BIN)/python -m pytest -q tests/reliability tests/contention
 
 openapi: .make-python
 	$(BIN)/python -m workflow_runs_api.openapi > docs/openapi.json
