@@ -345,7 +345,8 @@ def test_every_run_ends_in_exactly_one_terminal_status_the_one_its_workflow_lead
                              f"{run_id}: {(run.get('error') or {}).get('message')}"))
         if len(terminal_changes) != 1 and run["status"] in TERMINAL:
             problems.append(("terminal changes on the stream ≠ 1", f"{run_id}: {terminal_changes}"))
-    assert problems == [], f"of {len(contention.runs)} runs: " + summary(problems)
+    assert problems == [], (f"of {len(contention.runs)} runs (cancels answered {dict(contention.cancels)}): "
+                            + summary(problems))
 
 
 @pytest.mark.timeout(soak(240, 1500))
