@@ -140,12 +140,18 @@ class Contention:
 
 
 def _call(outcome: Contention, client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
-    """One API request; a 5xx other than 503 (or a broken connection) is recorded, not raised."""
-    try:
-        response = client.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
+    """One API request; a 5xx other than 503 (or no answer) is recorded, not raised. A GET whose
+    connection broke is sent again (twice at most): over tens of thousands of loopback
+    connections a rare reset is the machine's, and a read changes nothing. A POST is not."""
+    for attempt in range(3 if method == "GET" else 1):
+        try:
+            response = client.request(method, path, **kwargs)
+            break
+        except httpx.TransportError as exc:
+            error = exc
+    else:
         with outcome.lock:
-            outcome.server_errors.append(f"{method} {path} → {type(exc).__name__}")
+            outcome.server_errors.append(f"{method} {path} → {type(error).__name__} ({attempt + 1} attempts)")
         return None
     if response.status_code >= 500 and response.status_code != 503:
         with outcome.lock:
