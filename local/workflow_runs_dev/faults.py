@@ -16,9 +16,9 @@ What it does, per HTTP attempt (a botocore retry is a new attempt):
   cancelled: `TransactionConflict` on the overlapping entries, `None` on the others. A
   PutItem / UpdateItem / DeleteItem on such an item fails with TransactionConflictException.
   In AWS either side of a conflict may lose; here the later one always does.
-- **Random conflicts.** `conflict_rate` of the TransactWriteItems that reach the table are
-  cancelled with `TransactionConflict` on one entry drawn at random (local concurrency is
-  too low for overlaps alone to reach e.g. 20%).
+- **Random conflicts.** `conflict_rate` of the TransactWriteItems that get past that are
+  cancelled with `TransactionConflict` on one entry drawn at random: a known share of
+  conflicts whatever the local concurrency, on any item, not only the hot ones.
 - **Throttling.** `throttle_rate` of every data-plane request is refused before it reaches
   the table. A TransactWriteItems: TransactionCanceledException with `ThrottlingError` on
   one entry (what an on-demand table answers) or ProvisionedThroughputExceededException,
@@ -158,10 +158,10 @@ class FaultInjector:
         return cls(**parse_spec(spec))
 
     def describe(self) -> str:
+        overlap = "and every one overlapping another in flight" if self.overlap else "(overlaps not detected)"
         seed = f", seed {self.seed}" if self.seed is not None else ""
-        overlap = "" if self.overlap else "; overlapping transactions not detected"
-        return (f"{self.conflict_rate:.0%} of transactions cancelled (TransactionConflict), "
-                f"{self.throttle_rate:.0%} of requests throttled{seed}{overlap}")
+        return (f"{self.conflict_rate:.0%} of transactions cancelled at random {overlap} (TransactionConflict), "
+                f"{self.throttle_rate:.0%} of requests throttled{seed}")
 
     # ------------------------------------------------------------------ wiring
 

@@ -155,10 +155,13 @@ def test_dev_on_a_running_dynamodb_uses_it_and_says_loudly_that_faults_are_injec
         # of its own, and says that faults are injected
         assert f"the DynamoDB at {dynamodb_local_endpoint} (already running" in banner
         assert f"{tables['RUNS_TABLE']} (created), {tables['EVENTS_TABLE']} (created)" in banner
-        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True, check=False).stdout.split()
-        assert not [pid for pid in children if "java" in Path(f"/proc/{pid}/cmdline").read_text()]
+        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True,
+                                  check=False).stdout.split()
+        commands = [Path(f"/proc/{pid}/cmdline") for pid in children]
+        assert not [c for c in commands if c.exists() and "java" in c.read_text(errors="replace")]
         assert "FAULTS INJECTED" in banner
-        assert "20% of transactions cancelled (TransactionConflict), 10% of requests throttled, seed 7" in banner
+        assert ("20% of transactions cancelled at random and every one overlapping another in flight "
+                "(TransactionConflict), 10% of requests throttled, seed 7") in banner
         assert db.describe_table(TableName=tables["RUNS_TABLE"])["Table"]["TableStatus"] == "ACTIVE"
     finally:
         process.send_signal(signal.SIGINT)

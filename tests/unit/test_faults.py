@@ -146,8 +146,8 @@ def test_transactions_on_other_items_do_not_conflict(endpoint: str, table: str, 
     held = Held(first)
     thread, outcome = in_thread(lambda: first.transact_write_items(TransactItems=[put(table, "a"), bump(table, "c1")]))
     assert held.entered.wait(10)
-    second.transact_write_items(TransactItems=[put(table, "b"), bump(table, "c2")])  # also the same PK, other SK:
-    second.transact_write_items(TransactItems=[put(table, "a", "other")])  # an item is its whole key
+    second.transact_write_items(TransactItems=[put(table, "b"), bump(table, "c2")])
+    second.transact_write_items(TransactItems=[put(table, "a", "other")])  # same PK, other SK: another item
     held.release.set()
     thread.join(10)
     assert "error" not in outcome and injector.stats["injected"] == 0
@@ -157,7 +157,7 @@ def test_transactions_on_other_items_do_not_conflict(endpoint: str, table: str, 
 def test_in_flight_tracking_ends_when_the_call_errors(endpoint: str, table: str, injector: FaultInjector,
                                                       failure: str):
     # Given a transaction that fails: DynamoDB Local cancels it (its condition fails), or the
-    # send itself raises (a broken connection botocore does not retry)
+    # send itself raises (an error botocore does not retry, where a connection would break)
     first, second = injector.attach(client(endpoint)), injector.attach(client(endpoint))
     items = [put(table, "run", condition="attribute_exists(PK)"), bump(table, "counter")]
     if failure == "the connection broke":
