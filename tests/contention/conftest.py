@@ -29,9 +29,9 @@ def contended_runtime(dynamodb_local_endpoint: str) -> Iterator[LocalRuntime]:
         "SSE_PING_SECONDS": "1",
     }
     faults = FaultInjector(conflict_rate=CONFLICT_RATE, throttle_rate=THROTTLE_RATE, seed=SEED)
-    # The projector's event-log writes are spared (its own client): one poller thread projects
-    # every run, and botocore's backoff for each throttled write (a second, on average half of
-    # one) would hold the log minutes behind. Its failing writes are tests/reliability's subject.
+    # The projector's event-log writes are spared (a client of its own): one poller thread
+    # projects every run, and botocore's backoff after each throttled write (up to a second the
+    # first time) would hold the log minutes behind. Its failing writes are tests/reliability's.
     runtime = LocalRuntime(port=free_port(), internal_port=free_port(), dynamodb_endpoint=dynamodb_local_endpoint,
                            faults=faults, projector_faults=False, env=env, retry_interval_scale=0.001).start()
     try:

@@ -14,8 +14,9 @@ uvicorn) runs here with `workflow_runs_dev.faults.FaultInjector` between it and 
 - a transaction touching an item that another transaction has in flight is cancelled with
   `TransactionConflict` on the overlapping entries (TransactionCanceledException, per-entry
   CancellationReasons), and a single write to such an item fails with
-  TransactionConflictException. Nearly every transaction here touches the counters, so this
-  alone cancels about half of them (the in-flight window, measured at the client, is 13 ms
+  TransactionConflictException. Nearly every transaction touches the counters: with one
+  counter item per tenant (the store of 2026-12) this alone cancels about half of them, with
+  sharded counters about one in seven (the in-flight window, measured at the client, is 13 ms
   at the median and 45 ms at p90 on the 2-core machine: a TransactWriteItems' latency in AWS,
   longer in the tail);
 - of the transactions that get past that, 20% are cancelled with `TransactionConflict` on one
