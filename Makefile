@@ -58,7 +58,7 @@ bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 soak: install
-	SOAK=1 $(BIN)/python -m pytest -q tests/reliability
+	SOAK=1 $(BIN)/python -m pytest -q tests/reliability tests/contention
 
 openapi: .make-python
 	$(BIN)/python -m workflow_runs_api.openapi > docs/openapi.json

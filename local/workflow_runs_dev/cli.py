@@ -15,9 +15,10 @@ Serves every route of the Workflow Runs API on one machine:
                                                        name the tenant in X-Tenant-Id; always on
                                                        loopback, whatever --host says)
 with an embedded DynamoDB (DynamoDB Local when Java 17+ is present, moto's server
-otherwise), the local orchestrator running the real step runner, and a stream poller
-feeding the real projector for SSE. Without JWKS_URL it makes its own signing key, serves
-its JWKS at /.well-known/jwks.json and prints a dev-only token for tenant 'dev'.
+otherwise) or an already running one (--dynamodb-endpoint, tables created when missing),
+the local orchestrator running the real step runner, and a stream poller feeding the real
+projector for SSE. Without JWKS_URL it makes its own signing key, serves its JWKS at
+/.well-known/jwks.json and prints a dev-only token for tenant 'dev'.
 
 Settings are environment variables (JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, JWT_TENANT_CLAIM,
 JWT_ALGORITHMS, EXECUTE_WAIT_SECONDS, LLM_PROVIDER, HTTP_STEP_ALLOWED_HOSTS, ...):
@@ -39,21 +40,42 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--dynamodb", choices=("auto", "local", "moto"), default="auto",
                      help="embedded DynamoDB: DynamoDB Local (Java 17+), moto, or auto = Local when Java 17+ "
                           "is here (default: %(default)s)")
+    dev.add_argument("--dynamodb-endpoint", metavar="URL",
+                     help="use an already running DynamoDB at URL (a shared DynamoDB Local, or anything speaking "
+                          "its protocol) instead of starting one; its tables (RUNS_TABLE, EVENTS_TABLE) are "
+                          "created when missing and reused when present")
+    dev.add_argument("--inject-faults", metavar="SPEC", type=_fault_spec,
+                     help="make DynamoDB unkind, as AWS is under load: e.g. conflict=0.2,throttle=0.1[,seed=7] "
+                          "cancels 20%% of transactions with TransactionConflict and throttles 10%% of requests "
+                          "(for showing retries and 503 Unavailable; never for real use)")
     dev.add_argument("--examples", type=Path, default=Path("examples"),
                      help="folder of workflow YAML files loaded for tenant 'dev' (default: %(default)s)")
     dev.add_argument("--no-examples", action="store_true", help="start with no workflows")
     return parser
 
 
+def _fault_spec(spec: str) -> str:
+    from .faults import parse_spec  # noqa: PLC0415 - keep --help instant
+
+    try:
+        parse_spec(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return spec
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .runtime import LocalRuntime  # noqa: PLC0415 - keep --help instant
+    from .faults import FaultInjector  # noqa: PLC0415 - keep --help instant
+    from .runtime import LocalRuntime  # noqa: PLC0415
 
     runtime = LocalRuntime(
         host=args.host,
         port=args.port,
         internal_port=args.internal_port,
         dynamodb=args.dynamodb,
+        dynamodb_endpoint=args.dynamodb_endpoint,
+        faults=FaultInjector.from_spec(args.inject_faults) if args.inject_faults else None,
         examples_dir=None if args.no_examples else args.examples,
     )
     stopping = threading.Event()
@@ -74,16 +96,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def banner(runtime) -> str:
+    tables = ", ".join(f"{name} ({'created' if name in runtime.tables_created else 'reused'})"
+                       for name in (runtime.settings.runs_table, runtime.settings.events_table))
     db = {"dynamodb-local": "DynamoDB Local (AWS's implementation, in memory)",
-          "moto": "moto's DynamoDB server (Java 17+ not found)"}[runtime.db_kind]
+          "moto": "moto's DynamoDB server (Java 17+ not found)",
+          "external": f"the DynamoDB at {runtime.dynamodb_url} (already running; not stopped on exit)"}[runtime.db_kind]
     lines = [
         "Workflow Runs API — local runtime",
         f"  public listener:   {runtime.public_url}",
         (f"  internal listener: {runtime.internal_url}   (trusted; send X-Tenant-Id; loopback only, "
          "whatever --host says)"),
         f"  database:          {db}",
+        f"  tables:            {tables}",
         "  orchestrator:      local (same semantics as the state machine)",
     ]
+    if runtime.faults is not None:
+        lines += [
+            "",
+            "!! FAULTS INJECTED into every DynamoDB request this server makes:",
+            f"!!   {runtime.faults.describe()}.",
+            "!!   Expect retries, 503 Unavailable and slow answers: this server is unreliable on purpose.",
+        ]
     if runtime.loaded_examples:
         lines.append("  workflows for tenant 'dev':")
         lines += [f"    {e.workflow.id}  {e.workflow.name}  ({e.file})" for e in runtime.loaded_examples]

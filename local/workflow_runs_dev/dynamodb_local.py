@@ -117,10 +117,15 @@ def start_moto_server(port: int | None = None) -> EmbeddedDynamoDB:
     return EmbeddedDynamoDB(endpoint_url=f"http://127.0.0.1:{port}", kind="moto", _moto=server)
 
 
-def start_embedded(prefer: str = "auto", port: int | None = None) -> EmbeddedDynamoDB:
-    """DynamoDB Local when Java 17+ is here (or asked for), moto's server otherwise."""
+def use_local_credentials() -> None:
+    """Dummy credentials and a region for boto3, unless the environment already has them."""
     for name, value in DUMMY_CREDENTIALS.items():
         os.environ.setdefault(name, value)
+
+
+def start_embedded(prefer: str = "auto", port: int | None = None) -> EmbeddedDynamoDB:
+    """DynamoDB Local when Java 17+ is here (or asked for), moto's server otherwise."""
+    use_local_credentials()
     if prefer == "moto" or (prefer == "auto" and (java_major_version() or 0) < 17):
         return start_moto_server(port)
     return start_dynamodb_local(port)
@@ -146,16 +151,50 @@ def _wait_ready(db: EmbeddedDynamoDB, process: subprocess.Popen, timeout: float)
     raise RuntimeError("DynamoDB Local did not become ready in time")
 
 
-def create_tables(client: Any, runs_table: str, events_table: str) -> None:
-    """Create both tables (idempotently) from the shared key layout, with TTL where it exists."""
+def create_tables(client: Any, runs_table: str, events_table: str) -> list[str]:
+    """Create each table that is missing, from the shared key layout; check that each one
+    present has that layout's keys, indexes and stream, and reuse it. Returns the names created.
+
+    DescribeTable per table rather than ListTables: a shared DynamoDB may hold more tables
+    than one ListTables page, and another process may create the same table meanwhile."""
     from workflow_runs import keys  # noqa: PLC0415
 
-    existing = set(client.list_tables().get("TableNames", []))
+    created = []
     for spec in (keys.runs_table_spec(runs_table), keys.events_table_spec(events_table)):
-        if spec["TableName"] in existing:
+        name = spec["TableName"]
+        try:
+            existing = client.describe_table(TableName=name)["Table"]
+        except client.exceptions.ResourceNotFoundException:
+            try:
+                client.create_table(**spec)
+                created.append(name)
+            except client.exceptions.ResourceInUseException:
+                pass  # created by someone else since we looked
+            client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
             continue
-        client.create_table(**spec)
-        client.get_waiter("table_exists").wait(TableName=spec["TableName"], WaiterConfig={"Delay": 1})
+        problems = layout_differences(spec, existing)
+        if problems:
+            raise RuntimeError(f"table {name} exists with another layout ({'; '.join(problems)}): "
+                               "name other tables with RUNS_TABLE / EVENTS_TABLE")
+        if existing.get("TableStatus") != "ACTIVE":
+            client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
+    return created
+
+
+def layout_differences(spec: dict[str, Any], table: dict[str, Any]) -> list[str]:
+    """What an existing table (DescribeTable's `Table`) lacks of a CreateTable spec."""
+    problems = []
+    if table.get("KeySchema") != spec["KeySchema"]:
+        problems.append(f"key {table.get('KeySchema')}")
+    missing = ({i["IndexName"] for i in spec.get("GlobalSecondaryIndexes", [])}
+               - {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])})
+    if missing:
+        problems.append(f"no index {', '.join(sorted(missing))}")
+    wanted = spec.get("StreamSpecification")
+    stream = table.get("StreamSpecification") or {}
+    if wanted and (not stream.get("StreamEnabled") or stream.get("StreamViewType") != wanted["StreamViewType"]):
+        problems.append(f"stream {stream or 'off'}, not {wanted['StreamViewType']}")
+    return problems
 
 
 if __name__ == "__main__":

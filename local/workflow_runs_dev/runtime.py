@@ -1,6 +1,8 @@
-"""The whole product on one machine: an embedded DynamoDB, the local orchestrator running the
-real step runner, a stream poller feeding the real projector, and both HTTP apps on two
-listeners (public, and internal = the private API's stand-in)."""
+"""The whole product on one machine: an embedded DynamoDB (or one already running, at
+`dynamodb_endpoint`), the local orchestrator running the real step runner, a stream poller
+feeding the real projector, and both HTTP apps on two listeners (public, and internal = the
+private API's stand-in). With `faults`, a FaultInjector stands between the runtime and its
+DynamoDB once it has started (see faults.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from workflow_runs.settings import Settings
 from workflow_runs.store import RunStore, dynamodb_client
 
 from . import dynamodb_local
+from .faults import FaultInjector
 
 logger = logging.getLogger("workflow_runs.dev")
 
@@ -87,7 +90,14 @@ class LocalRuntime:
     host: str = "127.0.0.1"
     port: int = 8000
     internal_port: int = 8001
-    dynamodb: str = "auto"  # auto | local | moto
+    dynamodb: str = "auto"  # auto | local | moto; ignored when dynamodb_endpoint is given
+    # An already running DynamoDB (a shared DynamoDB Local, or anything speaking its protocol):
+    # used instead of starting one; its tables are created when missing, reused when present.
+    dynamodb_endpoint: str | None = None
+    # Attached to the runtime's DynamoDB client once started (start-up itself runs clean). With
+    # projector_faults off, the projector gets a client of its own that the faults do not reach.
+    faults: FaultInjector | None = None
+    projector_faults: bool = True
     examples_dir: Path | None = None
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     retry_interval_scale: float = 1.0
@@ -96,7 +106,8 @@ class LocalRuntime:
     store: RunStore | None = None
     service: RunService | None = None
     token: str | None = None
-    db_kind: str | None = None
+    db_kind: str | None = None  # dynamodb-local | moto | external
+    tables_created: list[str] = field(default_factory=list)
     loaded_examples: list[LoadedExample] = field(default_factory=list)
     _db: Any = None
     _orchestrator: Any = None
@@ -111,6 +122,19 @@ class LocalRuntime:
     @property
     def internal_url(self) -> str:
         return f"http://{INTERNAL_HOST}:{self.internal_port}"
+
+    @property
+    def dynamodb_url(self) -> str | None:
+        return self.settings.dynamodb_endpoint_url if self.settings else None
+
+    @property
+    def orchestrator(self) -> Any:
+        """The local orchestrator: tools and tests ask it whether a run's execution has ended."""
+        return self._orchestrator
+
+    def wait_projected(self, timeout: float = 10.0) -> bool:
+        """Block until every change written so far has been handed to the projector."""
+        return self._poller is not None and self._poller.wait_idle(timeout)
 
     def start(self) -> "LocalRuntime":
         try:
@@ -129,19 +153,23 @@ class LocalRuntime:
         from .orchestrator import LocalOrchestrator  # noqa: PLC0415
         from .stream_poller import StreamPoller  # noqa: PLC0415
 
-        self._db = dynamodb_local.start_embedded(self.dynamodb)
-        self.db_kind = self._db.kind
+        if self.dynamodb_endpoint:
+            dynamodb_local.use_local_credentials()
+            endpoint, self.db_kind = self.dynamodb_endpoint, "external"
+        else:
+            self._db = dynamodb_local.start_embedded(self.dynamodb)
+            endpoint, self.db_kind = self._db.endpoint_url, self._db.kind
         env = {
             "RUNS_TABLE": RUNS_TABLE,
             "EVENTS_TABLE": EVENTS_TABLE,
             "LLM_PROVIDER": "echo",
             "LOCAL_SECRET_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
             **{k: v for k, v in self.env.items() if v},
-            "DYNAMODB_ENDPOINT_URL": self._db.endpoint_url,
+            "DYNAMODB_ENDPOINT_URL": endpoint,
         }
         settings = Settings.from_env(env)
-        client = dynamodb_client(self._db.endpoint_url)
-        dynamodb_local.create_tables(client, settings.runs_table, settings.events_table)
+        client = dynamodb_client(endpoint)
+        self.tables_created = dynamodb_local.create_tables(client, settings.runs_table, settings.events_table)
 
         verifier = None
         dev_jwks = None
@@ -157,7 +185,12 @@ class LocalRuntime:
             settings=settings, store=self.store, retry_interval_scale=self.retry_interval_scale
         )
         self.service = RunService(self.store, self._orchestrator, settings)
-        self._poller = StreamPoller(settings, lambda batch, context: projector.handler(batch, context, store=self.store))
+        projector_store = self.store
+        if self.faults is not None and not self.projector_faults:
+            # The same factory, uncached: a client the injector is not attached to.
+            projector_store = RunStore(settings, client=dynamodb_client.__wrapped__(endpoint))
+        self._poller = StreamPoller(settings, lambda batch, context: projector.handler(batch, context,
+                                                                                       store=projector_store))
         self._poller.start()
 
         def apps(internal: bool) -> Any:
@@ -168,6 +201,9 @@ class LocalRuntime:
         self.listen(apps(False), apps(True))
         if self.examples_dir and self.examples_dir.is_dir():
             self.loaded_examples = load_examples(self.service, DEV_TENANT, self.examples_dir)
+        if self.faults is not None:
+            self.faults.attach(client)
+            logger.warning("faults injected into every DynamoDB request", extra={"faults": self.faults.describe()})
 
     def listen(self, public_app: Any, internal_app: Any) -> None:
         """Serve the public app on `host:port` and the internal one on loopback only."""
@@ -195,6 +231,8 @@ class LocalRuntime:
             time.sleep(0.02)
 
     def stop(self) -> None:
+        if self.faults is not None:
+            self.faults.detach()
         for server in self._servers:
             server.should_exit = True
         if self._thread is not None:

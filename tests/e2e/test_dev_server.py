@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -109,3 +110,61 @@ def test_ctrl_c_stops_every_process_it_started(dev_server: DevServer):
     assert dev_server.process.wait(timeout=30) == 0
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+# ------------------------------------------------------------------ an already running DynamoDB, and faults
+
+
+def test_help_says_how_to_use_a_running_dynamodb_and_inject_faults():
+    help_text = subprocess.run([console_script(), "dev", "--help"], capture_output=True, text=True, check=True).stdout
+    flat = " ".join(help_text.split())
+    assert "--dynamodb-endpoint URL" in flat
+    assert "use an already running DynamoDB at URL" in flat and "created when missing and reused when present" in flat
+    assert "--inject-faults SPEC" in flat and "conflict=0.2,throttle=0.1" in flat
+
+    refused = subprocess.run([console_script(), "dev", "--inject-faults", "conflict=lots"], capture_output=True,
+                             text=True, check=False)
+    assert refused.returncode == 2 and "conflict must be a number from 0 to 1" in refused.stderr
+
+
+def test_dev_on_a_running_dynamodb_uses_it_and_says_loudly_that_faults_are_injected(dynamodb_local_endpoint: str):
+    import boto3
+
+    db = boto3.session.Session().client("dynamodb", endpoint_url=dynamodb_local_endpoint)
+    suffix = uuid.uuid4().hex[:10]
+    tables = {"RUNS_TABLE": f"runs-{suffix}", "EVENTS_TABLE": f"events-{suffix}"}
+    port, internal_port = free_port(), free_port()
+    env = {**{k: v for k, v in os.environ.items() if k != "JWKS_URL"}, **tables}
+    process = subprocess.Popen(
+        [console_script(), "dev", "--port", str(port), "--internal-port", str(internal_port), "--no-examples",
+         "--dynamodb-endpoint", dynamodb_local_endpoint, "--inject-faults", "conflict=0.2,throttle=0.1,seed=7"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (lines and lines[-1].startswith("Ctrl-C stops everything")):
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                break
+            lines.append(line)
+        banner = "".join(lines)
+        assert "Ctrl-C" in banner, banner
+
+        # Then it names the DynamoDB it uses and the tables it created there, starts no DynamoDB
+        # of its own, and says that faults are injected
+        assert f"the DynamoDB at {dynamodb_local_endpoint} (already running" in banner
+        assert f"{tables['RUNS_TABLE']} (created), {tables['EVENTS_TABLE']} (created)" in banner
+        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True,
+                                  check=False).stdout.split()
+        commands = [Path(f"/proc/{pid}/cmdline") for pid in children]
+        assert not [c for c in commands if c.exists() and "java" in c.read_text(errors="replace")]
+        assert "FAULTS INJECTED" in banner
+        assert ("20% of transactions cancelled at random and every one overlapping another in flight "
+                "(TransactionConflict), 10% of requests throttled, seed 7") in banner
+        assert db.describe_table(TableName=tables["RUNS_TABLE"])["Table"]["TableStatus"] == "ACTIVE"
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    # … and leaves that DynamoDB running, its tables in place
+    assert db.describe_table(TableName=tables["EVENTS_TABLE"])["Table"]["TableName"] == tables["EVENTS_TABLE"]
