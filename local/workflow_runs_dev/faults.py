@@ -340,4 +340,5 @@ def _response(request: Any, error_type: str, fields: dict[str, Any]) -> Any:
         "x-amzn-RequestId": uuid.uuid4().hex.upper()[:32] + "FAULTINJECTED0000000",
         "x-amz-crc32": str(zlib.crc32(body) & 0xFFFFFFFF),
     }
-    return AWSResponse(request.url, 400, headers, _Body(body))
+    # botocore wraps any mapping in a HeadersDict; its stub asks for the narrower HTTPHeaders.
+    return AWSResponse(request.url, 400, headers, _Body(body))  # type: ignore[arg-type]

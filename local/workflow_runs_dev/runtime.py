@@ -194,7 +194,8 @@ class LocalRuntime:
         self._poller.start()
 
         def apps(internal: bool) -> Any:
-            common = {"settings": settings, "service": self.service, "verifier": verifier, "internal_listener": internal}
+            common: dict[str, Any] = {"settings": settings, "service": self.service, "verifier": verifier,
+                                      "internal_listener": internal}
             api = create_api_app(**common, dev_jwks=None if internal else dev_jwks)
             return route_by_function(api, create_stream_app(**common))
 
