@@ -36,6 +36,7 @@ SECTIONS = {
     "sse": ("bench.sse_latency", "5. SSE delivery latency on the local runtime"),
     "throughput": ("bench.throughput", "6. Throughput on the local runtime"),
     "scale": ("bench.scale", "7. Scale: write units per run, the tenant's ceiling, deep pages, cost"),
+    "contention": ("bench.contention", "8. Contention: one tenant on a conflicting, throttling DynamoDB"),
 }
 SECTION_TIMEOUT = {False: 240, True: 80}  # seconds, per section (full, quick)
 LONG_SECTIONS = {"scale": 3}  # sections allowed a multiple of that (the scale section writes 10,000 runs)
@@ -107,7 +108,7 @@ def _run_here(name: str, quick: bool, json_out: Path) -> int:
 def _shared_dynamodb_local(names: list[str]) -> Iterator[dict[str, str]]:
     """One DynamoDB Local for the sections that need a bare one (the local-runtime sections
     start their own, as `workflow-runs dev` does): one JVM start and warm-up instead of two."""
-    if not {"dynamodb", "transitions", "scale"} & set(names):
+    if not {"dynamodb", "transitions", "scale", "contention"} & set(names):
         yield {}
         return
     from workflow_runs_dev import dynamodb_local
