@@ -47,12 +47,12 @@ until every run has ended or its execution has ended without ending it:
 The checks read with the injector suspended (they are the instrument, not the subject), and
 the projector's event-log writes are spared (see conftest.py): the subject is the run store.
 
-On the store of 2026-12 this suite FAILS, as it should: that store reads every cancelled
-transaction as a lost race and lets a throttled transaction fail the request, so most
-executes answer 500, runs end `failed` ("keeps changing under the step runner") or stay
-`running` after their execution ended, and a run whose execute answered 500 may exist and be
-counted. docs/reliability.md ("Contention harness") has the figures. Do not mark it xfail:
-it is what the store's rework must pass.
+On the first store of 2026-12 this suite failed, as it should: that store read every
+cancelled transaction as a lost race and let a throttled transaction fail the request, so
+most executes answered 500, runs ended `failed` ("keeps changing under the step runner") or
+stayed `running` after their execution ended, and a run whose execute answered 500 could exist
+and be counted. docs/reliability.md ("Contention harness") has the figures. The rebuilt store
+(workflow_runs/store/dynamo.py) passes it.
 """
 
 from __future__ import annotations
