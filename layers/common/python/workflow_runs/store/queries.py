@@ -62,12 +62,14 @@ class RunQueries(WorkflowStore):
                          steps=steps, sealed_envs=envs, step_seq=int(head.get("stepSeq") or 0))
 
     def get_run(self, tenant: str, run_id: str) -> WorkflowRun:
-        """The public run (no steps needed: one Query)."""
+        """The public run (no steps needed: one Query), read consistently: a GET right after
+        an execute, and the projector's closing `result`, see every write before them."""
         items = list(
             self.db.query_all(
                 TableName=self.runs_table,
                 KeyConditionExpression="PK = :pk AND begins_with(SK, :r)",
                 ExpressionAttributeValues={":pk": s(keys.run_pk(run_id)), ":r": s(keys.RUN_SK)},
+                ConsistentRead=True,
             )
         )
         rows = [plain(i) for i in items]
