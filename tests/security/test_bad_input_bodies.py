@@ -113,17 +113,17 @@ def test_bad_input_is_a_clear_4xx_and_nothing_is_stored(api_with_workflow: Api, 
 
 
 def test_a_run_that_would_not_fit_a_dynamodb_item_is_413_before_anything_is_written(api_with_workflow: Api):
-    # Given a workflow whose steps (put directly: 300 KB is over the test app's body limit)
-    # and the inputs of one execute each fit, but not together
+    # Given an operator who raised the body limit to 1 MiB, and inputs that fit the body but
+    # not a DynamoDB item
     api = api_with_workflow
+    settings = api.service.settings.model_copy(update={"max_body_bytes": 1024 * 1024})
+    client = TestClient(create_app(settings=settings, service=api.service, verifier=api.identity.verifier(settings)))
     big_workflow = str(uuid.uuid4())
-    steps = [{"id": f"s{i}", "type": "transform", "config": {"output": "y" * 32_000}} for i in range(11)]
-    api.put_workflow(body={**WORKFLOW, "inputs": [{"name": "topic", "type": "string"}], "steps": steps},
-                     workflow_id=big_workflow)
-    body = {"workflowId": big_workflow, "inputs": {"topic": "x" * 60_000}, "envs": {"K": "v" * 4000}}
+    api.put_workflow(body={**WORKFLOW, "inputs": [{"name": "topic", "type": "string"}]}, workflow_id=big_workflow)
+    body = {"workflowId": big_workflow, "inputs": {"topic": "x" * 500_000}}
 
     # When it is executed
-    response = api.client.post(f"{RUNS}/execute", json=body, headers=api.headers())
+    response = client.post(f"{RUNS}/execute", json=body, headers=api.headers())
 
     # Then it is refused with its size, and no run was written or started
     assert response.status_code == 413, response.text

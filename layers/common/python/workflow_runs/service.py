@@ -41,9 +41,10 @@ MAX_ENVS = 50
 PAGE_TOKEN_LABEL = b"workflow-runs/list-page-token/v1"
 # Offset pages read every item before them; past this depth only `nextToken` pages.
 MAX_OFFSET_ITEMS = 10_000
-# A run item holds its inputs, its workflow's steps and its sealed envs, and must stay within
-# DynamoDB's 400 KB; the headroom is for its keys, index attributes, a later error and cancel
-# reason. (Each part fits a 256 KiB body; together they may not.)
+# A run's head item holds its inputs (its list indexes copy them), its envs item the sealed
+# envs; each must stay within DynamoDB's 400 KB. The headroom is for keys, index attributes,
+# a later error and cancel reason. (With the default 256 KiB body limit both fit; an
+# operator who raises MAX_BODY_BYTES meets this check instead of a DynamoDB error.)
 DYNAMODB_ITEM_BYTES = 400 * 1024
 RUN_ITEM_HEADROOM_BYTES = 16 * 1024
 MAX_RUN_CONTENT_BYTES = DYNAMODB_ITEM_BYTES - RUN_ITEM_HEADROOM_BYTES
@@ -67,15 +68,14 @@ def canonical_uuid(value: str, field_name: str) -> str:
         raise ValidationFailed([f"{field_name}: {exc}"]) from None
 
 
-def _refuse_oversized_run(inputs: list[RunInput], workflow: Workflow, sealed_envs: str | None) -> None:
-    """413 before anything is written when the run item would not fit in DynamoDB. Measured
-    as the store writes it: compact JSON, UTF-8."""
-    size = _json_bytes([i.dump() for i in inputs]) + _json_bytes([s.dump() for s in workflow.steps])
-    size += len(sealed_envs or "")
-    if size > MAX_RUN_CONTENT_BYTES:
-        raise PayloadTooLarge(
-            f"the run would hold {size} bytes of inputs, steps and envs; a run holds at most "
-            f"{MAX_RUN_CONTENT_BYTES} (a DynamoDB item is at most {DYNAMODB_ITEM_BYTES} bytes)")
+def _refuse_oversized_run(inputs: list[RunInput], sealed_envs: str | None) -> None:
+    """413 before anything is written when a run item would not fit in DynamoDB. Measured
+    as the store writes it: compact JSON, UTF-8. (Steps live in the workflow's version item.)"""
+    for what, size in (("inputs", _json_bytes([i.dump() for i in inputs])), ("envs", len(sealed_envs or ""))):
+        if size > MAX_RUN_CONTENT_BYTES:
+            raise PayloadTooLarge(
+                f"the run's {what} would take {size} bytes; a run holds at most {MAX_RUN_CONTENT_BYTES} "
+                f"(a DynamoDB item is at most {DYNAMODB_ITEM_BYTES} bytes)")
 
 
 def _json_bytes(value: Any) -> int:
@@ -206,7 +206,7 @@ class RunService:
             raise ValidationFailed(exc.problems) from None
         run_id = str(uuid.uuid4())
         sealed = self._sealer().seal(request.envs, run_id) if request.envs else None
-        _refuse_oversized_run(inputs, workflow, sealed)
+        _refuse_oversized_run(inputs, sealed)
         record, created = self.store.create_run(
             NewRun(
                 run_id=run_id,
