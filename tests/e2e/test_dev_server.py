@@ -20,6 +20,7 @@ from workflow_runs_dev.dynamodb_local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 THREE_STEP = "0f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d02"
+RUNS = "/api/v1/workflow-runs"
 
 
 class DevServer:
@@ -115,6 +116,67 @@ def test_ctrl_c_stops_every_process_it_started(dev_server: DevServer):
 # ------------------------------------------------------------------ an already running DynamoDB, and faults
 
 
+def test_next_token_reads_a_list_to_its_end_and_a_changed_token_is_400(dev_server: DevServer):
+    headers = {"Authorization": f"Bearer {dev_server.token}"}
+    with httpx.Client(base_url=dev_server.public, headers=headers, timeout=30) as http:
+        for _ in range(3):
+            assert http.post(f"{RUNS}/execute", json={"workflowId": THREE_STEP}).status_code in (200, 202)
+        total = http.get(RUNS).json()["pagination"]["total"]
+        seen, params = [], {"limit": 1, "workflowId": THREE_STEP}
+        while True:
+            body = http.get(RUNS, params=params).json()
+            seen += [r["id"] for r in body["data"]]
+            token = body["pagination"]["nextToken"]
+            if token is None:
+                break
+            params = {"limit": 1, "workflowId": THREE_STEP, "nextToken": token}
+        assert len(seen) == len(set(seen)) == total >= 3
+        first = http.get(RUNS, params={"limit": 1}).json()["pagination"]["nextToken"]
+        assert http.get(RUNS, params={"limit": 1, "nextToken": first[:-2] + "AA"}).status_code == 400
+        deep = http.get(RUNS, params={"page": 1001, "limit": 10})
+        assert deep.status_code == 400 and "nextToken" in str(deep.json()["details"])
+
+
+def _start_dev(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """`workflow-runs dev` with `args`, once its banner is out (the process and the banner)."""
+    process = subprocess.Popen([console_script(), "dev", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (lines and lines[-1].startswith("Ctrl-C stops everything")):
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        lines.append(line)
+    return process, "".join(lines)
+
+
+def test_a_store_that_stays_contended_answers_503_with_retry_after_and_creates_nothing(dynamodb_local_endpoint: str):
+    # Given `workflow-runs dev` on a DynamoDB where every transaction meets a conflict
+    suffix = uuid.uuid4().hex[:10]
+    port, internal_port = free_port(), free_port()
+    env = {**{k: v for k, v in os.environ.items() if k != "JWKS_URL"},
+           "RUNS_TABLE": f"runs-{suffix}", "EVENTS_TABLE": f"events-{suffix}"}
+    process, banner = _start_dev(["--port", str(port), "--internal-port", str(internal_port),
+                                  "--dynamodb-endpoint", dynamodb_local_endpoint,
+                                  "--inject-faults", "conflict=1.0,throttle=0,overlap=off"], env)
+    try:
+        assert "Ctrl-C" in banner, banner
+        token = re.search(r"^export TOKEN=(\S+)$", banner, re.MULTILINE).group(1)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"},
+                          timeout=60) as http:
+            # When a run is executed
+            response = http.post(f"{RUNS}/execute", json={"workflowId": THREE_STEP})
+            # Then the answer is 503 Unavailable with Retry-After, and no run exists
+            assert response.status_code == 503, response.text
+            assert response.headers["Retry-After"].isdigit()
+            assert response.json()["error"] == "Unavailable"
+            assert http.get(RUNS).json()["pagination"]["total"] == 0
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+
+
 def test_help_says_how_to_use_a_running_dynamodb_and_inject_faults():
     help_text = subprocess.run([console_script(), "dev", "--help"], capture_output=True, text=True, check=True).stdout
     flat = " ".join(help_text.split())
@@ -135,20 +197,10 @@ def test_dev_on_a_running_dynamodb_uses_it_and_says_loudly_that_faults_are_injec
     tables = {"RUNS_TABLE": f"runs-{suffix}", "EVENTS_TABLE": f"events-{suffix}"}
     port, internal_port = free_port(), free_port()
     env = {**{k: v for k, v in os.environ.items() if k != "JWKS_URL"}, **tables}
-    process = subprocess.Popen(
-        [console_script(), "dev", "--port", str(port), "--internal-port", str(internal_port), "--no-examples",
-         "--dynamodb-endpoint", dynamodb_local_endpoint, "--inject-faults", "conflict=0.2,throttle=0.1,seed=7"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    process, banner = _start_dev(["--port", str(port), "--internal-port", str(internal_port), "--no-examples",
+                                  "--dynamodb-endpoint", dynamodb_local_endpoint,
+                                  "--inject-faults", "conflict=0.2,throttle=0.1,seed=7"], env)
     try:
-        lines: list[str] = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (lines and lines[-1].startswith("Ctrl-C stops everything")):
-            line = process.stdout.readline()
-            if not line and process.poll() is not None:
-                break
-            lines.append(line)
-        banner = "".join(lines)
         assert "Ctrl-C" in banner, banner
 
         # Then it names the DynamoDB it uses and the tables it created there, starts no DynamoDB
