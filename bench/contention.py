@@ -2,9 +2,10 @@
 under load.
 
 `workflow-runs dev` (`LocalRuntime`: the local orchestrator running the real step runner) on
-DynamoDB Local, with `workflow_runs_dev.faults.FaultInjector` between them: transactions
-that overlap in flight conflict, 20% of the others are cancelled with `TransactionConflict`,
-10% of all requests are throttled (tests/contention has the details). Runs of a 3-step
+DynamoDB Local, with `workflow_runs_dev.faults.FaultInjector` between them: 20% of the
+transactions are cancelled with `TransactionConflict`, 10% of all requests are throttled
+(tests/contention has the details, and also conflicts every transaction overlapping another
+in flight). Runs of a 3-step
 transform workflow are started at once through the service (the API's execute, without
 HTTP); then, with the faults suspended, every accepted run is read back.
 A lost transition is a run that did not end `completed` (every run of this workflow
@@ -39,7 +40,10 @@ def _measure(endpoint: str, count: int) -> SectionResult:
     from workflow_runs_dev.runtime import LocalRuntime
 
     suffix = uuid.uuid4().hex[:8]
-    faults = FaultInjector(conflict_rate=CONFLICT_RATE, throttle_rate=THROTTLE_RATE, seed=SEED)
+    # The overlap rule is off here: in one busy Python process a transaction stays "in flight"
+    # while its thread waits for the interpreter, so it would make far more conflicts than
+    # DynamoDB does; tests/contention keeps it on. Here the rates are exactly the stated ones.
+    faults = FaultInjector(conflict_rate=CONFLICT_RATE, throttle_rate=THROTTLE_RATE, seed=SEED, overlap=False)
     runtime = LocalRuntime(port=free_port(), internal_port=free_port(), dynamodb_endpoint=endpoint, faults=faults,
                            projector_faults=False, retry_interval_scale=0.001,
                            env={"RUNS_TABLE": f"bench-runs-{suffix}", "EVENTS_TABLE": f"bench-events-{suffix}"})
@@ -57,7 +61,7 @@ def _measure(endpoint: str, count: int) -> SectionResult:
                 return None
 
         started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=16) as pool:
+        with ThreadPoolExecutor(max_workers=8) as pool:
             outcomes = list(pool.map(start, range(count)))
         accepted = [run_id for run_id in outcomes if run_id]
         deadline = time.monotonic() + 180
