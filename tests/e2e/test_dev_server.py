@@ -105,17 +105,6 @@ def test_the_dev_jwks_is_served_on_the_public_listener(dev_server: DevServer):
     assert keys and all("d" not in key for key in keys)  # the public half only
 
 
-def test_ctrl_c_stops_every_process_it_started(dev_server: DevServer):
-    children = subprocess.run(["pgrep", "-P", str(dev_server.process.pid)], capture_output=True, text=True).stdout.split()
-    dev_server.process.send_signal(signal.SIGINT)
-    assert dev_server.process.wait(timeout=30) == 0
-    for pid in children:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
-
-
-# ------------------------------------------------------------------ an already running DynamoDB, and faults
-
-
 def test_next_token_reads_a_list_to_its_end_and_a_changed_token_is_400(dev_server: DevServer):
     headers = {"Authorization": f"Bearer {dev_server.token}"}
     with httpx.Client(base_url=dev_server.public, headers=headers, timeout=30) as http:
@@ -135,6 +124,17 @@ def test_next_token_reads_a_list_to_its_end_and_a_changed_token_is_400(dev_serve
         assert http.get(RUNS, params={"limit": 1, "nextToken": first[:-2] + "AA"}).status_code == 400
         deep = http.get(RUNS, params={"page": 1001, "limit": 10})
         assert deep.status_code == 400 and "nextToken" in str(deep.json()["details"])
+
+
+def test_ctrl_c_stops_every_process_it_started(dev_server: DevServer):
+    children = subprocess.run(["pgrep", "-P", str(dev_server.process.pid)], capture_output=True, text=True).stdout.split()
+    dev_server.process.send_signal(signal.SIGINT)
+    assert dev_server.process.wait(timeout=30) == 0
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+# ------------------------------------------------------------------ an already running DynamoDB, and faults
 
 
 def _start_dev(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str]:
