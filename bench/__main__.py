@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from . import SectionResult
 
@@ -70,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with _shared_dynamodb_local(names) as env, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = list(pool.map(lambda name: one(name, env), names))
-    report = render(results, quick=args.quick, elapsed=time.perf_counter() - started, jobs=jobs)
     output = Path(args.output)
+    results = with_kept_sections(results, output.with_suffix(".sections.json"), rerun=bool(args.only))
+    report = render(results, quick=args.quick, elapsed=time.perf_counter() - started, jobs=jobs)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(report)
     figures_json(results, output.with_suffix(".json"))
@@ -79,12 +81,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def with_kept_sections(results: list[SectionResult], path: Path, *, rerun: bool) -> list[SectionResult]:
+    """Every section's last result, kept next to the report: a run of some sections (`--only`)
+    replaces theirs and keeps the others', so the report stays whole; a full run replaces all."""
+    kept: dict[str, SectionResult] = {}
+    if rerun and path.exists():
+        kept = {d["key"]: SectionResult.from_json(d) for d in json.loads(path.read_text())}
+    kept.update({r.key: r for r in results})
+    merged = [kept[name] for name in SECTIONS if name in kept]
+    path.write_text(json.dumps([r.to_json() for r in merged], indent=1, ensure_ascii=False) + "\n")
+    return merged
+
+
 def figures_json(results: list[SectionResult], path: Path) -> None:
-    """Every figure of the report, for tools: {"figures": {name: {value, unit, target, holds}}}.
-    A run of some sections (`--only`) updates their figures and keeps the others'."""
+    """Every figure of the report, for tools: {"figures": {name: {value, unit, target, holds}}}."""
     from . import figure_json
 
-    existing = json.loads(path.read_text()).get("figures", {}) if path.exists() else {}
+    existing: dict[str, Any] = {}
     for result in results:
         for figure in result.figures:
             key, data = figure_json(figure)
