@@ -40,7 +40,7 @@ SECTIONS = {
     "contention": ("bench.contention", "8. Contention: one tenant on a conflicting, throttling DynamoDB"),
 }
 SECTION_TIMEOUT = {False: 240, True: 80}  # seconds, per section (full, quick)
-LONG_SECTIONS = {"scale": 3}  # sections allowed a multiple of that (the scale section writes 10,000 runs)
+LONG_SECTIONS = {"scale": 3, "contention": 2}  # sections allowed a multiple of that (scale writes 10,000 runs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         results = list(pool.map(lambda name: one(name, env), names))
     output = Path(args.output)
     results = with_kept_sections(results, output.with_suffix(".sections.json"), rerun=bool(args.only))
-    report = render(results, quick=args.quick, elapsed=time.perf_counter() - started, jobs=jobs)
+    report = render(results, quick=args.quick, elapsed=time.perf_counter() - started, jobs=jobs,
+                    partial=names if args.only else None)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(report)
     figures_json(results, output.with_suffix(".json"))
@@ -220,7 +221,8 @@ def _versions(*names: str) -> str:
     return ", ".join(found)
 
 
-def render(results: list[SectionResult], *, quick: bool, elapsed: float, jobs: int = 1) -> str:
+def render(results: list[SectionResult], *, quick: bool, elapsed: float, jobs: int = 1,
+           partial: list[str] | None = None) -> str:
     from . import md_table
 
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -231,6 +233,8 @@ def render(results: list[SectionResult], *, quick: bool, elapsed: float, jobs: i
         f"in {elapsed:.0f} s." + (" **Quick mode: few repetitions"
                                     + (f", {jobs} sections at once" if jobs > 1 else "")
                                     + "; these figures only prove the benchmarks run.**" if quick else ""),
+        *([f"This run re-ran only: {', '.join(partial)}; the other sections are kept from the runs before "
+           "(docs/benchmarks.sections.json), each with its own section time."] if partial else []),
         "",
         "Every figure is a ratio against a reference measured side by side in the same run, or a count;",
         "absolute times are for orientation only (this kind of machine is noisy). Each section runs in its",

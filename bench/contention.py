@@ -29,7 +29,7 @@ CONFLICT_RATE, THROTTLE_RATE, SEED = 0.2, 0.1, 7
 def run(quick: bool) -> SectionResult:
     logging.disable(logging.WARNING)
     with dynamodb_endpoint() as endpoint:
-        return _measure(endpoint, 40 if quick else 200)
+        return _measure(endpoint, 40 if quick else 100)
 
 
 def _measure(endpoint: str, count: int) -> SectionResult:
