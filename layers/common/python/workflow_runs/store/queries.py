@@ -41,15 +41,7 @@ class RunQueries(WorkflowStore):
     def get_run_record(self, run_id: str, tenant: str | None = None) -> RunRecord:
         """The run, its envs and all its activity runs in one Query (its steps come from the
         workflow version, cached). Another tenant's run is NotFound."""
-        items = list(
-            self.db.query_all(
-                TableName=self.runs_table,
-                KeyConditionExpression="PK = :pk AND begins_with(SK, :r)",
-                ExpressionAttributeValues={":pk": s(keys.run_pk(run_id)), ":r": s(keys.RUN_SK)},
-                ConsistentRead=True,
-            )
-        )
-        rows = {item[keys.SK]["S"]: item for item in items}
+        rows = {item[keys.SK]["S"]: item for item in self._run_items(run_id)}
         head = plain(rows[keys.RUN_SK]) if keys.RUN_SK in rows else None
         if head is None or (tenant is not None and head["tenant"] != tenant):
             raise NotFound(f"workflow run {run_id} not found")
@@ -64,15 +56,7 @@ class RunQueries(WorkflowStore):
     def get_run(self, tenant: str, run_id: str) -> WorkflowRun:
         """The public run (no steps needed: one Query), read consistently: a GET right after
         an execute, and the projector's closing `result`, see every write before them."""
-        items = list(
-            self.db.query_all(
-                TableName=self.runs_table,
-                KeyConditionExpression="PK = :pk AND begins_with(SK, :r)",
-                ExpressionAttributeValues={":pk": s(keys.run_pk(run_id)), ":r": s(keys.RUN_SK)},
-                ConsistentRead=True,
-            )
-        )
-        rows = [plain(i) for i in items]
+        rows = [plain(i) for i in self._run_items(run_id)]
         head = next((r for r in rows if r[keys.SK] == keys.RUN_SK), None)
         if head is None or head["tenant"] != tenant:
             raise NotFound(f"workflow run {run_id} not found")
@@ -80,6 +64,17 @@ class RunQueries(WorkflowStore):
         steps = sorted((r for r in rows if r[keys.SK].startswith(keys.ACTIVITY_SK_PREFIX)),
                        key=lambda r: (r["createdAt"], r[keys.SK]))
         return run_from(head, [activity_from(r) for r in steps])
+
+    def _run_items(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's head, envs and activity runs (not its thinking chunks): one consistent Query."""
+        return list(
+            self.db.query_all(
+                TableName=self.runs_table,
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :r)",
+                ExpressionAttributeValues={":pk": s(keys.run_pk(run_id)), ":r": s(keys.RUN_SK)},
+                ConsistentRead=True,
+            )
+        )
 
     def run_status(self, run_id: str) -> Status | None:
         state = self.run_state(run_id)
