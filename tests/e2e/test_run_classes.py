@@ -9,12 +9,9 @@ during a wait ends the run and its stream, and the run stays cancelled after the
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +20,7 @@ from workflow_runs_dev.dynamodb_local import free_port
 from workflow_runs_dev.runtime import DEV_TENANT, LocalRuntime
 
 from tests.integration.sse_helpers import RUNS, events_of, read_stream
+from tests.support import ScriptedServer
 
 WAIT_THEN_THINK = {
     "name": "Wait then think",
@@ -33,31 +31,6 @@ WAIT_THEN_THINK = {
     ],
 }
 CANCEL_WAIT_SECONDS = 3
-
-
-class FlakyServer:
-    """Answers 503 to its first request, then 200."""
-
-    def __init__(self) -> None:
-        calls = {"n": 0}
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                calls["n"] += 1
-                self.send_response(503 if calls["n"] == 1 else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/flaky"
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 @pytest.fixture(scope="module", params=["standard", "express"])
@@ -113,7 +86,7 @@ def test_waiting_thinking_sse_order_and_resume_hold_in_the_run_class(runtime: Lo
 
 
 def test_a_retried_step_is_recorded_as_attempts_in_the_run_class(runtime: LocalRuntime, client: httpx.Client):
-    server = FlakyServer()
+    server = ScriptedServer(503, 200)
     try:
         workflow_id = put_workflow(runtime, {"name": "Flaky", "steps": [
             {"id": "fetch", "type": "http", "config": {"url": server.url}, "retry": {"maxAttempts": 3}}]})

@@ -5,8 +5,6 @@ DynamoDB Local. Retries are instant (the interpreter's sleep is recorded, not sl
 from __future__ import annotations
 
 import functools
-import http.server
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from workflow_runs_step_runner.steps import registry as real_registry
 from workflow_runs_step_runner.steps.base import StepError, StepOutcome
 
 from tests.integration.sfn_harness import Machine, state_machine
+from tests.support import ScriptedServer
 
 pytestmark = pytest.mark.dynamodb_local
 
@@ -33,37 +32,6 @@ TRANSFORM_B = {"id": "b", "type": "transform", "config": {"output": {"echo": "{{
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-class ScriptedServer:
-    """A loopback HTTP server answering the status codes of its script, the last one forever."""
-
-    def __init__(self, *statuses: int):
-        self.statuses = list(statuses)
-        self.requests = 0
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests += 1
-                status = server.statuses.pop(0) if len(server.statuses) > 1 else server.statuses[0]
-                body = b'{"ok": true}'
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/ping"
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 @pytest.fixture
