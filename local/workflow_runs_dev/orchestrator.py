@@ -36,12 +36,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from workflow_runs.run_class import EXPRESS_MAX_SECONDS
 from workflow_runs.states import EXPRESS, EXPRESS_ENDED, NEXT_DONE, NEXT_STEP, NEXT_WAIT, STANDARD
 
 logger = logging.getLogger("workflow_runs_dev.orchestrator")
 
 RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED = "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"
-EXPRESS_MAX_SECONDS = 300.0  # an Express execution's limit in AWS
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class LocalOrchestrator:
         max_workers: int = 8,
         on_execution_end: Callable[[str, str], None] | None = None,
         rng: random.Random | None = None,
-        express_max_seconds: float = EXPRESS_MAX_SECONDS,
+        express_max_seconds: float = float(EXPRESS_MAX_SECONDS),
         express_duplicates: bool = False,
     ):
         """`invoke` is the step runner (default: `run_step` with these settings, store and

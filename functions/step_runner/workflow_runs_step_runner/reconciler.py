@@ -23,14 +23,14 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from workflow_runs.run_class import EXPRESS_MAX_SECONDS
 from workflow_runs.states import EXPRESS, EXPRESS_ENDED
 
 EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
 ENDED_BADLY = ("FAILED", "TIMED_OUT", "ABORTED")
-# An Express execution lives at most 300 s; a minute more covers clock skew and a start
-# that came a little after the run's creation.
-EXPRESS_SETTLE_AFTER_SECONDS = 360
-
+# No Express execution outlives EXPRESS_MAX_SECONDS; a minute more covers clock skew and a
+# start that came a little after the run's creation.
+EXPRESS_SETTLE_AFTER_SECONDS = EXPRESS_MAX_SECONDS + 60
 
 
 def reconcile(
