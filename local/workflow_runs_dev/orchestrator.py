@@ -15,7 +15,8 @@ Two run classes, as the stack's two state machines (docs/orchestration.md):
   cancelled; a wait or a backoff ends immediately. Like the EventBridge rule of the stack,
   an execution that ends FAILED, TIMED_OUT or ABORTED is handed to the reconciler.
 - express: there is no StopExecution: a stop only marks (the store's cancel is the truth)
-  and the execution ends at its next step, changing nothing. It lives at most
+  and the execution ends at its next step, changing nothing (locally that step comes at
+  once rather than after the rest of a wait). It lives at most
   `express_max_seconds` (TIMED_OUT after). It sends no status events: an execution that
   ends FAILED or TIMED_OUT is handed to the reconciler as its sweep would find the run
   (EXPRESS_ENDED), at once instead of minutes later. With `express_duplicates`, each
@@ -83,6 +84,9 @@ class _Execution:
     deadline: float = float("inf")  # time.monotonic() after which an Express execution times out
     status: str = RUNNING
     stop_requested: threading.Event = field(default_factory=threading.Event)
+    # Ends a wait or a backoff early: set by a stop (with stop_requested) and, for an Express
+    # run, by the cancel that cannot stop it (see `stop`).
+    wake: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -95,6 +99,12 @@ class _Execution:
     def abort(self) -> None:
         self.end(ABORTED)
         self.stop_requested.set()
+        self.wake.set()
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait `seconds` (or less, when woken); True when the execution was stopped."""
+        self.wake.wait(seconds)
+        return self.stop_requested.is_set()
 
 
 class LocalOrchestrator:
@@ -164,9 +174,14 @@ class LocalOrchestrator:
             return orchestration == EXPRESS  # nothing to ask in AWS either: the store decides
         if execution.orchestration == EXPRESS:
             # No StopExecution: the run is cancelled in the store, and the execution ends at
-            # its next step (its writes are refused; it answers done).
+            # its next step (its writes are refused; it answers done). Locally that next step
+            # comes at once instead of after the rest of a wait: the outcome is the same, and
+            # a worker of the bounded pool is not held for nothing.
             logger.info("express execution not stopped; it ends at its next step",
                         extra={"run_id": run_id, "reason": reason})
+            for each in (execution, self._duplicates.get(run_id)):
+                if each is not None:
+                    each.wake.set()
             return True
         execution.abort()
         logger.info("execution stopped", extra={"run_id": run_id, "reason": reason})
@@ -243,7 +258,7 @@ class LocalOrchestrator:
                         delay = retrier.delay(retried[retrier], self._rng) * self._scale
                         retried[retrier] += 1
                         retry_count += 1
-                        if execution.stop_requested.wait(delay):
+                        if execution.sleep(delay):
                             return ABORTED
                         continue
                     return self._record_failure(execution, exc)
@@ -254,7 +269,7 @@ class LocalOrchestrator:
                 continue
             if route == NEXT_WAIT:
                 seconds = max(0, int(reply.get("waitSeconds") or 0))
-                if execution.stop_requested.wait(min(seconds, max(0.0, execution.deadline - time.monotonic()))):
+                if execution.sleep(min(seconds, max(0.0, execution.deadline - time.monotonic()))):
                     return ABORTED
                 continue
             return SUCCEEDED if route == NEXT_DONE else FAILED  # NEXT_FAILED and anything else: StepFailed
@@ -272,7 +287,7 @@ class LocalOrchestrator:
                 logger.exception("RecordFailure failed", extra={"run_id": execution.run_id})
                 if retry_count == RECORD_FAILURE_RETRY.max_attempts:
                     break
-                if execution.stop_requested.wait(RECORD_FAILURE_RETRY.delay(retry_count, self._rng) * self._scale):
+                if execution.sleep(RECORD_FAILURE_RETRY.delay(retry_count, self._rng) * self._scale):
                     return ABORTED
         return FAILED
 
