@@ -32,10 +32,10 @@ STEP_COUNTS = (1, 3, 10)
 class NullOrchestrator:
     """Starts nothing: runs created through it stay `scheduled` (for list, get, cancel)."""
 
-    def start(self, run_id: str) -> None:
+    def start(self, run_id: str, orchestration: str = "standard") -> None:
         pass
 
-    def stop(self, run_id: str, reason: str | None = None) -> bool:
+    def stop(self, run_id: str, reason: str | None = None, orchestration: str = "standard") -> bool:
         return False
 
     def describe(self, run_id: str) -> str | None:

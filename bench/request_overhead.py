@@ -41,10 +41,10 @@ class InMemoryStore:
 
 
 class NoOrchestrator:
-    def start(self, run_id: str) -> None:  # pragma: no cover - not reached by GET
+    def start(self, run_id: str, orchestration: str = "standard") -> None:  # pragma: no cover - not reached by GET
         raise AssertionError("GET must not start anything")
 
-    def stop(self, run_id: str, reason: str | None = None) -> bool:  # pragma: no cover
+    def stop(self, run_id: str, reason: str | None = None, orchestration: str = "standard") -> bool:  # pragma: no cover
         raise AssertionError("GET must not stop anything")
 
     def describe(self, run_id: str) -> str | None:  # pragma: no cover

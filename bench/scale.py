@@ -26,11 +26,18 @@ from . import Figure, SectionResult, md_table
 from .dynamodb_cost import TENANT, NullOrchestrator, client, dynamodb_endpoint, fresh_settings, transform_workflow
 
 STEP_COUNTS = (1, 3, 10)
+EXPRESS_BILLED_MB = 64
+EXPRESS_DURATION_GRANULARITY_SECONDS = 0.1
 CEILING_UNITS_PER_SECOND = 1000  # one partition's write limit (on-demand and provisioned)
 
 # List prices, us-east-1, as published on the services' pricing pages (read 2026-12-02).
 PRICES = {
     "sfn_standard_per_transition": 0.025 / 1000,
+    # Express: per request, and per GB-second of duration ($0.06 per GB-hour, first tier),
+    # the duration rounded up to 100 ms and the memory billed in 64 MB chunks (a definition
+    # this small with {runId} as its data uses about 50 MB: one chunk).
+    "sfn_express_per_request": 1.00 / 1e6,
+    "sfn_express_per_gb_second": 0.06 / 3600,
     "dynamodb_per_write_unit": 0.625 / 1e6,  # on-demand write request unit
     "dynamodb_per_read_unit": 0.125 / 1e6,  # on-demand read request unit
     "lambda_per_request": 0.20 / 1e6,
@@ -56,6 +63,10 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
     runs_per_size = {1: 3, 3: 6, 10: 2} if quick else {1: 40, 3: 160, 10: 20}
     per_size = {steps: _runs(endpoint, steps, runs_per_size[steps]) for steps in STEP_COUNTS}
     transitions = {steps: len(c['entered']) for steps, c in count_states(endpoint).items()}
+    # Express bills the execution's duration: measured as the ASL runs under moto, its Lambda
+    # tasks answered by the real step runner on DynamoDB Local.
+    express_runs = count_states(endpoint, "EXPRESS", repeat=3 if quick else 10)
+    express_seconds = {steps: statistics.mean(c["seconds"]) for steps, c in express_runs.items()}
 
     rows = []
     for steps, m in per_size.items():
@@ -95,18 +106,35 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
                key="list_page_rcu_depth_1000", number=depth["deep"], unit="RCU"),
     )
 
-    costs = {steps: _cost(per_size[steps], transitions[steps]) for steps in STEP_COUNTS}
-    for steps, cost in costs.items():
-        result.add(Figure(f"USD per million {steps}-step runs (Standard)", f"${cost['total']:.2f}", "—", None,
-                          key=f"usd_per_million_runs_{steps}", number=round(cost["total"], 2), unit="USD"))
+    costs = {steps: {"standard": _cost(per_size[steps], transitions[steps], "standard"),
+                     "express": _cost(per_size[steps], transitions[steps], "express", express_seconds[steps])}
+             for steps in STEP_COUNTS}
+    chosen = {steps: _default_class(steps) for steps in STEP_COUNTS}
+    for steps, by_class in costs.items():
+        auto = by_class[chosen[steps]]["total"]
+        target = "≤ 60 (today's design ≈ 300)" if steps == 3 else "—"
+        result.add(Figure(f"USD per million {steps}-step runs (default class: {chosen[steps]})", f"${auto:.2f}",
+                          target, auto <= 60 if steps == 3 else None,
+                          key=f"usd_per_million_runs_{steps}", number=round(auto, 2), unit="USD"))
+        for run_class in ("standard", "express"):
+            total = by_class[run_class]["total"]
+            result.add(Figure(f"USD per million {steps}-step runs ({run_class})", f"${total:.2f}", "—", None,
+                              key=f"usd_per_million_runs_{steps}_{run_class}", number=round(total, 2), unit="USD"))
     services = ["step_functions", "dynamodb", "lambda", "api_gateway"]
-    result.tables.append("Cost model, USD per million runs, by service:\n\n" + md_table(
-        ["N", *services, "total"],
-        [[steps, *(f"${cost[s]:.2f}" for s in services), f"${cost['total']:.2f}"] for steps, cost in costs.items()]))
+    result.tables.append("Cost model, USD per million runs, by service and run class (default: the class "
+                         "`ORCHESTRATION=auto` picks for the workflow):\n\n" + md_table(
+        ["N", "class", "measured execution s", *services, "total"],
+        [[steps, run_class + (" (default)" if run_class == chosen[steps] else ""),
+          f"{express_seconds[steps]:.3f}" if run_class == "express" else f"{transitions[steps]} states",
+          *(f"${cost[s]:.2f}" for s in services), f"${cost['total']:.2f}"]
+         for steps, by_class in costs.items() for run_class, cost in by_class.items()]))
     result.tables.append("Prices (us-east-1 list prices, read 2026-12-02):\n\n" + md_table(
         ["item", "USD"], [[k, f"{v:.10g}"] for k, v in PRICES.items()]))
     result.notes += [
-        "Cost model: Step Functions = states entered × the Standard price; DynamoDB = (runs-table + events-table "
+        "Cost model: Step Functions = states entered × the Standard price (Standard), or one request + the "
+        "execution's measured duration (mean of the Express runs under moto, Lambda tasks included) rounded up to "
+        "100 ms × 64 MB × the GB-second price (Express; its logs are at level ERROR, so a run that succeeds writes "
+        "none); DynamoDB = (runs-table + events-table "
         "write units) × the write price + read units × the read price; Lambda = invocations (API 1, step runner N, "
         "projector batches) × the request price + measured in-process durations × configured memory "
         "(infra/sizing.py) × the arm64 GB-second price; API Gateway = 1 request (the execute). Durations are this "
@@ -263,12 +291,29 @@ def _deep_pages(endpoint: str, quick: bool) -> dict[str, Any]:
     return {"depth": depth, "first": units[1], "deep": units[depth]}
 
 
-def _cost(m: dict[str, Any], states: int) -> dict[str, float]:
+def _default_class(steps: int) -> str:
+    """The class `ORCHESTRATION=auto` gives an N-step transform run (workflow_runs.run_class)."""
+    from workflow_runs import run_class
+    from workflow_runs.settings import Settings
+
+    settings = Settings.from_env({"RUNS_TABLE": "runs", "EVENTS_TABLE": "events", "ORCHESTRATION": "auto"})
+    return run_class.choose(transform_workflow(steps).steps, settings)
+
+
+def _cost(m: dict[str, Any], states: int, run_class: str, express_seconds: float = 0.0) -> dict[str, float]:
+    import math
+
     from infra.sizing import MEMORY_MB
 
     p = PRICES
     million = 1e6
-    step_functions = states * p["sfn_standard_per_transition"] * million
+    if run_class == "express":
+        billed_seconds = math.ceil(express_seconds / EXPRESS_DURATION_GRANULARITY_SECONDS) \
+            * EXPRESS_DURATION_GRANULARITY_SECONDS
+        step_functions = (p["sfn_express_per_request"]
+                          + billed_seconds * EXPRESS_BILLED_MB / 1024 * p["sfn_express_per_gb_second"]) * million
+    else:
+        step_functions = states * p["sfn_standard_per_transition"] * million
     dynamodb = ((m["wcu"] + m["events_wcu"]) * p["dynamodb_per_write_unit"]
                 + (m["rcu"] + m["events_rcu"]) * p["dynamodb_per_read_unit"]) * million
     gb_seconds = (m["api_seconds"] * MEMORY_MB["api"] + m["runner_seconds"] * MEMORY_MB["step_runner"]

@@ -7,6 +7,7 @@ which is what Standard workflows bill as state transitions."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections import Counter
 
@@ -19,9 +20,11 @@ def run(quick: bool) -> SectionResult:
         return _measure(endpoint)
 
 
-def count_states(endpoint: str) -> dict[int, dict]:
-    """Run one N-step transform run per N through the ASL under moto; per N: the execution's
-    status, the states it entered, the Lambda invocations and the run's final status."""
+def count_states(endpoint: str, kind: str = "STANDARD", repeat: int = 1) -> dict[int, dict]:
+    """Run N-step transform runs (`repeat` per N) through the ASL under moto, as a STANDARD
+    or an EXPRESS machine; per N: the last execution's status, the states it entered, the
+    Lambda invocations and the run's final status, and every execution's measured duration
+    (start to end, Lambda tasks included: what an Express execution bills)."""
     import logging
 
     logging.disable(logging.WARNING)
@@ -46,22 +49,30 @@ def count_states(endpoint: str) -> dict[int, dict]:
     step_runner.collaborators.cache_clear()
     step_runner.collaborators()
 
-    runs = {}
+    runs: dict[int, list[str]] = {}
     for steps in STEP_COUNTS:
         workflow = setup_store.put_workflow(TENANT, str(uuid.uuid4()), transform_workflow(steps))
-        run_id = str(uuid.uuid4())
-        setup_store.create_run(NewRun(run_id=run_id, tenant=TENANT, workflow=workflow,
-                                      inputs=[RunInput(name="name", value="world")]))
-        runs[steps] = run_id
-    counted = {}
-    with state_machine(step_runner.handler) as machine:
-        for steps, run_id in runs.items():
-            invocations_before = len(machine.router.events)
-            arn, status = machine.run(run_id, timeout=60)
-            counted[steps] = {"status": status, "entered": machine.entered_states(arn),
-                              "invocations": len(machine.router.events) - invocations_before}
-    for steps, run_id in runs.items():
-        final = setup_store.run_status(run_id)
+        runs[steps] = []
+        for _ in range(repeat):
+            run_id = str(uuid.uuid4())
+            setup_store.create_run(NewRun(run_id=run_id, tenant=TENANT, workflow=workflow,
+                                          inputs=[RunInput(name="name", value="world")],
+                                          orchestration=kind.lower()))
+            runs[steps].append(run_id)
+    counted: dict[int, dict] = {}
+    with state_machine(step_runner.handler, kind) as machine:
+        for steps, run_ids in runs.items():
+            seconds = []
+            for run_id in run_ids:
+                invocations_before = len(machine.router.events)
+                started = time.perf_counter()
+                arn, status = machine.run(run_id, timeout=60)
+                seconds.append(time.perf_counter() - started)
+                counted[steps] = {"status": status, "entered": machine.entered_states(arn),
+                                  "invocations": len(machine.router.events) - invocations_before}
+            counted[steps]["seconds"] = seconds
+    for steps, run_ids in runs.items():
+        final = setup_store.run_status(run_ids[-1])
         counted[steps]["final"] = final.value if final else "?"
     return counted
 

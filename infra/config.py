@@ -58,6 +58,8 @@ class StageConfig:
     account: str | None = None
     region: str | None = None
     execute_wait_seconds: int = 25
+    # The run class: auto (Express for runs bound to end within its budget), standard, express.
+    orchestration: str = "auto"
     llm_provider: str = "bedrock"
     bedrock_model_id: str = "anthropic.claude-3-7-sonnet-20250219-v1:0"
     http_step_allowed_hosts: tuple[str, ...] = ()
@@ -77,6 +79,10 @@ class StageConfig:
         if not 0 < self.execute_wait_seconds <= 25:
             raise ConfigError(
                 f"stage {self.name}: executeWaitSeconds must be in 1..25, got {self.execute_wait_seconds}"
+            )
+        if self.orchestration not in ("auto", "standard", "express"):
+            raise ConfigError(
+                f"stage {self.name}: orchestration must be auto, standard or express, got {self.orchestration!r}"
             )
         vpce = self.private_api_vpc_endpoint_id
         if vpce is not None and not vpce.startswith("vpce-"):

@@ -59,7 +59,7 @@ class WorkflowRunsStack(Stack):
             "Observability",
             config=config,
             functions=functions.functions,
-            state_machine=orchestration.state_machine,
+            state_machines={"": orchestration.state_machine, "Express": orchestration.express_state_machine},
             dead_letter_queues={
                 "ProjectorFailures": stream.projector_dlq,
                 "ReconcilerDeadLetters": orchestration.reconciler_dlq,
@@ -73,6 +73,7 @@ class WorkflowRunsStack(Stack):
         if api.private_api is not None:
             CfnOutput(self, "PrivateApiId", value=api.private_api.rest_api_id)
         CfnOutput(self, "StateMachineArn", value=orchestration.state_machine.state_machine_arn)
+        CfnOutput(self, "ExpressStateMachineArn", value=orchestration.express_state_machine.state_machine_arn)
         CfnOutput(self, "RunsTableName", value=data.runs_table.table_name)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import http.server
+import threading
 import uuid
+from typing import Any
 
 import boto3
-
 from workflow_runs.settings import Settings
 
 LOCAL_KEY = base64.b64encode(b"k" * 32).decode()
@@ -26,3 +28,34 @@ def make_settings(endpoint_url: str | None, **overrides) -> Settings:
 
 def dynamodb(endpoint_url: str | None):
     return boto3.session.Session().client("dynamodb", endpoint_url=endpoint_url)
+
+
+class ScriptedServer:
+    """A loopback HTTP server answering the status codes of its script, the last one forever."""
+
+    def __init__(self, *statuses: int):
+        self.statuses = list(statuses)
+        self.requests = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests += 1
+                status = server.statuses.pop(0) if len(server.statuses) > 1 else server.statuses[0]
+                body = b'{"ok": true}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/ping"
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

@@ -68,7 +68,7 @@ class Api(Construct):
                 service="api",
                 timeout=API_FUNCTION_TIMEOUT,
                 memory_size=MEMORY_MB["api"],
-                environment={"STATE_MACHINE_ARN": orchestration.state_machine.state_machine_arn},
+                environment=orchestration.run_control_environment(config),
             ),
         )
         data.grant_read_write(data.runs_table, self.function)

@@ -41,7 +41,7 @@ class Observability(Construct):
         *,
         config: StageConfig,
         functions: Mapping[str, lambda_.Function],
-        state_machine: sfn.StateMachine,
+        state_machines: Mapping[str, sfn.StateMachine],
         dead_letter_queues: Mapping[str, sqs.IQueue],
         apis: Sequence[apigw.RestApi],
         projector: lambda_.Function,
@@ -93,13 +93,20 @@ class Observability(Construct):
                 1,
                 f"{name}: messages are waiting in a dead-letter queue",
             )
-        alarm(
-            "ExecutionsFailed",
-            state_machine.metric_failed(period=FIVE_MINUTES),
-            1,
-            "Run executions failed (the reconciler settles their runs; look at why)",
-        )
-        alarm("ExecutionsTimedOut", state_machine.metric_timed_out(period=FIVE_MINUTES), 1, "Run executions timed out")
+        # Keyed by the run class ("" for Standard, "Express"); both publish AWS/States metrics.
+        for prefix, state_machine in state_machines.items():
+            alarm(
+                f"{prefix}ExecutionsFailed",
+                state_machine.metric_failed(period=FIVE_MINUTES),
+                1,
+                f"{prefix or 'Standard'} run executions failed (the reconciler settles their runs; look at why)",
+            )
+            alarm(
+                f"{prefix}ExecutionsTimedOut",
+                state_machine.metric_timed_out(period=FIVE_MINUTES),
+                1,
+                f"{prefix or 'Standard'} run executions timed out",
+            )
         for api in apis:
             alarm(
                 f"{api.node.id}5xx",
@@ -149,16 +156,19 @@ class Observability(Construct):
                 )
                 for api in apis
             ),
-            cloudwatch.GraphWidget(
-                title="Run executions",
-                left=[
-                    state_machine.metric_started(period=FIVE_MINUTES),
-                    state_machine.metric_succeeded(period=FIVE_MINUTES),
-                    state_machine.metric_failed(period=FIVE_MINUTES),
-                    state_machine.metric_aborted(period=FIVE_MINUTES),
-                    state_machine.metric_timed_out(period=FIVE_MINUTES),
-                ],
-                width=12,
+            *(
+                cloudwatch.GraphWidget(
+                    title=f"{prefix or 'Standard'} run executions",
+                    left=[
+                        state_machine.metric_started(period=FIVE_MINUTES),
+                        state_machine.metric_succeeded(period=FIVE_MINUTES),
+                        state_machine.metric_failed(period=FIVE_MINUTES),
+                        state_machine.metric_aborted(period=FIVE_MINUTES),
+                        state_machine.metric_timed_out(period=FIVE_MINUTES),
+                    ],
+                    width=12,
+                )
+                for prefix, state_machine in state_machines.items()
             ),
         )
         self.dashboard.add_widgets(

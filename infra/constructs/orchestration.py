@@ -1,6 +1,8 @@
-"""Orchestration: the one generic Standard state machine, the step runner it calls for each
-step, and the reconciler that makes sure no run stays `running` forever (EventBridge
-"Execution Status Change" for failed/timed-out/aborted executions, plus a scheduled sweep).
+"""Orchestration: one generic state machine definition deployed twice (Standard and Express,
+the two run classes), the step runner they call for each step, and the reconciler that makes
+sure no run stays `running` forever (EventBridge "Execution Status Change" for failed,
+timed-out or aborted Standard executions, plus a scheduled sweep that also settles Express
+runs, which send no such events).
 """
 
 from __future__ import annotations
@@ -83,37 +85,35 @@ class Orchestration(Construct):
                 )
             )
 
-        execution_logs = logs.LogGroup(self, "ExecutionLogs", retention=config.log_retention)
-        # Named, so the ARN of its executions (…:execution:<name>:<runId>) can be written
-        # into policies without a wildcard on the machine.
+        # One definition, two run classes (docs/orchestration.md). Both are named, so the
+        # ARN of their executions (…:execution:<name>:<runId>) can be written into policies
+        # without a wildcard on the machine.
         self.state_machine_name = f"workflow-runs-{config.name}"
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=self.state_machine_name,
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_file(str(STATE_MACHINE_FILE)),
-            definition_substitutions={
-                "StepRunnerFunctionArn": self.step_runner.function_arn,
-                "RecordFailureFunctionArn": self.step_runner.function_arn,
-            },
+        self.state_machine = self._machine(
+            "StateMachine", self.state_machine_name, sfn.StateMachineType.STANDARD,
+            logs.LogGroup(self, "ExecutionLogs", retention=config.log_retention),
             # ALL events, but never the execution data: inputs and outputs may carry user data.
-            logs=sfn.LogOptions(destination=execution_logs, level=sfn.LogLevel.ALL, include_execution_data=False),
-            tracing_enabled=True,
+            sfn.LogLevel.ALL,
         )
-        self.step_runner.grant_invoke(self.state_machine)
-        Validations.of(self.state_machine.role).acknowledge(
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{_logical(self.step_runner)}.Arn>:*]",
-                reason="lambda:InvokeFunction on the step runner's versions and aliases "
-                "(Function.grantInvoke); the function itself is the only target.",
-            ),
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason="Step Functions log delivery (logs:CreateLogDelivery, …) and X-Ray "
-                "(xray:PutTraceSegments, …) support no resource-level permissions.",
-            ),
+        self.express_state_machine_name = f"workflow-runs-{config.name}-express"
+        self.express_state_machine = self._machine(
+            "ExpressStateMachine", self.express_state_machine_name, sfn.StateMachineType.EXPRESS,
+            logs.LogGroup(self, "ExpressExecutionLogs", retention=config.log_retention),
+            # An Express execution keeps its history only here. ERROR: every failed, timed-out
+            # or aborted execution and failed task is logged (what an operator looks for);
+            # the run's own history is in the store, and logging every event of every run
+            # would cost more than the executions (docs/decisions.md). Never execution data.
+            sfn.LogLevel.ERROR,
         )
+        Validations.of(self.express_state_machine).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-SF1",
+                reason="Express logs ERROR (failed, timed-out executions and failed tasks), not ALL: "
+                "a run's steps and statuses are recorded in the runs table and its stream, and ALL "
+                "events of every short run would cost more in log ingestion than the executions.",
+            )
+        )
+        self.state_machines = (self.state_machine, self.express_state_machine)
 
         self.reconciler = functions.function(
             self,
@@ -129,7 +129,8 @@ class Orchestration(Construct):
             ),
         )
         data.grant_read_write(data.runs_table, self.reconciler)
-        # It only reads an execution's status; settling the run is a conditional table write.
+        # It only reads a Standard execution's status; settling the run is a conditional table
+        # write. Express runs are settled by age alone (no DescribeExecution by name).
         self._grant_executions(self.reconciler, "states:DescribeExecution")
 
         # Events that EventBridge could not deliver after its retries land here (alarmed).
@@ -151,6 +152,7 @@ class Orchestration(Construct):
                 detail_type=["Step Functions Execution Status Change"],
                 detail={
                     "status": ["FAILED", "TIMED_OUT", "ABORTED"],
+                    # Express sends no status events; the sweep settles its runs.
                     "stateMachineArn": [self.state_machine.state_machine_arn],
                 },
             ),
@@ -165,10 +167,51 @@ class Orchestration(Construct):
             targets=[target],
         )
 
+    def run_control_environment(self, config: StageConfig) -> dict[str, str]:
+        """The settings of a function that starts and cancels runs."""
+        return {
+            "STATE_MACHINE_ARN": self.state_machine.state_machine_arn,
+            "EXPRESS_STATE_MACHINE_ARN": self.express_state_machine.state_machine_arn,
+            "ORCHESTRATION": config.orchestration,
+        }
+
     def grant_run_control(self, function: lambda_.IFunction) -> None:
-        """What a function that starts and cancels runs needs of the state machine."""
-        self.state_machine.grant_start_execution(function)
+        """What a function that starts and cancels runs needs of the state machines (an
+        Express execution cannot be stopped or described: nothing more is granted on it)."""
+        for machine in self.state_machines:
+            machine.grant_start_execution(function)
         self._grant_executions(function, "states:StopExecution", "states:DescribeExecution")
+
+    def _machine(
+        self, construct_id: str, name: str, kind: sfn.StateMachineType, log_group: logs.LogGroup, level: sfn.LogLevel
+    ) -> sfn.StateMachine:
+        machine = sfn.StateMachine(
+            self,
+            construct_id,
+            state_machine_name=name,
+            state_machine_type=kind,
+            definition_body=sfn.DefinitionBody.from_file(str(STATE_MACHINE_FILE)),
+            definition_substitutions={
+                "StepRunnerFunctionArn": self.step_runner.function_arn,
+                "RecordFailureFunctionArn": self.step_runner.function_arn,
+            },
+            logs=sfn.LogOptions(destination=log_group, level=level, include_execution_data=False),
+            tracing_enabled=True,
+        )
+        self.step_runner.grant_invoke(machine)
+        Validations.of(machine.role).acknowledge(
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::<{_logical(self.step_runner)}.Arn>:*]",
+                reason="lambda:InvokeFunction on the step runner's versions and aliases "
+                "(Function.grantInvoke); the function itself is the only target.",
+            ),
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="Step Functions log delivery (logs:CreateLogDelivery, …) and X-Ray "
+                "(xray:PutTraceSegments, …) support no resource-level permissions.",
+            ),
+        )
+        return machine
 
     def _grant_executions(self, function: lambda_.IFunction, *actions: str) -> None:
         executions = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{self.state_machine_name}:*"

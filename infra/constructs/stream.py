@@ -79,7 +79,7 @@ class Stream(Construct):
                     "AWS_LWA_INVOKE_MODE": "response_stream",
                     "AWS_LWA_READINESS_CHECK_PATH": "/health",
                     "PORT": ADAPTER_PORT,
-                    "STATE_MACHINE_ARN": orchestration.state_machine.state_machine_arn,
+                    **orchestration.run_control_environment(config),
                 },
             ),
         )

@@ -108,7 +108,9 @@ def banner(runtime) -> str:
          "whatever --host says)"),
         f"  database:          {db}",
         f"  tables:            {tables}",
-        "  orchestrator:      local (same semantics as the state machine)",
+        (f"  orchestrator:      local (same semantics as the state machines; "
+         f"ORCHESTRATION={runtime.settings.orchestration})" if runtime.settings else
+         "  orchestrator:      local (same semantics as the state machines)"),
     ]
     if runtime.faults is not None:
         lines += [

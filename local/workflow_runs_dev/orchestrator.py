@@ -9,10 +9,19 @@ the state machine does, calling the real step runner (`run_step`) in a worker th
   semantics) after IntervalSeconds·BackoffRate^n, capped, with full jitter
   any other error (or retries exhausted) → Catch → the `action: fail` invocation → FAILED
 
-Stop behaves like StopExecution: the execution is ABORTED at once, a step in flight runs to
-its end (as a Lambda would) and its conditional writes find the run cancelled; a wait or a
-backoff ends immediately. Like the EventBridge rule of the stack, an execution that ends
-FAILED, TIMED_OUT or ABORTED is handed to the reconciler, which settles a run left open.
+Two run classes, as the stack's two state machines (docs/orchestration.md):
+- standard: stop behaves like StopExecution: the execution is ABORTED at once, a step in
+  flight runs to its end (as a Lambda would) and its conditional writes find the run
+  cancelled; a wait or a backoff ends immediately. Like the EventBridge rule of the stack,
+  an execution that ends FAILED, TIMED_OUT or ABORTED is handed to the reconciler.
+- express: there is no StopExecution: a stop only marks (the store's cancel is the truth)
+  and the execution ends at its next step, changing nothing (locally that step comes at
+  once rather than after the rest of a wait). It lives at most
+  `express_max_seconds` (TIMED_OUT after). It sends no status events: an execution that
+  ends FAILED or TIMED_OUT is handed to the reconciler as its sweep would find the run
+  (EXPRESS_ENDED), at once instead of minutes later. With `express_duplicates`, each
+  Express start starts a second execution of the same run beside the first: the
+  at-least-once delivery AWS allows, forced.
 """
 
 from __future__ import annotations
@@ -22,12 +31,14 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflow_runs.states import NEXT_DONE, NEXT_STEP, NEXT_WAIT
+from workflow_runs.run_class import EXPRESS_MAX_SECONDS
+from workflow_runs.states import EXPRESS, EXPRESS_ENDED, NEXT_DONE, NEXT_STEP, NEXT_WAIT, STANDARD
 
 logger = logging.getLogger("workflow_runs_dev.orchestrator")
 
@@ -69,8 +80,13 @@ Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 @dataclass
 class _Execution:
     run_id: str
+    orchestration: str = STANDARD
+    deadline: float = float("inf")  # time.monotonic() after which an Express execution times out
     status: str = RUNNING
     stop_requested: threading.Event = field(default_factory=threading.Event)
+    # Ends a wait or a backoff early: set by a stop (with stop_requested) and, for an Express
+    # run, by the cancel that cannot stop it (see `stop`).
+    wake: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -83,6 +99,12 @@ class _Execution:
     def abort(self) -> None:
         self.end(ABORTED)
         self.stop_requested.set()
+        self.wake.set()
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait `seconds` (or less, when woken); True when the execution was stopped."""
+        self.wake.wait(seconds)
+        return self.stop_requested.is_set()
 
 
 class LocalOrchestrator:
@@ -97,11 +119,15 @@ class LocalOrchestrator:
         max_workers: int = 8,
         on_execution_end: Callable[[str, str], None] | None = None,
         rng: random.Random | None = None,
+        express_max_seconds: float = float(EXPRESS_MAX_SECONDS),
+        express_duplicates: bool = False,
     ):
         """`invoke` is the step runner (default: `run_step` with these settings, store and
         sealer); `retry_interval_scale` multiplies every backoff (tests use 0.001);
         `on_execution_end(run_id, status)` is called for FAILED / TIMED_OUT / ABORTED
-        (default: the reconciler settles the run, as the stack's EventBridge rule does)."""
+        (default: the reconciler settles the run, as the stack's EventBridge rule does;
+        for an Express run, as the sweep does); `express_duplicates` delivers every Express
+        run twice (two concurrent executions)."""
         if invoke is None:
             if settings is None or store is None:
                 raise TypeError("LocalOrchestrator needs invoke=…, or settings= and store=")
@@ -112,27 +138,51 @@ class LocalOrchestrator:
         self._scale = retry_interval_scale
         self._on_end = on_execution_end
         self._rng = rng or random.Random()
+        self._express_max_seconds = express_max_seconds
+        self._express_duplicates = express_duplicates
         self._executions: dict[str, _Execution] = {}
+        self._duplicates: dict[str, _Execution] = {}
         self._lock = threading.Lock()
         self._closed = False
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="local-execution")
 
     # ------------------------------------------------------------------ the port
 
-    def start(self, run_id: str) -> None:
+    def start(self, run_id: str, orchestration: str = STANDARD) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the local orchestrator is shut down")
             if run_id in self._executions:
                 return  # the execution name is the run id: a repeated start starts nothing
-            execution = self._executions[run_id] = _Execution(run_id)
+            execution = self._executions[run_id] = self._new_execution(run_id, orchestration)
+            duplicate = None
+            if orchestration == EXPRESS and self._express_duplicates:
+                duplicate = self._duplicates[run_id] = self._new_execution(run_id, orchestration)
         # Queued behind max_workers, an execution already counts as RUNNING, as in AWS.
         self._pool.submit(self._execute, execution)
+        if duplicate is not None:
+            self._pool.submit(self._execute, duplicate)
 
-    def stop(self, run_id: str, reason: str | None = None) -> bool:
+    def _new_execution(self, run_id: str, orchestration: str) -> _Execution:
+        if orchestration == EXPRESS:
+            return _Execution(run_id, EXPRESS, deadline=time.monotonic() + self._express_max_seconds)
+        return _Execution(run_id)
+
+    def stop(self, run_id: str, reason: str | None = None, orchestration: str = STANDARD) -> bool:
         execution = self._executions.get(run_id)
         if execution is None:
-            return False
+            return orchestration == EXPRESS  # nothing to ask in AWS either: the store decides
+        if execution.orchestration == EXPRESS:
+            # No StopExecution: the run is cancelled in the store, and the execution ends at
+            # its next step (its writes are refused; it answers done). Locally that next step
+            # comes at once instead of after the rest of a wait: the outcome is the same, and
+            # a worker of the bounded pool is not held for nothing.
+            logger.info("express execution not stopped; it ends at its next step",
+                        extra={"run_id": run_id, "reason": reason})
+            for each in (execution, self._duplicates.get(run_id)):
+                if each is not None:
+                    each.wake.set()
+            return True
         execution.abort()
         logger.info("execution stopped", extra={"run_id": run_id, "reason": reason})
         return True
@@ -149,8 +199,9 @@ class LocalOrchestrator:
         execution = self._executions.get(run_id)
         if execution is None:
             return None
-        if not execution.finished.wait(timeout):
-            raise TimeoutError(f"execution {run_id} still working after {timeout}s")
+        for each in (execution, self._duplicates.get(run_id)):
+            if each is not None and not each.finished.wait(timeout):
+                raise TimeoutError(f"execution {run_id} still working after {timeout}s")
         return execution.status
 
     def shutdown(self, wait: bool = True) -> None:
@@ -158,7 +209,7 @@ class LocalOrchestrator:
         Runs left open are the reconciler's to settle on a later start, as in AWS."""
         with self._lock:
             self._closed = True
-            executions = list(self._executions.values())
+            executions = [*self._executions.values(), *self._duplicates.values()]
         for execution in executions:
             execution.abort()
         self._pool.shutdown(wait=wait, cancel_futures=True)
@@ -177,7 +228,7 @@ class LocalOrchestrator:
         status = execution.end(status)
         try:
             if status in (FAILED, TIMED_OUT, ABORTED) and self._on_end is not None and not self._closed:
-                self._on_end(execution.run_id, status)
+                self._on_end(execution.run_id, status if execution.orchestration == STANDARD else EXPRESS_ENDED)
         except Exception:
             logger.exception("settling the run failed", extra={"run_id": execution.run_id})
         finally:
@@ -188,6 +239,8 @@ class LocalOrchestrator:
         while True:
             if execution.stop_requested.is_set():
                 return ABORTED
+            if time.monotonic() >= execution.deadline:
+                return TIMED_OUT
             # RunStep, with its Retry; RetryCount restarts each time the state is entered and
             # counts the retries of every retrier, while each retrier counts its own attempts.
             retry_count = 0
@@ -205,7 +258,7 @@ class LocalOrchestrator:
                         delay = retrier.delay(retried[retrier], self._rng) * self._scale
                         retried[retrier] += 1
                         retry_count += 1
-                        if execution.stop_requested.wait(delay):
+                        if execution.sleep(delay):
                             return ABORTED
                         continue
                     return self._record_failure(execution, exc)
@@ -215,7 +268,8 @@ class LocalOrchestrator:
             if route == NEXT_STEP:
                 continue
             if route == NEXT_WAIT:
-                if execution.stop_requested.wait(max(0, int(reply.get("waitSeconds") or 0))):
+                seconds = max(0, int(reply.get("waitSeconds") or 0))
+                if execution.sleep(min(seconds, max(0.0, execution.deadline - time.monotonic()))):
                     return ABORTED
                 continue
             return SUCCEEDED if route == NEXT_DONE else FAILED  # NEXT_FAILED and anything else: StepFailed
@@ -233,7 +287,7 @@ class LocalOrchestrator:
                 logger.exception("RecordFailure failed", extra={"run_id": execution.run_id})
                 if retry_count == RECORD_FAILURE_RETRY.max_attempts:
                     break
-                if execution.stop_requested.wait(RECORD_FAILURE_RETRY.delay(retry_count, self._rng) * self._scale):
+                if execution.sleep(RECORD_FAILURE_RETRY.delay(retry_count, self._rng) * self._scale):
                     return ABORTED
         return FAILED
 

@@ -22,14 +22,16 @@ class RecordingOrchestrator:
     started: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     fail_start: bool = False
+    classes: dict[str, str] = field(default_factory=dict)
 
-    def start(self, run_id: str) -> None:
+    def start(self, run_id: str, orchestration: str = "standard") -> None:
         if self.fail_start:
             raise RuntimeError("orchestrator down")
         if run_id not in self.started:
             self.started.append(run_id)
+            self.classes[run_id] = orchestration
 
-    def stop(self, run_id: str, reason: str | None = None) -> bool:
+    def stop(self, run_id: str, reason: str | None = None, orchestration: str = "standard") -> bool:
         self.stopped.append(run_id)
         return run_id in self.started
 

@@ -67,7 +67,12 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch, jwks_server, signing_key) -> Ite
             name="runs", roleArn="arn:aws:iam::123456789012:role/sfn",
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
         )["stateMachineArn"]
+        express = boto3.client("stepfunctions").create_state_machine(
+            name="runs-express", roleArn="arn:aws:iam::123456789012:role/sfn", type="EXPRESS",
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        )["stateMachineArn"]
         env = {"RUNS_TABLE": "runs-table", "EVENTS_TABLE": "events-table", "STATE_MACHINE_ARN": machine,
+               "EXPRESS_STATE_MACHINE_ARN": express,
                "PRIVATE_API_IDS": PRIVATE_API, "JWKS_URL": jwks_server.url, "JWT_ISSUER": ISSUER,
                "JWT_AUDIENCE": AUDIENCE, "JWT_TENANT_CLAIM": TENANT_CLAIM, "LOCAL_SECRET_KEY": LOCAL_KEY,
                "EXECUTE_WAIT_SECONDS": "0"}
@@ -103,7 +108,10 @@ def test_every_route_through_the_lambda_handler(lambda_env: None, tokens):  # no
     assert status == 202, body
     run_id = body["workflowRun"]["id"]
     assert headers["location"] == f"/prod{RUNS}/{run_id}"  # the stage prefix the client sees
-    executions = boto3.client("stepfunctions").list_executions(stateMachineArn=get_settings().state_machine_arn)
+    # A one-step transform run is bound to end in seconds: `auto` starts it on the Express machine
+    assert body["workflowRun"]["orchestration"] == "express"
+    arn = get_settings().express_state_machine_arn
+    executions = boto3.client("stepfunctions").list_executions(stateMachineArn=arn)
     assert [e["name"] for e in executions["executions"]] == [run_id]
 
     bearer = {"Authorization": f"Bearer {tokens.valid(**{TENANT_CLAIM: 'acme'})}"}

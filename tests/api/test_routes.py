@@ -29,6 +29,26 @@ def test_execute_multipart_creates_a_scheduled_run_and_starts_it(api: Api):
     assert "envs" not in json.dumps(response.json())
 
 
+def test_the_run_class_is_chosen_at_start_stored_and_shown(api: Api):
+    # Given a one-step transform workflow (bound to end in seconds) and one with a long wait
+    short = api.put_workflow()
+    long = api.put_workflow(body={**WORKFLOW, "steps": [{"id": "w", "type": "wait", "config": {"seconds": 600}}]})
+
+    # When both run under the default `auto`
+    ids = {}
+    for name, workflow_id in (("short", short), ("long", long)):
+        response = api.client.post(f"{RUNS}/execute", json={"workflowId": workflow_id, "inputs": {"topic": "x"}},
+                                   headers=api.headers())
+        ids[name] = response.json()["workflowRun"]["id"]
+        assert response.json()["workflowRun"]["orchestration"] == ("express" if name == "short" else "standard")
+
+    # Then each started on its class's machine, and get shows the stored class
+    assert api.orchestrator.classes == {ids["short"]: "express", ids["long"]: "standard"}
+    for name, run_id in ids.items():
+        shown = api.client.get(f"{RUNS}/{run_id}", headers=api.headers()).json()["workflowRun"]["orchestration"]
+        assert shown == ("express" if name == "short" else "standard")
+
+
 def test_execute_json_body_is_accepted(api: Api):
     workflow_id = api.put_workflow()
     response = api.client.post(f"{RUNS}/execute", json={"workflowId": workflow_id, "inputs": {"topic": "x"}},
@@ -40,7 +60,7 @@ def test_execute_answers_200_when_the_run_ends_within_the_budget(api: Api):
     workflow_id = api.put_workflow()
     record_holder = {}
 
-    def complete_on_start(run_id: str) -> None:
+    def complete_on_start(run_id: str, orchestration: str = "standard") -> None:
         record = api.store.get_run_record(run_id)
         record_holder["run"] = api.store.transition_run(api.store.transition_run(record, Status.RUNNING), Status.COMPLETED)
 

@@ -84,9 +84,17 @@ def test_cfn_lint_reports_no_errors(stage, request):
 
 
 def render_definition(synth) -> dict[str, Any]:
-    """The ASL the deployed machine runs: the definition (inline or the S3 asset CDK wrote)
-    with every Fn::Join / ${Substitution} resolved to placeholder ARNs."""
-    (machine,) = synth.resources("AWS::StepFunctions::StateMachine").values()
+    """The ASL the deployed machines run: Standard and Express, one definition."""
+    by_type = {m["Properties"]["StateMachineType"]: m for m in synth.resources("AWS::StepFunctions::StateMachine").values()}
+    assert sorted(by_type) == ["EXPRESS", "STANDARD"]
+    standard, express = (render_machine(synth, by_type[kind]) for kind in ("STANDARD", "EXPRESS"))
+    assert standard == express, "both run classes must run the same definition"
+    return standard
+
+
+def render_machine(synth, machine: dict[str, Any]) -> dict[str, Any]:
+    """One machine's ASL: the definition (inline or the S3 asset CDK wrote) with every
+    Fn::Join / ${Substitution} resolved to placeholder ARNs."""
     props = machine["Properties"]
     if "DefinitionS3Location" in props:
         text = (synth.outdir / f"asset.{props['DefinitionS3Location']['Key']}").read_text()

@@ -314,29 +314,40 @@ def test_every_function_environment_is_a_valid_settings(prod):
         assert settings.llm_provider == "bedrock"
 
 
-def test_functions_that_start_runs_know_the_state_machine(prod):
-    (machine_id,) = prod.resources("AWS::StepFunctions::StateMachine")
+def machine_ids(synth) -> dict[str, str]:
+    """{STANDARD | EXPRESS: logical id}"""
+    return {r["Properties"]["StateMachineType"]: k for k, r in synth.resources("AWS::StepFunctions::StateMachine").items()}
+
+
+def test_functions_that_start_runs_know_both_state_machines_and_the_run_class_setting(prod):
+    machines = machine_ids(prod)
+    assert sorted(machines) == ["EXPRESS", "STANDARD"]
     for handler in (API_HANDLER, STREAM_HANDLER, RECONCILER_HANDLER):
-        assert env_of(prod, handler)["STATE_MACHINE_ARN"] == {"Ref": machine_id}
+        assert env_of(prod, handler)["STATE_MACHINE_ARN"] == {"Ref": machines["STANDARD"]}
+    for handler in (API_HANDLER, STREAM_HANDLER):
+        assert env_of(prod, handler)["EXPRESS_STATE_MACHINE_ARN"] == {"Ref": machines["EXPRESS"]}
+        assert env_of(prod, handler)["ORCHESTRATION"] == "auto"
 
 
 # --- orchestration -------------------------------------------------------------------------
 
 
-def test_state_machine_is_standard_traced_and_logs_without_execution_data(prod):
+@pytest.mark.parametrize(("kind", "level"), [("STANDARD", "ALL"), ("EXPRESS", "ERROR")])
+def test_both_state_machines_are_traced_and_log_without_execution_data(prod, kind: str, level: str):
     prod.assertions().has_resource_properties(
         "AWS::StepFunctions::StateMachine",
         {
-            "StateMachineType": "STANDARD",
+            "StateMachineType": kind,
             "TracingConfiguration": {"Enabled": True},
-            "LoggingConfiguration": Match.object_like({"IncludeExecutionData": False, "Level": "ALL"}),
+            "LoggingConfiguration": Match.object_like({"IncludeExecutionData": False, "Level": level}),
         },
     )
 
 
+
 def test_reconciler_hears_failed_timed_out_and_aborted_executions_and_a_sweep(prod):
     reconciler_id, _ = function_by_handler(prod, RECONCILER_HANDLER)
-    (machine_id,) = prod.resources("AWS::StepFunctions::StateMachine")
+    machine_id = machine_ids(prod)["STANDARD"]  # Express sends no status events: the sweep settles its runs
     rules = [r["Properties"] for r in prod.resources("AWS::Events::Rule").values()]
     assert all(any(t["Arn"] == {"Fn::GetAtt": [reconciler_id, "Arn"]} for t in r["Targets"]) for r in rules)
     (pattern,) = [r["EventPattern"] for r in rules if "EventPattern" in r]
@@ -419,6 +430,10 @@ def test_alarms_watch_dead_letters_executions_5xx_iterator_age_and_throttles(pro
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in metrics
     assert ("AWS/States", "ExecutionsFailed") in metrics
     assert ("AWS/States", "ExecutionsTimedOut") in metrics
+    watched = [flatten(a["Properties"].get("Dimensions")) for a in prod.resources("AWS::CloudWatch::Alarm").values()
+               if a["Properties"].get("MetricName") in ("ExecutionsFailed", "ExecutionsTimedOut")]
+    for machine_id in machine_ids(prod).values():  # both run classes
+        assert sum(machine_id in d for d in watched) == 2
     assert ("AWS/ApiGateway", "5XXError") in metrics
     assert ("AWS/Lambda", "IteratorAge") in metrics
     assert ("AWS/Lambda", "Throttles") in metrics

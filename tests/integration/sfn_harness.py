@@ -125,8 +125,9 @@ def instant_retries() -> Iterator[list[float]]:
 
 
 @contextlib.contextmanager
-def state_machine(function: Callable[[dict[str, Any]], Any]) -> Iterator[Machine]:
-    """The real ASL under moto, its Lambda tasks answered by `function`, retries instant."""
+def state_machine(function: Callable[[dict[str, Any]], Any], kind: str = "STANDARD") -> Iterator[Machine]:
+    """The real ASL under moto as a STANDARD or an EXPRESS machine (moto runs both with the
+    same interpreter), its Lambda tasks answered by `function`, retries instant."""
     from moto import mock_aws
 
     router = LambdaRouter(function)
@@ -138,7 +139,7 @@ def state_machine(function: Callable[[dict[str, Any]], Any]) -> Iterator[Machine
         try:
             client = session.client("stepfunctions", region_name="us-east-1")
             arn = client.create_state_machine(
-                name=f"runs-{uuid.uuid4().hex[:8]}", definition=definition(), roleArn=ROLE_ARN, type="STANDARD"
+                name=f"runs-{uuid.uuid4().hex[:8]}", definition=definition(), roleArn=ROLE_ARN, type=kind
             )["stateMachineArn"]
             machine = Machine(client=client, arn=arn, router=router, slept=slept)
             yield machine

@@ -233,7 +233,7 @@ class ScriptedOrchestrator:
     started: list[str] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
 
-    def start(self, run_id: str) -> None:
+    def start(self, run_id: str, orchestration: str = "standard") -> None:
         self.started.append(run_id)
         thread = threading.Thread(target=self._play, args=(run_id,), daemon=True)
         self._threads.append(thread)
@@ -243,7 +243,7 @@ class ScriptedOrchestrator:
         writer = RunWriter(self.store, run_id, self.pause)
         self.scripts.get(writer.record.run.workflow_id, script_completed)(writer)
 
-    def stop(self, run_id: str, reason: str | None = None) -> bool:
+    def stop(self, run_id: str, reason: str | None = None, orchestration: str = "standard") -> bool:
         return run_id in self.started
 
     def describe(self, run_id: str) -> str | None:

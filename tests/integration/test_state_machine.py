@@ -5,8 +5,6 @@ DynamoDB Local. Retries are instant (the interpreter's sleep is recorded, not sl
 from __future__ import annotations
 
 import functools
-import http.server
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from workflow_runs_step_runner.steps import registry as real_registry
 from workflow_runs_step_runner.steps.base import StepError, StepOutcome
 
 from tests.integration.sfn_harness import Machine, state_machine
+from tests.support import ScriptedServer
 
 pytestmark = pytest.mark.dynamodb_local
 
@@ -33,37 +32,6 @@ TRANSFORM_B = {"id": "b", "type": "transform", "config": {"output": {"echo": "{{
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-class ScriptedServer:
-    """A loopback HTTP server answering the status codes of its script, the last one forever."""
-
-    def __init__(self, *statuses: int):
-        self.statuses = list(statuses)
-        self.requests = 0
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests += 1
-                status = server.statuses.pop(0) if len(server.statuses) > 1 else server.statuses[0]
-                body = b'{"ok": true}'
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/ping"
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 @pytest.fixture
@@ -104,14 +72,16 @@ def lambda_settings(local_settings: Settings, monkeypatch: pytest.MonkeyPatch) -
     step_runner.collaborators.cache_clear()
 
 
-def new_run(store: RunStore, steps: list[dict], inputs: dict[str, Any] | None = None) -> str:
+def new_run(store: RunStore, steps: list[dict], inputs: dict[str, Any] | None = None,
+            orchestration: str = "standard") -> str:
     inputs = inputs if inputs is not None else {"topic": "tides"}
     definition = WorkflowDefinition.model_validate({
         "name": "Integration", "inputs": [{"name": n, "type": "string"} for n in inputs], "steps": steps})
     workflow = store.put_workflow(TENANT, str(uuid.uuid4()), definition)
     run_id = str(uuid.uuid4())
     store.create_run(NewRun(run_id=run_id, tenant=TENANT, workflow=workflow,
-                            inputs=[RunInput(name=k, value=v) for k, v in inputs.items()]))
+                            inputs=[RunInput(name=k, value=v) for k, v in inputs.items()],
+                            orchestration=orchestration))
     return run_id
 
 
@@ -136,10 +106,11 @@ def assert_transitions_bounded(machine: Machine, arn: str, steps: int) -> list[s
 # ---------------------------------------------------------------------------- the cases
 
 
-def test_run_succeeds_with_two_transitions_per_step(lambda_settings, local_store):
-    run_id = new_run(local_store, [TRANSFORM_A, TRANSFORM_B])
+@pytest.mark.parametrize("kind", ["STANDARD", "EXPRESS"])
+def test_run_succeeds_with_two_transitions_per_step(lambda_settings, local_store, kind: str):
+    run_id = new_run(local_store, [TRANSFORM_A, TRANSFORM_B], orchestration=kind.lower())
 
-    with state_machine(step_runner.handler) as machine:
+    with state_machine(step_runner.handler, kind) as machine:
         arn, status = machine.run(run_id)
         entered = assert_transitions_bounded(machine, arn, steps=2)
 
@@ -221,11 +192,12 @@ def test_unhandled_runner_error_is_caught_and_fails_the_run(lambda_settings, loc
     assert (error.message, error.step_id) == ("the step runner failed (RuntimeError): out of memory, say", "a")
 
 
-def test_wait_step_shows_waiting_then_completes(lambda_settings, local_store):
+@pytest.mark.parametrize("kind", ["STANDARD", "EXPRESS"])
+def test_wait_step_shows_waiting_then_completes(lambda_settings, local_store, kind: str):
     run_id = new_run(local_store, [TRANSFORM_A, {"id": "pause", "type": "wait", "config": {"seconds": 1}},
-                                   TRANSFORM_B])
+                                   TRANSFORM_B], orchestration=kind.lower())
 
-    with state_machine(step_runner.handler) as machine:
+    with state_machine(step_runner.handler, kind) as machine:
         arn = machine.start(run_id)
         wait_for_status(local_store, run_id, Status.WAITING)
         during = activities(local_store, run_id)
@@ -260,6 +232,27 @@ def test_stop_during_a_wait_cancels_and_the_run_stays_cancelled(lambda_settings,
 
     assert (status, final) == ("ABORTED", "ABORTED")
     assert invocations == 1  # nothing ran after the stop
+    run = local_store.get_run(TENANT, run_id)
+    assert (run.status, run.cancel_reason) == (Status.CANCELLED, "changed my mind")
+    assert activities(local_store, run_id) == [("pause", "cancelled", 1)]
+
+
+def test_express_cancel_during_a_wait_ends_the_execution_at_its_next_step_changing_nothing(
+        lambda_settings, local_store):
+    # Given an Express run waiting (Express has no StopExecution: the API only cancels in the store)
+    run_id = new_run(local_store, [{"id": "pause", "type": "wait", "config": {"seconds": 1}}, TRANSFORM_A],
+                     orchestration="express")
+
+    with state_machine(step_runner.handler, "EXPRESS") as machine:
+        arn = machine.start(run_id)
+        wait_for_status(local_store, run_id, Status.WAITING)
+        local_store.cancel_run(local_store.get_run_record(run_id), "changed my mind")
+        status = machine.wait_until_ended(arn)
+        entered = machine.entered_states(arn)
+
+    # Then the execution ran its next step, which found the run cancelled and wrote nothing
+    assert status == "SUCCEEDED"
+    assert entered == ["RunStep", "Route", "Wait", "RunStep", "Route", "Done"]
     run = local_store.get_run(TENANT, run_id)
     assert (run.status, run.cancel_reason) == (Status.CANCELLED, "changed my mind")
     assert activities(local_store, run_id) == [("pause", "cancelled", 1)]
@@ -317,19 +310,22 @@ def history(store: RunStore, run_id: str) -> dict[str, Any]:
     }
 
 
-def test_local_orchestrator_and_state_machine_leave_the_same_history(local_settings, local_store):
+@pytest.mark.parametrize("kind", ["STANDARD", "EXPRESS"])
+def test_local_orchestrator_and_state_machine_leave_the_same_history(local_settings, local_store, kind: str):
     invoke = functools.partial(run_step, settings=local_settings, store=local_store,
                                sealer=get_sealer(local_settings), registry=Registry(http=ParityHttp()))
-    under_moto = {name: new_run(local_store, steps) for name, steps in PARITY_WORKFLOWS.items()}
-    under_local = {name: new_run(local_store, steps) for name, steps in PARITY_WORKFLOWS.items()}
+    under_moto = {name: new_run(local_store, steps, orchestration=kind.lower())
+                  for name, steps in PARITY_WORKFLOWS.items()}
+    under_local = {name: new_run(local_store, steps, orchestration=kind.lower())
+                   for name, steps in PARITY_WORKFLOWS.items()}
 
-    with state_machine(invoke) as machine:
+    with state_machine(invoke, kind) as machine:
         arns = {name: machine.start(run_id) for name, run_id in under_moto.items()}
         moto_status = {name: machine.wait_until_ended(arn) for name, arn in arns.items()}
     local = LocalOrchestrator(invoke=invoke, store=local_store, retry_interval_scale=0.001)
     try:
         for run_id in under_local.values():
-            local.start(run_id)
+            local.start(run_id, kind.lower())
         local_status = {name: local.join(run_id, timeout=20) for name, run_id in under_local.items()}
     finally:
         local.shutdown()

@@ -55,10 +55,10 @@ class StoppableOrchestrator:
 
     stopped: list[str] = field(default_factory=list)
 
-    def start(self, run_id: str) -> None:  # pragma: no cover - runs are started by the tests
+    def start(self, run_id: str, orchestration: str = "standard") -> None:  # pragma: no cover - runs are started by the tests
         pass
 
-    def stop(self, run_id: str, reason: str | None = None) -> bool:
+    def stop(self, run_id: str, reason: str | None = None, orchestration: str = "standard") -> bool:
         self.stopped.append(run_id)
         return True
 

@@ -34,11 +34,13 @@ def test_the_internal_listener_binds_to_loopback_whatever_host_says():
 
 
 def test_the_dev_server_says_so_at_start_and_in_its_help():
+    settings = SimpleNamespace(runs_table="runs", events_table="events", orchestration="auto")
     runtime = SimpleNamespace(db_kind="moto", public_url="http://0.0.0.0:8000", internal_url="http://127.0.0.1:8001",
-                              loaded_examples=[], token=None, tables_created=["runs"], faults=None, dynamodb_url=None,
-                              settings=SimpleNamespace(runs_table="runs", events_table="events"))
+                              loaded_examples=[], token=None, settings=settings, tables_created=["runs"], faults=None,
+                              dynamodb_url="http://127.0.0.1:8002")
     assert "internal listener: http://127.0.0.1:8001   (trusted; send X-Tenant-Id; loopback only, whatever " \
            "--host says)" in banner(runtime)
+    assert "ORCHESTRATION=auto" in banner(runtime)
     dev = build_parser()._subparsers._group_actions[0].choices["dev"]
     assert "the internal one is always 127.0.0.1" in " ".join(dev.format_help().split())
 

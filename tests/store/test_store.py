@@ -198,4 +198,5 @@ def test_stale_runs_come_from_the_active_index(store: RunStore):
     workflow = new_workflow(store)
     stale, ended = new_run(store, workflow), new_run(store, workflow)
     store.transition_run(ended, Status.CANCELLED)
-    assert store.stale_run_ids("9999") == [stale.id]
+    [found] = store.stale_runs("9999")
+    assert (found.run_id, found.created_at, found.orchestration) == (stale.id, stale.run.created_at, "standard")

@@ -278,3 +278,71 @@ def test_backoff_doubles_up_to_the_cap_with_full_jitter():
 
     assert all(0 <= d <= c for d, c in zip(delays, ceilings))
     assert ceilings[-1] == 300
+
+
+# ------------------------------------------------------------------ the Express class
+
+
+def new_express_run(store: RunStore, steps: list[dict]) -> str:
+    workflow = store.put_workflow(TENANT, str(uuid.uuid4()),
+                                  WorkflowDefinition.model_validate({"name": "Local", "steps": steps}))
+    run_id = str(uuid.uuid4())
+    store.create_run(NewRun(run_id=run_id, tenant=TENANT, workflow=workflow, inputs=[], orchestration="express"))
+    return run_id
+
+
+def test_express_cancel_does_not_stop_the_execution_it_ends_at_its_next_step(local_settings, local_store,
+                                                                             orchestrators):
+    # Given an Express run waiting (a short wait: Express waits are short by construction)
+    run_id = new_express_run(local_store, [{"id": "pause", "type": "wait", "config": {"seconds": 1}}, TRANSFORM])
+    runner = Recorder(local_settings, local_store)
+    orchestrator = orchestrators(invoke=runner, store=local_store)
+    orchestrator.start(run_id, "express")
+    wait_for_status(local_store, run_id, Status.WAITING)
+
+    # When the API cancels it: the store first, then a stop that Express does not have
+    local_store.cancel_run(local_store.get_run_record(run_id), "not needed")
+    assert orchestrator.stop(run_id, "not needed", orchestration="express")
+
+    # Then the execution runs on to its next step, which changes nothing and ends it
+    assert orchestrator.join(run_id, timeout=10) == "SUCCEEDED"
+    assert len(runner.events) == 2
+    run = local_store.get_run(TENANT, run_id)
+    assert (run.status, run.cancel_reason) == (Status.CANCELLED, "not needed")
+    assert [(a.step_id, a.status) for a in run.activity_runs] == [("pause", Status.CANCELLED)]
+
+
+def test_express_run_delivered_twice_runs_each_step_once(local_settings, local_store, orchestrators):
+    # Given every Express run started as two concurrent executions (at least once, forced)
+    steps = [{"id": f"s{i}", "type": "transform", "config": {"output": str(i)}} for i in range(4)]
+    run_id = new_express_run(local_store, steps)
+    runner = Recorder(local_settings, local_store)
+    orchestrator = orchestrators(invoke=runner, store=local_store, express_duplicates=True)
+
+    # When it runs
+    orchestrator.start(run_id, "express")
+    orchestrator.join(run_id, timeout=20)
+
+    # Then it completed with one activity run per step, while both executions invoked the runner
+    assert local_store.get_run(TENANT, run_id).status is Status.COMPLETED
+    run = local_store.get_run(TENANT, run_id)
+    assert [(a.step_id, a.attempt, a.status) for a in run.activity_runs] == [
+        (f"s{i}", 1, Status.COMPLETED) for i in range(4)]
+    assert len(runner.events) > len(steps)
+
+
+def test_express_execution_that_dies_leaves_a_failed_run_never_a_running_one(local_settings, local_store,
+                                                                            orchestrators):
+    # Given an Express run whose execution outlives Express's limit in the middle of a step
+    run_id = new_express_run(local_store, [TRANSFORM, {"id": "pause", "type": "wait", "config": {"seconds": 30}},
+                                           TRANSFORM | {"id": "last"}])
+    orchestrator = orchestrators(invoke=Recorder(local_settings, local_store), store=local_store,
+                                 express_max_seconds=0.5)
+
+    orchestrator.start(run_id, "express")
+
+    # Then the execution times out and the run is failed as the sweep fails it (no event)
+    assert orchestrator.join(run_id, timeout=10) == "TIMED_OUT"
+    run = local_store.get_run(TENANT, run_id)
+    assert (run.status, run.error.step_id) == (Status.FAILED, "pause")
+    assert "Express" in run.error.message

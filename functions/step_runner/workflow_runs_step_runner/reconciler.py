@@ -6,10 +6,12 @@ Two triggers, one handler:
   reason in `error.message`) or, for ABORTED, `cancelled` (the reason in `cancelReason`).
   An execution the step runner ended itself (a failed run ends in the Fail state) finds its
   run already terminal: nothing happens.
-- A scheduled event: the sweep. Non-terminal runs created before now − RECONCILE_AFTER_SECONDS
-  come from the sparse "active" index (no Scan); each one whose execution is not RUNNING
-  (or does not exist: the start was lost) is closed the same way. A lost event, a crashed
-  step runner, a start that never happened: all end here.
+- A scheduled event: the sweep. Non-terminal runs come from the sparse "active" index (no
+  Scan). A Standard run created before now − RECONCILE_AFTER_SECONDS whose execution is not
+  RUNNING (or does not exist: the start was lost) is closed the same way. An Express run
+  (no status events, no DescribeExecution by name) still open six minutes after its
+  creation has outlived any Express execution: it is failed without asking. A lost event,
+  a crashed step runner, a start that never happened: all end here.
 
 Every write is conditional on the old status (TransitionRejected = someone else settled
 it first), so a repeated event or two sweeps at once change nothing twice.
@@ -21,8 +23,14 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from workflow_runs.run_class import EXPRESS_MAX_SECONDS
+from workflow_runs.states import EXPRESS, EXPRESS_ENDED
+
 EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
 ENDED_BADLY = ("FAILED", "TIMED_OUT", "ABORTED")
+# No Express execution outlives EXPRESS_MAX_SECONDS; a minute more covers clock skew and a
+# start that came a little after the run's creation.
+EXPRESS_SETTLE_AFTER_SECONDS = EXPRESS_MAX_SECONDS + 60
 
 
 def reconcile(
@@ -50,21 +58,33 @@ def reconcile(
 def sweep(
     store: Any, orchestrator: Any, *, stale_after_seconds: int, now: datetime | None = None, log: Any = None
 ) -> dict[str, Any]:
+    """Standard runs older than `stale_after_seconds` are asked about (DescribeExecution);
+    Express runs older than EXPRESS_SETTLE_AFTER_SECONDS are settled without asking: an
+    Express execution cannot be described by name, emits no status events, and cannot
+    outlive its five minutes, so a run still open after that has lost its execution."""
     log = log or _logger()
     now = now or datetime.now(UTC)
     cutoff = _iso(now - timedelta(seconds=stale_after_seconds))
+    express_cutoff = _iso(now - timedelta(seconds=EXPRESS_SETTLE_AFTER_SECONDS))
     checked = settled = 0
-    for run_id in store.stale_run_ids(cutoff):
+    for run in store.stale_runs(max(cutoff, express_cutoff)):
+        express = run.orchestration == EXPRESS
+        if run.created_at >= (express_cutoff if express else cutoff):
+            continue  # young enough for its class: its execution may still own it
         checked += 1
+        if express:
+            settled += int(settle(store, run.run_id, EXPRESS_ENDED, log=log))
+            continue
         try:
-            status = orchestrator.describe(run_id)
+            status = orchestrator.describe(run.run_id)
         except Exception:
-            log.exception("describe failed; the next sweep tries again", extra={"run_id": run_id})
+            log.exception("describe failed; the next sweep tries again", extra={"run_id": run.run_id})
             continue
         if status == "RUNNING":
             continue  # a long wait, or a slow step: its execution still owns the run
-        settled += int(settle(store, run_id, status, log=log))
-    log.info("sweep done", extra={"checked": checked, "settled": settled, "cutoff": cutoff})
+        settled += int(settle(store, run.run_id, status, log=log))
+    log.info("sweep done", extra={"checked": checked, "settled": settled, "cutoff": cutoff,
+                                  "express_cutoff": express_cutoff})
     return {"checked": checked, "settled": settled}
 
 
@@ -106,6 +126,8 @@ def _failure_message(execution_status: str | None) -> str:
         return "the run's execution never started"
     if execution_status == "FAILED":
         return "the run's execution failed"
+    if execution_status == EXPRESS_ENDED:
+        return "the run's execution ended before the run did (an Express execution lasts at most 5 minutes)"
     return f"the run's execution ended ({execution_status}) before the run did"
 
 
@@ -131,7 +153,7 @@ def collaborators() -> dict[str, Any]:
         raise RuntimeError("missing required setting: STATE_MACHINE_ARN")
     return {
         "store": RunStore(settings),
-        "orchestrator": StepFunctionsOrchestrator(settings.state_machine_arn),
+        "orchestrator": StepFunctionsOrchestrator(settings.state_machine_arn, settings.express_state_machine_arn),
         "stale_after_seconds": settings.reconcile_after_seconds,
     }
 

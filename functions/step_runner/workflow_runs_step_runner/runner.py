@@ -82,7 +82,7 @@ def run_step(
 
 
 def activity_run_id(run_id: str, step_index: int, attempt: int) -> str:
-    """Deterministic, so a repeated invocation rewrites the same activity run."""
+    """Deterministic, so a repeated delivery of an invocation finds the attempt it opened."""
     try:
         namespace = uuid.UUID(run_id)
     except ValueError:
@@ -157,7 +157,13 @@ class _Invocation:
         )
         if record.status is Status.RUNNING:
             if not self.store.put_activity(run_id, index, activity):
-                return _reply(run_id, NEXT_DONE)  # the run ended (cancelled) before the step began
+                # The run ended (cancelled) before the step began, or this is a second
+                # delivery of an invocation that opened the attempt already (Express runs at
+                # least once): the first delivery runs the step and drives the run on; this
+                # one ends its execution without touching anything.
+                self.log.info("step not opened: the run ended or the attempt is open already",
+                              extra={"run_id": run_id, "step_id": step.id, "attempt": attempt})
+                return _reply(run_id, NEXT_DONE)
         else:
             # The run's move to running and the step's start are one transaction (one write);
             # a TransitionRejected is a lost race: advance() reads again.
@@ -210,10 +216,12 @@ class _Invocation:
 
     def _close_interrupted_attempts(self, record: RunRecord, index: int, attempt: int) -> None:
         """An earlier invocation that died after opening its attempt (a Lambda service error
-        the state machine retried) left it `running`: close it as failed, conditionally."""
+        the state machine retried) left it `running`: close it as failed, conditionally.
+        Only earlier attempts: a later one belongs to a live execution (a late duplicate
+        delivery of this attempt must not close it)."""
         step_id = record.steps[index].id
         for earlier in record.run.activity_runs:
-            if earlier.step_id == step_id and earlier.attempt != attempt and earlier.status is Status.RUNNING:
+            if earlier.step_id == step_id and earlier.attempt < attempt and earlier.status is Status.RUNNING:
                 interrupted = earlier.model_copy(update={
                     "status": Status.FAILED, "updated_at": utc_now(),
                     "outputs": {"error": f"the invocation was interrupted; retried as attempt {attempt}"}})

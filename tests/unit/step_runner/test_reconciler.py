@@ -34,11 +34,11 @@ def iso(moment: datetime) -> str:
 
 
 def new_run(store: RunStore, *, status: Status = Status.RUNNING, created_at: datetime | None = None,
-            open_step: bool = False) -> str:
+            open_step: bool = False, orchestration: str = "standard") -> str:
     workflow = store.put_workflow(TENANT, str(uuid.uuid4()), DEFINITION)
     run_id = str(uuid.uuid4())
     record, _ = store.create_run(NewRun(run_id=run_id, tenant=TENANT, workflow=workflow, inputs=[],
-                                        created_at=iso(created_at or NOW)))
+                                        created_at=iso(created_at or NOW), orchestration=orchestration))
     if status is not Status.SCHEDULED:
         record = store.transition_run(record, Status.RUNNING)
     if open_step:
@@ -163,3 +163,24 @@ def test_sweep_goes_on_when_one_describe_fails(moto_store: RunStore):
     assert result == {"checked": 2, "settled": 1}
     assert moto_store.get_run(TENANT, broken).status is Status.RUNNING
     assert moto_store.get_run(TENANT, lost).status is Status.FAILED
+
+
+def test_sweep_fails_an_express_run_open_past_any_express_execution_without_describing_it(moto_store: RunStore):
+    # Given Express runs still open: one older than an Express execution can live, one young
+    dead = new_run(moto_store, orchestration="express", open_step=True, created_at=NOW - timedelta(seconds=400))
+    young = new_run(moto_store, orchestration="express", created_at=NOW - timedelta(seconds=200))
+    standard = new_run(moto_store, created_at=NOW - timedelta(seconds=400))  # younger than its 900 s
+    orchestrator = FakeOrchestrator()
+
+    # When the sweep runs
+    result = reconcile(SCHEDULED_EVENT, store=moto_store, orchestrator=orchestrator, stale_after_seconds=900, now=NOW)
+
+    # Then the old Express run failed with its open step, and nobody asked Step Functions
+    assert result == {"checked": 1, "settled": 1}
+    assert orchestrator.described == []
+    run = moto_store.get_run(TENANT, dead)
+    assert (run.status, run.error.step_id) == (Status.FAILED, "fetch")
+    assert "Express" in run.error.message
+    assert [a.status for a in run.activity_runs] == [Status.FAILED]
+    assert moto_store.get_run(TENANT, young).status is Status.RUNNING
+    assert moto_store.get_run(TENANT, standard).status is Status.RUNNING

@@ -23,7 +23,7 @@ Run heads carry five indexes, each sorted newest first by GSK=<createdAt>#<runId
 write-sharded by the run id (LIST_SHARDS partitions per list, read in parallel and merged):
   by tenant (BY_TENANT), tenant+status (BY_STATUS), a (workflow, name) series (BY_SERIES),
   series+status (BY_SERIES_STATUS); a workflow's list is the union of its series.
-  ACTIVE: runs not yet terminal, across tenants, for the reconciler's sweep (KEYS_ONLY).
+  ACTIVE: runs not yet terminal, across tenants, for the reconciler's sweep (keys and the run class).
 
 Events table (no stream): PK=RUN#<runId>, SK=<cursor>, TTL attribute `expiresAt`.
 """
@@ -70,7 +70,8 @@ BY_TENANT = Index("ByTenant", "GPK1", LIST_PROJECTION)
 BY_STATUS = Index("ByStatus", "GPK2", LIST_PROJECTION)
 BY_SERIES = Index("BySeries", "GPK3", LIST_PROJECTION)
 BY_SERIES_STATUS = Index("BySeriesStatus", "GPK4", LIST_PROJECTION)
-ACTIVE = Index("Active", "GPK5", None)
+# The run class rides along: the sweep treats an Express run without asking Step Functions.
+ACTIVE = Index("Active", "GPK5", ("orchestration",))
 INDEXES = (BY_TENANT, BY_STATUS, BY_SERIES, BY_SERIES_STATUS, ACTIVE)
 # The indexes whose key holds the status: a status change moves the run between partitions.
 STATUS_INDEXES = (BY_STATUS, BY_SERIES_STATUS)

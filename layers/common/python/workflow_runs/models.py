@@ -197,6 +197,8 @@ class WorkflowRun(WorkflowRunSummary):
     activity_runs: list[ActivityRun] = Field(default_factory=list)
     error: RunError | None = None
     cancel_reason: str | None = None
+    # The run class, chosen when the run starts (workflow_runs.run_class); never changes.
+    orchestration: Literal["standard", "express"] = "standard"
 
 
 def value_matches_type(value: Any, type_name: str) -> bool:

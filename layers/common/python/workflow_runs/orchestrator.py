@@ -2,31 +2,43 @@
 
 Only ids travel to the orchestrator (a Step Functions input is capped at 256 KB): the
 execution input is `{"runId": …}` and the execution name is the run id, so a repeated
-start of the same run is harmless.
+start of the same run is harmless (a Standard machine starts it once; an Express one may
+start it twice, and the second execution's steps lose the store's conditional opens).
+
+Two run classes, one definition (docs/orchestration.md): `standard` runs on the Standard
+state machine, `express` on the Express one. Express has no StopExecution and no
+DescribeExecution by name: a stop of an Express run only relies on the store's cancel (the
+execution ends at its next step, changing nothing), and `describe` answers for Standard
+runs only.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
+from .states import EXPRESS, STANDARD
+
 
 class Orchestrator(Protocol):
-    def start(self, run_id: str) -> None:
-        """Start the run's execution; starting the same run twice starts it once."""
+    def start(self, run_id: str, orchestration: str = STANDARD) -> None:
+        """Start the run's execution on its class's state machine."""
         ...
 
-    def stop(self, run_id: str, reason: str | None = None) -> bool:
+    def stop(self, run_id: str, reason: str | None = None, orchestration: str = STANDARD) -> bool:
         """Stop the run's execution. False when no execution exists for the run."""
         ...
 
     def describe(self, run_id: str) -> str | None:
-        """RUNNING | SUCCEEDED | FAILED | TIMED_OUT | ABORTED, or None when none exists."""
+        """RUNNING | SUCCEEDED | FAILED | TIMED_OUT | ABORTED, or None when none exists
+        (a Standard run's execution)."""
         ...
 
 
 class StepFunctionsOrchestrator:
-    def __init__(self, state_machine_arn: str, client: Any | None = None):
+    def __init__(self, state_machine_arn: str, express_state_machine_arn: str | None = None,
+                 client: Any | None = None):
         self._arn = state_machine_arn
+        self._express_arn = express_state_machine_arn
         self._client = client
 
     @property
@@ -42,15 +54,24 @@ class StepFunctionsOrchestrator:
         prefix, name = self._arn.rsplit(":stateMachine:", 1)
         return f"{prefix}:execution:{name}:{run_id}"
 
-    def start(self, run_id: str) -> None:
+    def start(self, run_id: str, orchestration: str = STANDARD) -> None:
         import json  # noqa: PLC0415
 
+        arn = self._arn
+        if orchestration == EXPRESS:
+            if not self._express_arn:
+                raise RuntimeError("missing required setting: EXPRESS_STATE_MACHINE_ARN")
+            arn = self._express_arn
         try:
-            self.client.start_execution(stateMachineArn=self._arn, name=run_id, input=json.dumps({"runId": run_id}))
+            self.client.start_execution(stateMachineArn=arn, name=run_id, input=json.dumps({"runId": run_id}))
         except self.client.exceptions.ExecutionAlreadyExists:
             return  # the same run was started before: idempotent by name
 
-    def stop(self, run_id: str, reason: str | None = None) -> bool:
+    def stop(self, run_id: str, reason: str | None = None, orchestration: str = STANDARD) -> bool:
+        if orchestration == EXPRESS:
+            # No StopExecution for Express: the store's cancel is the truth, and the
+            # execution (at most five minutes long) ends at its next step, changing nothing.
+            return True
         try:
             self.client.stop_execution(
                 executionArn=self.execution_arn(run_id), cause=(reason or "cancelled")[:32768]

@@ -14,6 +14,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from . import run_class
 from .ending import end_from_outside
 from .errors import PayloadTooLarge, TransitionRejected, Unavailable, ValidationFailed
 from .models import (
@@ -216,6 +217,7 @@ class RunService:
                 sealed_envs=sealed,
                 idempotency_key=idempotency_key,
                 request_hash=self._fingerprinter()(subject, request.dump()) if idempotency_key else None,
+                orchestration=run_class.choose(workflow.steps, self.settings),
             )
         )
         if created or record.status is Status.SCHEDULED:
@@ -226,7 +228,7 @@ class RunService:
 
     def _start_execution(self, record: RunRecord) -> RunRecord:
         try:
-            self.orchestrator.start(record.id)
+            self.orchestrator.start(record.id, record.run.orchestration)
         except Exception:
             logger.exception("could not start the orchestration", extra={"run_id": record.id})
             try:
@@ -276,13 +278,15 @@ class RunService:
                 return CancelResult(run_id=run_id, status="not_eligible", message="run was already cancelled")
             return CancelResult(run_id=run_id, status="already_completed",
                                 message=f"run already {ending.record.status.value}")
-        return self._stop(run_id, reason, started=ending.before is not Status.SCHEDULED)
+        return self._stop(run_id, reason, started=ending.before is not Status.SCHEDULED,
+                          orchestration=ending.record.run.orchestration)
 
-    def _stop(self, run_id: str, reason: str | None, started: bool) -> CancelResult:
+    def _stop(self, run_id: str, reason: str | None, started: bool, orchestration: str) -> CancelResult:
         # The run is cancelled in the store first: that is the truth every step write checks,
-        # so even if stopping the execution fails, no later step can change the run.
+        # so even if stopping the execution fails (or, for Express, cannot be done), no later
+        # step can change the run.
         try:
-            existed = self.orchestrator.stop(run_id, reason)
+            existed = self.orchestrator.stop(run_id, reason, orchestration=orchestration)
         except Exception:
             logger.exception("stopping the orchestration failed", extra={"run_id": run_id})
             return CancelResult(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -17,6 +18,10 @@ class Settings(BaseModel, frozen=True):
     events_table: str
     dynamodb_endpoint_url: str | None = None
     state_machine_arn: str | None = None
+    # The Express state machine (the same definition); runs bound to end well inside
+    # Express's five minutes go there when `orchestration` allows it.
+    express_state_machine_arn: str | None = None
+    orchestration: Literal["auto", "standard", "express"] = "auto"
 
     jwks_url: str | None = None
     jwt_issuer: str | None = None

@@ -58,6 +58,14 @@ EVENT_ERROR = "error"
 # A stream ends after one of these: the run is terminal.
 CLOSING_EVENTS = frozenset({EVENT_RESULT, EVENT_ERROR})
 
+# --- run classes: which state machine executes a run (docs/orchestration.md) ------------
+STANDARD = "standard"
+EXPRESS = "express"
+RUN_CLASSES = (STANDARD, EXPRESS)
+# What the reconciler's sweep knows of an Express run still open after any Express execution
+# could have lived (no status events, no DescribeExecution by name): its execution is over.
+EXPRESS_ENDED = "EXPRESS_ENDED"
+
 # --- the step runner's answer to the state machine (`next`; infra/state_machine.asl.json) --
 NEXT_STEP = "step"
 NEXT_WAIT = "wait"

@@ -19,7 +19,10 @@ def _default_service() -> RunService:
     settings = get_settings()
     if not settings.state_machine_arn:
         raise RuntimeError("missing required setting: STATE_MACHINE_ARN")
-    return RunService(RunStore(settings), StepFunctionsOrchestrator(settings.state_machine_arn), settings)
+    if settings.orchestration != "standard" and not settings.express_state_machine_arn:
+        raise RuntimeError("missing required setting: EXPRESS_STATE_MACHINE_ARN (or ORCHESTRATION=standard)")
+    orchestrator = StepFunctionsOrchestrator(settings.state_machine_arn, settings.express_state_machine_arn)
+    return RunService(RunStore(settings), orchestrator, settings)
 
 
 # `async` on purpose: they only read app.state, and a plain `def` dependency costs a worker

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .dynamo import ConditionFailed, Dynamo, dynamodb_client
 from .events import EventLog
-from .records import ActivityWrite, NewRun, Page, RunRecord
+from .records import ActivityWrite, NewRun, Page, RunRecord, StaleRun
 from .runs import RunWrites
 
 
@@ -26,5 +26,6 @@ __all__ = [
     "Page",
     "RunRecord",
     "RunStore",
+    "StaleRun",
     "dynamodb_client",
 ]

@@ -17,7 +17,8 @@ from .. import keys
 from ..errors import NotFound
 from ..models import NON_TERMINAL, ActivityRun, RunError, RunInput, Status, WorkflowRun, WorkflowRunSummary
 from ..marshal import json_of, key, plain, s
-from .records import Page, RunRecord
+from ..states import STANDARD
+from .records import Page, RunRecord, StaleRun
 from .workflows import WorkflowStore
 
 T = TypeVar("T")
@@ -201,9 +202,9 @@ class RunQueries(WorkflowStore):
         )
         return [plain(r)["id"] for r in rows]
 
-    def stale_run_ids(self, created_before: str, limit: int = 500) -> list[str]:
+    def stale_runs(self, created_before: str, limit: int = 500) -> list[StaleRun]:
         """Runs not yet terminal and created before a cutoff, for the reconciler's sweep."""
-        ids: list[str] = []
+        found: list[StaleRun] = []
         for shard in range(keys.ACTIVE_SHARDS):
             response = self.db.query(
                 TableName=self.runs_table,
@@ -213,9 +214,13 @@ class RunQueries(WorkflowStore):
                 ExpressionAttributeValues={":pk": s(keys.active_partition(shard)), ":cut": s(created_before)},
                 Limit=limit,
             )
-            # KEYS_ONLY: the run id is in the table's key.
-            ids.extend(plain(i)[keys.PK].removeprefix(keys.run_pk("")) for i in response.get("Items", []))
-        return ids
+            # The run id is in the table's key, its creation time in the index's sort key
+            # (`createdAt#runId`), its class projected.
+            for row in map(plain, response.get("Items", [])):
+                found.append(StaleRun(run_id=row[keys.PK].removeprefix(keys.run_pk("")),
+                                      created_at=row[keys.GSK].split("#", 1)[0],
+                                      orchestration=row.get("orchestration") or STANDARD))
+        return found
 
 
 def _partitions(tenant: str, state: str | None, series: list[tuple[str, str]] | None) -> list[tuple[keys.Index, str]]:
@@ -263,6 +268,7 @@ def run_from(head: dict[str, Any], activities: list[ActivityRun]) -> WorkflowRun
         activity_runs=activities,
         error=RunError.model_validate(error) if error else None,
         cancel_reason=head.get("cancelReason"),
+        orchestration=head.get("orchestration") or STANDARD,
     )
 
 

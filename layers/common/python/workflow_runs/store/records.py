@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from ..models import ActivityRun, RunInput, Status, Step, Workflow, WorkflowRun, WorkflowRunSummary, utc_now
+from ..states import STANDARD
 
 
 @dataclass
@@ -58,4 +59,14 @@ class NewRun:
     sealed_envs: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    orchestration: str = STANDARD
     created_at: str = field(default_factory=utc_now)
+
+
+@dataclass(frozen=True)
+class StaleRun:
+    """A non-terminal run the reconciler's sweep looks at (from the sparse Active index)."""
+
+    run_id: str
+    created_at: str
+    orchestration: str

@@ -44,6 +44,8 @@ class RunWrites(RunQueries):
             "createdAt": s(new.created_at),
             "updatedAt": s(new.created_at),
             "stepSeq": n(0),
+            # Set once here, so the run class costs no write of its own.
+            "orchestration": s(new.orchestration),
             keys.ACTIVE.partition: s(keys.active_partition(keys.shard_of(new.run_id, keys.ACTIVE_SHARDS))),
             **{k: s(v) for k, v in keys.run_index_keys(new.tenant, new.run_id, wf.id, wf.name, status.value).items()},
         }
@@ -71,7 +73,8 @@ class RunWrites(RunQueries):
                 return self._replay_idempotent(new), False
             raise
         run = WorkflowRun(id=new.run_id, workflow_id=wf.id, workflow_name=wf.name, status=status,
-                          inputs=new.inputs, created_at=new.created_at, updated_at=new.created_at)
+                          inputs=new.inputs, created_at=new.created_at, updated_at=new.created_at,
+                          orchestration=new.orchestration)
         return RunRecord(run=run, tenant=new.tenant, workflow_version=wf.version, steps=list(wf.steps),
                          sealed_envs=new.sealed_envs), True
 
@@ -192,7 +195,9 @@ class RunWrites(RunQueries):
 
     def put_activity(self, run_id: str, step_index: int, activity: ActivityRun) -> bool:
         """Open a step of a run that is not terminal, counting it on the run (the fence an
-        ending from outside checks). False when the run ended first."""
+        ending from outside checks). False when the run ended first, or when this attempt
+        of the step is open already: a second delivery of the same invocation (Express runs
+        at least once) loses here and must not run the step."""
         active = {f":a{i}": s(st.value) for i, st in enumerate(NON_TERMINAL)}
         bump = {
             "Update": {
@@ -225,7 +230,11 @@ class RunWrites(RunQueries):
     def _activity_put(self, run_id: str, write: ActivityWrite) -> dict[str, Any]:
         step_index, activity, expected = write
         put: dict[str, Any] = {"TableName": self.runs_table, "Item": activity_item(run_id, step_index, activity)}
-        if expected is not None:
+        if expected is None:
+            # An attempt opens once: its id and key are deterministic, so a repeated delivery
+            # would otherwise overwrite it and run the step again.
+            put["ConditionExpression"] = "attribute_not_exists(PK)"
+        else:
             values = {f":e{i}": s(st.value) for i, st in enumerate(expected)}
             put.update(
                 ConditionExpression=f"#st IN ({', '.join(values)})",
