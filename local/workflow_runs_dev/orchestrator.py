@@ -35,10 +35,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workflow_runs.run_class import EXPRESS_MAX_SECONDS
 from workflow_runs.states import EXPRESS, EXPRESS_ENDED, NEXT_DONE, NEXT_STEP, NEXT_WAIT, STANDARD
+
+if TYPE_CHECKING:
+    from workflow_runs.settings import Settings
+    from workflow_runs.store import RunStore
+    from workflow_runs_step_runner.runner import Unsealer
 
 logger = logging.getLogger("workflow_runs_dev.orchestrator")
 
@@ -292,7 +297,7 @@ class LocalOrchestrator:
         return FAILED
 
 
-def _step_runner(settings: Any, store: Any, sealer: Any) -> Invoke:
+def _step_runner(settings: Settings, store: RunStore, sealer: Unsealer | None) -> Invoke:
     from workflow_runs_step_runner.handler import LazySealer
     from workflow_runs_step_runner.runner import run_step
 

@@ -21,10 +21,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from workflow_runs.run_class import EXPRESS_MAX_SECONDS
 from workflow_runs.states import EXPRESS, EXPRESS_ENDED
+
+if TYPE_CHECKING:  # the handler imports the domain lazily (cold start)
+    from workflow_runs.ending import EndingStore
+    from workflow_runs.orchestrator import Orchestrator
+    from workflow_runs.store.records import StaleRun
+
+    class SweepStore(EndingStore, Protocol):
+        """What the reconciler asks of the store: the stale runs, and ending one."""
+
+        def stale_runs(self, created_before: str, limit: int = 500) -> list[StaleRun]: ...
+
 
 EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
 ENDED_BADLY = ("FAILED", "TIMED_OUT", "ABORTED")
@@ -36,8 +47,8 @@ EXPRESS_SETTLE_AFTER_SECONDS = EXPRESS_MAX_SECONDS + 60
 def reconcile(
     event: dict[str, Any],
     *,
-    store: Any,
-    orchestrator: Any,
+    store: SweepStore,
+    orchestrator: Orchestrator,
     stale_after_seconds: int = 900,
     now: datetime | None = None,
     logger: Any = None,
@@ -56,7 +67,8 @@ def reconcile(
 
 
 def sweep(
-    store: Any, orchestrator: Any, *, stale_after_seconds: int, now: datetime | None = None, log: Any = None
+    store: SweepStore, orchestrator: Orchestrator, *, stale_after_seconds: int, now: datetime | None = None,
+    log: Any = None
 ) -> dict[str, Any]:
     """Standard runs older than `stale_after_seconds` are asked about (DescribeExecution);
     Express runs older than EXPRESS_SETTLE_AFTER_SECONDS are settled without asking: an
@@ -88,7 +100,7 @@ def sweep(
     return {"checked": checked, "settled": settled}
 
 
-def settle(store: Any, run_id: str, execution_status: str | None, *, log: Any = None) -> bool:
+def settle(store: EndingStore, run_id: str, execution_status: str | None, *, log: Any = None) -> bool:
     """End a non-terminal run whose execution is `execution_status` (None: there is none).
     True when this call changed the run."""
     from workflow_runs.ending import end_from_outside

@@ -51,6 +51,12 @@ class StepRetryableError(Exception):
     """
 
 
+class Unsealer(Protocol):
+    """Opens a run's sealed envs (workflow_runs.secrets; built lazily by the handler)."""
+
+    def unseal(self, blob: str, run_id: str) -> dict[str, str]: ...
+
+
 class Registry(Protocol):
     def get(self, type_name: str) -> Any: ...
 
@@ -60,7 +66,7 @@ def run_step(
     *,
     settings: Settings,
     store: RunStore,
-    sealer: Any,
+    sealer: Unsealer,
     registry: Registry | None = None,
     logger: Any = None,
 ) -> dict[str, Any]:
@@ -95,7 +101,7 @@ def _reply(run_id: str, next_: str, wait_seconds: int = 0) -> dict[str, Any]:
 
 
 class _Invocation:
-    def __init__(self, *, settings: Settings, store: RunStore, sealer: Any, registry: Registry, logger: Any):
+    def __init__(self, *, settings: Settings, store: RunStore, sealer: Unsealer, registry: Registry, logger: Any):
         self.settings = settings
         self.store = store
         self.sealer = sealer
