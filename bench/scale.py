@@ -13,7 +13,6 @@ are this machine's, not Lambda's: the cost model says so.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import statistics
 import time
@@ -325,6 +324,3 @@ def _cost(m: dict[str, Any], states: int, run_class: str, express_seconds: float
     return {"step_functions": step_functions, "dynamodb": dynamodb, "lambda": lam, "api_gateway": api_gateway,
             "total": total}
 
-
-if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")

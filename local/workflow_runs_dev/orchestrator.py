@@ -37,8 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workflow_runs.run_class import EXPRESS_MAX_SECONDS
-from workflow_runs.states import EXPRESS, EXPRESS_ENDED, NEXT_DONE, NEXT_STEP, NEXT_WAIT, STANDARD
+from workflow_runs.states import EXPRESS, EXPRESS_ENDED, EXPRESS_MAX_SECONDS, NEXT_DONE, NEXT_STEP, NEXT_WAIT, STANDARD
 
 if TYPE_CHECKING:
     from workflow_runs.settings import Settings

@@ -107,3 +107,19 @@ def test_batch_get_asks_again_for_unprocessed_keys():
     assert sorted(i["k"]["S"] for i in items) == ["1", "2"]
     assert client.calls[1][1]["RequestItems"] == {"t": {"Keys": [{"k": {"S": "2"}}]}}
     assert len(slept) == 1
+
+
+def test_a_single_write_meeting_a_transaction_in_flight_is_retried():
+    conflict = client_error("TransactionConflictException", "PutItem")
+    client = ScriptedClient(conflict, conflict, {})
+    db, slept = dynamo(client)
+    db.put(TableName="t", Item={})
+    assert len(client.calls) == 3 and len(slept) == 2
+    assert db.retried == {"TransactionConflictException": 2}
+
+
+def test_a_single_write_in_conflict_through_every_retry_is_unavailable():
+    db, slept = dynamo(ScriptedClient(*[client_error("TransactionConflictException", "UpdateItem")] * 10), attempts=4)
+    with pytest.raises(Unavailable):
+        db.update(TableName="t", Key={})
+    assert len(slept) == 3

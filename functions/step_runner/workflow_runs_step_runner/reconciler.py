@@ -23,8 +23,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
-from workflow_runs.run_class import EXPRESS_MAX_SECONDS
-from workflow_runs.states import EXPRESS, EXPRESS_ENDED
+from workflow_runs.states import EXPRESS, EXPRESS_ENDED, EXPRESS_MAX_SECONDS
 
 if TYPE_CHECKING:  # the handler imports the domain lazily (cold start)
     from workflow_runs.ending import EndingStore

@@ -16,9 +16,8 @@ from collections.abc import Iterable
 
 from .models import MAX_ATTEMPTS_CEILING, Step
 from .settings import Settings
-from .states import EXPRESS, STANDARD
+from .states import EXPRESS, EXPRESS_MAX_SECONDS, STANDARD  # noqa: F401 - EXPRESS_MAX_SECONDS re-exported
 
-EXPRESS_MAX_SECONDS = 300  # AWS: an Express execution runs at most five minutes
 EXPRESS_BUDGET_SECONDS = 240
 
 # The ASL's StepRetryableError retrier (infra/state_machine.asl.json; a test keeps them equal).

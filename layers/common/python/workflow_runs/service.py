@@ -261,16 +261,19 @@ class RunService:
             run_ids = self.store.non_terminal_run_ids(tenant, request.workflow_id)
         else:
             run_ids = request.run_ids or []
-        results = [self._cancel_one(tenant, run_id, request.reason) for run_id in run_ids]
-        if results and all(r.status == "error" and r.message == BUSY for r in results):
+        results, busy = [], 0
+        for run_id in run_ids:
+            try:
+                results.append(self._cancel_one(tenant, run_id, request.reason))
+            except Unavailable:
+                busy += 1
+                results.append(CancelResult(run_id=run_id, status="error", message=BUSY))
+        if results and busy == len(results):
             raise Unavailable("the store is busy; nothing was cancelled; try again")
         return results
 
     def _cancel_one(self, tenant: str, run_id: str, reason: str | None) -> CancelResult:
-        try:
-            ending = end_from_outside(self.store, run_id, Status.CANCELLED, tenant=tenant, cancel_reason=reason)
-        except Unavailable:
-            return CancelResult(run_id=run_id, status="error", message=BUSY)
+        ending = end_from_outside(self.store, run_id, Status.CANCELLED, tenant=tenant, cancel_reason=reason)
         if ending.record is None:
             return CancelResult(run_id=run_id, status="not_found", message="run not found")
         if not ending.changed:

@@ -71,3 +71,6 @@ NEXT_STEP = "step"
 NEXT_WAIT = "wait"
 NEXT_DONE = "done"
 NEXT_FAILED = "failed"
+
+# AWS: an Express execution runs at most five minutes (here so the reconciler needs no pydantic).
+EXPRESS_MAX_SECONDS = 300

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import Unavailable
 
@@ -48,20 +48,6 @@ class ConditionFailed(Exception):
     def __init__(self, failed: Sequence[int] = ()):
         super().__init__(f"condition failed on entries {list(failed)}")
         self.failed = tuple(failed)
-
-
-class DynamoClient(Protocol):
-    """The slice of boto3's DynamoDB client the store uses (a fake can implement it)."""
-
-    exceptions: Any
-
-    def transact_write_items(self, **kwargs: Any) -> dict[str, Any]: ...
-    def put_item(self, **kwargs: Any) -> dict[str, Any]: ...
-    def update_item(self, **kwargs: Any) -> dict[str, Any]: ...
-    def delete_item(self, **kwargs: Any) -> dict[str, Any]: ...
-    def get_item(self, **kwargs: Any) -> dict[str, Any]: ...
-    def query(self, **kwargs: Any) -> dict[str, Any]: ...
-    def batch_get_item(self, **kwargs: Any) -> dict[str, Any]: ...
 
 
 @lru_cache(maxsize=8)
@@ -169,16 +155,24 @@ class Dynamo:
     # ------------------------------------------------------------------ plumbing
 
     def _call(self, call: Callable[..., dict[str, Any]], **request: Any) -> dict[str, Any]:
+        """One request. A single write to an item a transaction holds (TransactionConflictException,
+        which botocore does not retry) is retried here like a cancelled transaction's conflict;
+        throttling botocore has already retried. What stays busy is Unavailable."""
         from botocore.exceptions import ClientError  # noqa: PLC0415 - botocore is loaded with the client
 
-        try:
-            return call(**request)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code") or "")
-            if code in BUSY_ERRORS:
+        delays = self.backoff.delays(self.rng)
+        while True:
+            try:
+                return call(**request)
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code") or "")
+                if code not in BUSY_ERRORS:
+                    raise
                 self._note(code)
-                raise Unavailable("the store is busy; nothing was changed; try again") from None
-            raise
+                delay = next(delays, None) if code == "TransactionConflictException" else None
+                if delay is None:
+                    raise Unavailable("the store is busy; nothing was changed; try again") from None
+                self.sleep(delay)
 
     def _note(self, reason: str) -> None:
         self.retried[reason] = self.retried.get(reason, 0) + 1

@@ -31,9 +31,6 @@ class RunRecord:
     def status(self) -> Status:
         return self.run.status
 
-    def with_run(self, run: WorkflowRun) -> RunRecord:
-        return replace(self, run=run)
-
     def with_activities(self, activities: list[ActivityRun]) -> RunRecord:
         return replace(self, run=self.run.model_copy(update={"activity_runs": activities}))
 
