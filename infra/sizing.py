@@ -1,5 +1,6 @@
-"""Memory of each function, in MB: the stack configures them from here, and the cost model
-(bench/scale.py) prices measured durations with the same numbers."""
+"""Sizes of the functions and the guards around them. The stack configures them from here,
+and the cost model (bench/scale.py) prices measured durations with the same memory numbers.
+"""
 
 from __future__ import annotations
 
@@ -10,3 +11,23 @@ MEMORY_MB = {
     "projector": 512,
     "reconciler": 512,
 }
+
+# Reserved concurrency, when the stage does not name its own (`stepRunnerConcurrency`, …).
+# Reserving guarantees the step runner and the projector their share however many stream
+# viewers arrive, and caps each at it. The account keeps at least 100 unreserved: these
+# need an account concurrency quota of at least sum + 100 (default quota: 1000).
+RESERVED_CONCURRENCY = {
+    # One invocation per running step; a run holds at most one at a time.
+    "step_runner": 100,
+    # Concurrent batches = shards of the runs table's stream × PARALLELIZATION_FACTOR.
+    "projector": 20,
+    # A settling sweep every 5 minutes and the odd failed-execution event.
+    "reconciler": 2,
+    # Each open SSE stream holds one stream function for its life (the API's and the
+    # function URL's together): the cap on streams open at once.
+    "stream": 100,
+}
+
+# Batches the projector processes at once per shard of the runs table's stream (1–10);
+# records of one run (one partition key) stay in order.
+PROJECTOR_PARALLELIZATION_FACTOR = 4

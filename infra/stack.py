@@ -1,8 +1,8 @@
 """The one stack: composes the concerns like the diagram in DESIGN.md, nothing more.
 
-clients ── API (public REST, private REST) ──> API function ─┐
-clients ── function URL / private API STREAM ─> stream function ─┼─> state machine ─> step runner
-runs table ──stream──> projector ──> event log                   │   reconciler (EventBridge, sweep)
+clients ── API (public REST, private REST) ──> API function:live ─┐
+clients ── same APIs, STREAM / function URL ──> stream function ──┼─> state machine ─> step runner:live
+runs table ──stream──> projector:live ──> event log                │   reconciler:live (EventBridge, sweep)
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from infra.constructs.functions import SERVICE_NAME, Functions
 from infra.constructs.observability import Observability
 from infra.constructs.orchestration import Orchestration
 from infra.constructs.stream import Stream
+from infra.sizing import RESERVED_CONCURRENCY
 
 
 class WorkflowRunsStack(Stack):
@@ -66,8 +67,10 @@ class WorkflowRunsStack(Stack):
             },
             apis=[a for a in (api.public_api, api.private_api) if a is not None],
             projector=stream.projector,
+            stream_concurrency=config.stream_concurrency or RESERVED_CONCURRENCY["stream"],
         )
 
+        # One origin for a browser app: blocking calls and streams both under PublicApiUrl.
         CfnOutput(self, "PublicApiUrl", value=api.public_api.url_for_path("/api/v1/workflow-runs"))
         CfnOutput(self, "StreamUrl", value=stream.function_url.url)
         if api.private_api is not None:

@@ -1,7 +1,13 @@
 """API: the public regional REST API and, when the stage names a VPC endpoint, a private
-REST API that admits only that endpoint. Both proxy `/api/v1/…` to the API function; the
-private one also streams `execute/stream` and `events` from the stream function, because
-function URLs cannot stream into a VPC.
+REST API that admits only that endpoint. Both proxy `/api/v1/…` to the API function's
+`live` alias and stream `execute/stream` and `{runId}/events` from the stream function
+(response streaming), so a browser app needs one base URL; function URLs cannot stream
+into a VPC, so the private API is the only way in from there.
+
+CORS: a preflight (OPTIONS) on any route reaches the API function, whose CORS middleware
+answers it from CORS_ALLOW_ORIGINS (API Gateway's mock CORS cannot echo one origin of a
+list); API Gateway's own error answers (authorizer, throttling 429, 5xx) carry the CORS
+headers through gateway responses (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -10,9 +16,9 @@ from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.checks import skip_checkov
 from infra.config import StageConfig
 from infra.constructs.data import Data
 from infra.constructs.functions import Functions, FunctionSpec
@@ -27,6 +33,17 @@ BINARY_MEDIA_TYPES = ["multipart/form-data"]
 API_FUNCTION_TIMEOUT = Duration.seconds(29)
 # A streamed response may last up to 15 minutes through a REST API (STREAM transfer mode).
 STREAM_INTEGRATION_TIMEOUT = Duration.minutes(15)
+# The two SSE routes, below BASE_PATH (method throttling names them this way too).
+STREAM_ROUTES = (("POST", "workflow-runs/execute/stream"), ("GET", "workflow-runs/{runId}/events"))
+# ../shared API "CORS": what preflights allow and what responses expose.
+CORS_ALLOW_HEADERS = "Authorization,Content-Type,Idempotency-Key,Last-Event-ID,If-Match"
+CORS_EXPOSE_HEADERS = "Location,ETag,Retry-After"
+CORS_ALLOW_METHODS = "GET,POST,PUT,DELETE,OPTIONS"
+
+_OPEN_METHOD = (
+    "No API Gateway authorizer: the app verifies the caller's JWT (issuer, audience, JWKS) on every "
+    "route, the same code the function URL runs; preflight OPTIONS must be open by the CORS protocol."
+)
 
 _API_ACKS = {
     "AwsSolutions-APIG2": (
@@ -68,9 +85,22 @@ class Api(Construct):
                 service="api",
                 timeout=API_FUNCTION_TIMEOUT,
                 memory_size=MEMORY_MB["api"],
-                environment=orchestration.run_control_environment(config),
+                environment={
+                    "CORS_ALLOW_ORIGINS": ",".join(config.cors_allow_origins),
+                    **orchestration.run_control_environment(config),
+                },
+                alias=True,
+                sync_caller="API Gateway's proxy integration",
+                concurrency_note=(
+                    "Not reserved: the stage's API Gateway throttling bounds its rate, and a blocking execute "
+                    "holds it up to 25 s, so a reservation small enough to leave the account room would "
+                    "turn bursts into 5xx; the step runner, projector and stream function reserve theirs."
+                ),
             ),
         )
+        # API Gateway invokes the published version behind `live`.
+        self.alias = functions.aliases["api"]
+        self._functions = functions
         data.grant_read_write(data.runs_table, self.function)
         data.envs_key.grant(self.function, "kms:GenerateDataKey")
         data.fingerprint_key.grant(self.function, "kms:GenerateMac")
@@ -104,7 +134,8 @@ class Api(Construct):
             endpoint_types=[apigw.EndpointType.REGIONAL],
             policy=None,
         )
-        self._route_proxy(self.public_api, self.function)
+        self._route_proxy(self.public_api, self.alias)
+        self._route_streams(self.public_api, self.alias, stream_function)
         Validations.of(self.public_api).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-APIG3",
@@ -122,8 +153,8 @@ class Api(Construct):
                 endpoint_types=[apigw.EndpointType.PRIVATE],
                 policy=private_api_policy(config.private_api_vpc_endpoint_id),
             )
-            self._route_proxy(self.private_api, self.function)
-            self._route_streams(self.private_api, self.function, stream_function)
+            self._route_proxy(self.private_api, self.alias)
+            self._route_streams(self.private_api, self.alias, stream_function)
             Validations.of(self.private_api).acknowledge(
                 Acknowledgment(
                     id="AwsSolutions-APIG3",
@@ -141,11 +172,12 @@ class Api(Construct):
         endpoint_types: list[apigw.EndpointType],
         policy: iam.PolicyDocument | None,
     ) -> apigw.RestApi:
-        access_logs = logs.LogGroup(
-            self,
-            f"{construct_id}AccessLogs",
-            retention=self._config.log_retention,
-            removal_policy=RemovalPolicy.RETAIN if self._config.retain_data else RemovalPolicy.DESTROY,
+        access_logs = self._functions.log_group(self, f"{construct_id}AccessLogs")
+        base = "/" + "/".join(BASE_PATH)
+        # The SSE routes hold a stream function each for a stream's life: a stricter throttle.
+        stream_throttle = apigw.MethodDeploymentOptions(
+            throttling_rate_limit=self._config.stream_throttling_rate_limit,
+            throttling_burst_limit=self._config.stream_throttling_burst_limit,
         )
         api = apigw.RestApi(
             self,
@@ -175,22 +207,54 @@ class Api(Construct):
                 data_trace_enabled=False,  # request bodies carry envs: never log them
                 metrics_enabled=True,
                 tracing_enabled=True,
+                method_options={f"{base}/{path}/{method}": stream_throttle for method, path in STREAM_ROUTES},
             ),
         )
         api.deployment_stage.node.add_dependency(self.account)
+        skip_checkov(
+            api.deployment_stage,
+            "CKV_AWS_120",
+            "Every answer is per tenant and per request (runs change by the second; execute starts runs): "
+            "an API Gateway cache would serve one caller's answer to another or stale data.",
+        )
+        self._cors_gateway_responses(api)
         return api
+
+    def _cors_gateway_responses(self, api: apigw.RestApi) -> None:
+        """API Gateway's own 4xx/5xx (authorizer, throttling 429, integration failures) carry
+        the CORS headers, so a browser app can read them. One listed origin is named; with
+        several, the request's Origin is echoed (a gateway response cannot pick from a
+        list): those answers carry no data, only the error."""
+        origins = self._config.cors_allow_origins
+        if not origins:
+            return
+        allow_origin = f"'{origins[0]}'" if len(origins) == 1 else "method.request.header.Origin"
+        headers = {
+            "Access-Control-Allow-Origin": allow_origin,
+            "Access-Control-Allow-Headers": f"'{CORS_ALLOW_HEADERS}'",
+            "Access-Control-Allow-Methods": f"'{CORS_ALLOW_METHODS}'",
+            "Access-Control-Expose-Headers": f"'{CORS_EXPOSE_HEADERS}'",
+            "Vary": "'Origin'",
+        }
+        for name, response_type in (
+            ("Default4xx", apigw.ResponseType.DEFAULT_4_XX),
+            ("Default5xx", apigw.ResponseType.DEFAULT_5_XX),
+        ):
+            api.add_gateway_response(f"Cors{name}", type=response_type, response_headers=headers)
 
     @staticmethod
     def _route_proxy(api: apigw.RestApi, function: lambda_.IFunction) -> None:
         integration = apigw.LambdaIntegration(function, proxy=True, allow_test_invoke=False)
         base = api.root.resource_for_path("/".join(BASE_PATH))
-        base.add_proxy(default_integration=integration, any_method=True)
+        proxy = base.add_proxy(default_integration=integration, any_method=True)
+        skip_checkov(proxy.any_method, "CKV_AWS_59", _OPEN_METHOD)
 
     @staticmethod
     def _route_streams(api: apigw.RestApi, function: lambda_.IFunction, stream_function: lambda_.IFunction) -> None:
         """The two SSE routes stream from the stream function. API Gateway picks the most
         specific resource and never falls back to a shorter greedy one, so every resource
-        on the way to them proxies the API function too."""
+        on the way to them proxies the API function too, and their preflights (OPTIONS)
+        go to the API function, whose CORS middleware answers them."""
         integration = apigw.LambdaIntegration(function, proxy=True, allow_test_invoke=False)
         stream = apigw.LambdaIntegration(
             stream_function,
@@ -200,14 +264,22 @@ class Api(Construct):
             allow_test_invoke=False,
         )
         runs = api.root.resource_for_path("/".join((*BASE_PATH, "workflow-runs")))
-        runs.add_method("ANY", integration)
         execute = runs.add_resource("execute")
-        execute.add_method("ANY", integration)
-        execute.add_resource("stream").add_method("POST", stream)
+        execute_stream = execute.add_resource("stream")
         run = runs.add_resource("{runId}")
-        run.add_method("ANY", integration)
-        run.add_resource("events").add_method("GET", stream)
-        run.add_proxy(default_integration=integration, any_method=True)
+        events = run.add_resource("events")
+        methods = [
+            runs.add_method("ANY", integration),
+            execute.add_method("ANY", integration),
+            execute_stream.add_method("POST", stream),
+            execute_stream.add_method("OPTIONS", integration),
+            run.add_method("ANY", integration),
+            events.add_method("GET", stream),
+            events.add_method("OPTIONS", integration),
+            run.add_proxy(default_integration=integration, any_method=True).any_method,
+        ]
+        for method in methods:
+            skip_checkov(method, "CKV_AWS_59", _OPEN_METHOD)
 
 
 def private_api_policy(vpc_endpoint_id: str) -> iam.PolicyDocument:

@@ -14,6 +14,7 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 from workflow_runs import keys
 
+from infra.checks import skip_checkov
 from infra.config import StageConfig
 
 
@@ -48,6 +49,12 @@ class Data(Construct):
             key_spec=kms.KeySpec.HMAC_256,
             key_usage=kms.KeyUsage.GENERATE_VERIFY_MAC,
             removal_policy=removal,
+        )
+        skip_checkov(
+            self.fingerprint_key,
+            "CKV_AWS_7",
+            "An HMAC key: KMS supports automatic rotation for symmetric encryption keys only; rotating it "
+            "by hand would invalidate every stored idempotency fingerprint and page token.",
         )
         pitr = dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True)
         string = dynamodb.AttributeType.STRING

@@ -1,16 +1,20 @@
-"""Observability: alarms on what means "runs are not flowing" and one dashboard.
+"""Observability: alarms on what means "runs are not flowing" and one dashboard per stage
+and region (`workflow-runs-<stage>-<region>`).
 
 Alarmed: dead letters waiting (projector failures, undelivered reconciler events), state
 machine executions failed or timed out, API 5xx, the projector falling behind the stream
-(iterator age), throttles and errors of every function. Alarms notify one encrypted SNS
-topic (and an e-mail address when the stage names one).
+(iterator age, and the functions' own ProjectionLag), throttles and errors of every
+function, and from the functions' Powertools metrics (namespace WorkflowRuns, dimension
+`service`): runs ending failed, streams refused by the per-tenant cap, open streams near
+the stream function's concurrency cap. Alarms notify one encrypted SNS topic (and an
+e-mail address when the stage names one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -31,6 +35,16 @@ FIVE_MINUTES = Duration.minutes(5)
 ITERATOR_AGE_LIMIT_MS = 60_000
 API_5XX_PER_5_MINUTES = 5
 FUNCTION_ERRORS_PER_5_MINUTES = 5
+# Powertools metrics of the functions (names agreed with the functions' code).
+METRICS_NAMESPACE = "WorkflowRuns"
+RUN_CLASSES = ("standard", "express")
+# Services that may end a run as failed: the step runner (a step failed), the reconciler
+# (an execution failed, timed out or was aborted, or a stale run swept).
+RUN_ENDING_SERVICES = ("step-runner", "reconciler")
+FAILED_RUNS_PER_5_MINUTES = 5
+STREAMS_REFUSED_PER_5_MINUTES = 10
+# Alarm when the streams open at once reach this share of the stream function's cap.
+OPEN_STREAMS_SHARE = 0.8
 
 
 class Observability(Construct):
@@ -45,6 +59,7 @@ class Observability(Construct):
         dead_letter_queues: Mapping[str, sqs.IQueue],
         apis: Sequence[apigw.RestApi],
         projector: lambda_.Function,
+        stream_concurrency: int,
     ) -> None:
         super().__init__(scope, construct_id)
         self.alarms: list[cloudwatch.Alarm] = []
@@ -122,6 +137,40 @@ class Observability(Construct):
             "The projector is falling behind the runs table's stream: SSE clients see events late",
             periods=3,
         )
+        projection_lag = app_metric("ProjectionLag", "projector", statistic="Maximum", period=ONE_MINUTE)
+        alarm(
+            "ProjectionLag",
+            projection_lag,
+            ITERATOR_AGE_LIMIT_MS,
+            "Events reach the event log late (ProjectionLag: the stream record's creation to its event)",
+            periods=3,
+        )
+        failed_runs = cloudwatch.MathExpression(
+            expression="+".join(f"FILL(f{i},0)" for i in range(len(RUN_ENDING_SERVICES) * len(RUN_CLASSES))),
+            using_metrics={
+                f"f{i}": app_metric("RunsEnded", service, Status="failed", RunClass=run_class)
+                for i, (service, run_class) in enumerate((s, c) for s in RUN_ENDING_SERVICES for c in RUN_CLASSES)
+            },
+            label="Runs ended failed",
+            period=FIVE_MINUTES,
+        )
+        alarm("RunsFailed", failed_runs, FAILED_RUNS_PER_5_MINUTES, "Runs are ending failed (RunsEnded Status=failed)")
+        streams_refused = app_metric("StreamsRefused", "stream")
+        alarm(
+            "StreamsRefused",
+            streams_refused,
+            STREAMS_REFUSED_PER_5_MINUTES,
+            "Streams refused by the per-tenant cap (429): a tenant opens more than STREAM_MAX_PER_TENANT",
+        )
+        open_streams = app_metric("OpenStreams", "stream", statistic="Maximum", period=ONE_MINUTE)
+        alarm(
+            "OpenStreamsNearCap",
+            open_streams,
+            max(1, int(stream_concurrency * OPEN_STREAMS_SHARE)),
+            f"Open streams near the stream function's concurrency cap ({stream_concurrency}): new streams "
+            "will be throttled",
+            periods=3,
+        )
         for name, function in functions.items():
             alarm(
                 f"{_pascal(name)}Throttles",
@@ -136,8 +185,13 @@ class Observability(Construct):
                 f"{name}: invocation errors",
             )
 
+        # The region in the name: one dashboard per stage and region, side by side in a
+        # multi-region account.
         self.dashboard = cloudwatch.Dashboard(
-            self, "Dashboard", dashboard_name=f"workflow-runs-{config.name}", default_interval=Duration.hours(3)
+            self,
+            "Dashboard",
+            dashboard_name=f"workflow-runs-{config.name}-{Stack.of(self).region}",
+            default_interval=Duration.hours(3),
         )
         self.dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24, height=4),
@@ -189,6 +243,37 @@ class Observability(Construct):
             ),
         )
         self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Runs started and ended (by run class, status)",
+                left=[
+                    search("RunsStarted", "service,RunClass", "Sum"),
+                    search("RunsEnded", "service,Status,RunClass", "Sum"),
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Step duration p99 (ms, by step type)",
+                left=[search("StepDuration", "service,StepType", "p99")],
+                width=12,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Streams: open (max), refused",
+                left=[open_streams],
+                right=[streams_refused],
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(value=stream_concurrency, label="stream function cap")
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Projection lag (ms): functions' ProjectionLag, mapping's iterator age",
+                left=[projection_lag, iterator_age],
+                width=12,
+            ),
+        )
+        self.dashboard.add_widgets(
             cloudwatch.GraphWidget(title="Projector iterator age (ms)", left=[iterator_age], width=12),
             cloudwatch.GraphWidget(
                 title="Dead letters",
@@ -199,6 +284,29 @@ class Observability(Construct):
                 width=12,
             ),
         )
+
+
+def app_metric(
+    name: str, service: str, *, statistic: str = "Sum", period: Duration = FIVE_MINUTES, **dimensions: str
+) -> cloudwatch.Metric:
+    """A Powertools metric of one function (namespace WorkflowRuns, dimension service)."""
+    return cloudwatch.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": service, **dimensions},
+        statistic=statistic,
+        period=period,
+    )
+
+
+def search(name: str, dimensions: str, statistic: str) -> cloudwatch.MathExpression:
+    """Every series of a metric whatever its extra dimensions' values (dashboard only)."""
+    return cloudwatch.MathExpression(
+        expression=f"SEARCH('{{{METRICS_NAMESPACE},{dimensions}}} MetricName=\"{name}\"', '{statistic}', 300)",
+        using_metrics={},
+        label=name,
+        period=FIVE_MINUTES,
+    )
 
 
 def _pascal(name: str) -> str:

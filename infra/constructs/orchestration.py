@@ -22,7 +22,7 @@ from infra.config import REPO_ROOT, StageConfig
 from infra.constructs.data import Data
 from infra.constructs.functions import Functions, FunctionSpec
 from infra.constructs.queues import failure_queue
-from infra.sizing import MEMORY_MB
+from infra.sizing import MEMORY_MB, RESERVED_CONCURRENCY
 
 STATE_MACHINE_FILE = REPO_ROOT / "infra" / "state_machine.asl.json"
 STEP_RUNNER_ASSET = "functions/step_runner"
@@ -65,8 +65,16 @@ class Orchestration(Construct):
                 # An llm step streams a whole completion; an http step is bounded by its own timeout.
                 timeout=Duration.minutes(5),
                 memory_size=MEMORY_MB["step_runner"],
+                # Its own share of the account's concurrency: stream viewers cannot starve
+                # running steps, and a flood of runs throttles (retried by the state machine)
+                # instead of starving everything else.
+                reserved_concurrency=config.step_runner_concurrency or RESERVED_CONCURRENCY["step_runner"],
+                alias=True,
+                sync_caller="the state machines' lambda:invoke tasks, which retry and catch",
             ),
         )
+        # The state machines invoke the published version behind `live`, never $LATEST.
+        self.step_runner_alias = functions.aliases["step-runner"]
         data.grant_read_write(data.runs_table, self.step_runner)
         data.envs_key.grant(self.step_runner, "kms:Decrypt")
         self.step_runner.add_to_role_policy(
@@ -90,15 +98,19 @@ class Orchestration(Construct):
         # without a wildcard on the machine.
         self.state_machine_name = f"workflow-runs-{config.name}"
         self.state_machine = self._machine(
-            "StateMachine", self.state_machine_name, sfn.StateMachineType.STANDARD,
-            logs.LogGroup(self, "ExecutionLogs", retention=config.log_retention),
+            "StateMachine",
+            self.state_machine_name,
+            sfn.StateMachineType.STANDARD,
+            functions.log_group(self, "ExecutionLogs"),
             # ALL events, but never the execution data: inputs and outputs may carry user data.
             sfn.LogLevel.ALL,
         )
         self.express_state_machine_name = f"workflow-runs-{config.name}-express"
         self.express_state_machine = self._machine(
-            "ExpressStateMachine", self.express_state_machine_name, sfn.StateMachineType.EXPRESS,
-            logs.LogGroup(self, "ExpressExecutionLogs", retention=config.log_retention),
+            "ExpressStateMachine",
+            self.express_state_machine_name,
+            sfn.StateMachineType.EXPRESS,
+            functions.log_group(self, "ExpressExecutionLogs"),
             # An Express execution keeps its history only here. ERROR: every failed, timed-out
             # or aborted execution and failed task is logged (what an operator looks for);
             # the run's own history is in the store, and logging every event of every run
@@ -115,6 +127,13 @@ class Orchestration(Construct):
         )
         self.state_machines = (self.state_machine, self.express_state_machine)
 
+        # Events that EventBridge could not deliver after its retries, and invocations that
+        # failed after Lambda's own async retries, land here (alarmed).
+        self.reconciler_dlq = failure_queue(
+            self,
+            "ReconcilerDeadLetters",
+            feeds="dead-letter queue of the reconciler's EventBridge targets and of its async invocations",
+        )
         self.reconciler = functions.function(
             self,
             "Reconciler",
@@ -126,19 +145,19 @@ class Orchestration(Construct):
                 timeout=Duration.minutes(2),
                 memory_size=MEMORY_MB["reconciler"],
                 environment={"STATE_MACHINE_ARN": self.state_machine.state_machine_arn},
+                reserved_concurrency=config.reconciler_concurrency or RESERVED_CONCURRENCY["reconciler"],
+                alias=True,
+                dead_letter_queue=self.reconciler_dlq,
             ),
         )
+        self.reconciler_alias = functions.aliases["reconciler"]
         data.grant_read_write(data.runs_table, self.reconciler)
         # It only reads a Standard execution's status; settling the run is a conditional table
         # write. Express runs are settled by age alone (no DescribeExecution by name).
         self._grant_executions(self.reconciler, "states:DescribeExecution")
 
-        # Events that EventBridge could not deliver after its retries land here (alarmed).
-        self.reconciler_dlq = failure_queue(
-            self, "ReconcilerDeadLetters", feeds="dead-letter queue of the reconciler's EventBridge targets"
-        )
         target = targets.LambdaFunction(
-            self.reconciler,
+            self.reconciler_alias,
             retry_attempts=4,
             max_event_age=Duration.hours(2),
             dead_letter_queue=self.reconciler_dlq,
@@ -192,19 +211,15 @@ class Orchestration(Construct):
             state_machine_type=kind,
             definition_body=sfn.DefinitionBody.from_file(str(STATE_MACHINE_FILE)),
             definition_substitutions={
-                "StepRunnerFunctionArn": self.step_runner.function_arn,
-                "RecordFailureFunctionArn": self.step_runner.function_arn,
+                "StepRunnerFunctionArn": self.step_runner_alias.function_arn,
+                "RecordFailureFunctionArn": self.step_runner_alias.function_arn,
             },
             logs=sfn.LogOptions(destination=log_group, level=level, include_execution_data=False),
             tracing_enabled=True,
         )
-        self.step_runner.grant_invoke(machine)
+        # lambda:InvokeFunction on the alias only: not $LATEST, not another version.
+        self.step_runner_alias.grant_invoke(machine)
         Validations.of(machine.role).acknowledge(
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{_logical(self.step_runner)}.Arn>:*]",
-                reason="lambda:InvokeFunction on the step runner's versions and aliases "
-                "(Function.grantInvoke); the function itself is the only target.",
-            ),
             Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]",
                 reason="Step Functions log delivery (logs:CreateLogDelivery, …) and X-Ray "

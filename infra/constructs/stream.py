@@ -1,5 +1,11 @@
-"""Stream: the SSE app under the Lambda Web Adapter behind a streaming function URL, and
-the projector — the DynamoDB stream's one reader — that turns run changes into events.
+"""Stream: the SSE app under the Lambda Web Adapter, served through the public REST API
+(the one origin of a browser app, api.py) and through a streaming function URL, and the
+projector — the DynamoDB stream's one reader — that turns run changes into events.
+
+The stream function's reserved concurrency is the cap on streams open at once, through the
+API and the function URL together: the function URL has no concurrency setting of its own,
+and the stream function serves nothing else, so that cap is the URL's limit too, and no
+crowd of viewers can take the step runner's or the projector's share.
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ from aws_cdk import aws_lambda_event_sources as event_sources
 from constructs import Construct
 from workflow_runs import keys
 
+from infra.checks import skip_checkov
 from infra.config import StageConfig
 from infra.constructs.data import Data
 from infra.constructs.functions import Functions, FunctionSpec
 from infra.constructs.orchestration import Orchestration
 from infra.constructs.queues import failure_queue
-from infra.sizing import MEMORY_MB
+from infra.sizing import MEMORY_MB, PROJECTOR_PARALLELIZATION_FACTOR, RESERVED_CONCURRENCY
 
 # The Lambda Web Adapter layer, pinned here and nowhere else. AWS publishes the same
 # version number in every commercial region (LWA docs, "Zip Packages"); a region that
@@ -32,8 +39,10 @@ STREAM_ASSET = "functions/stream"
 ADAPTER_PORT = "8080"
 # Function URLs stream for up to 15 minutes; a followed run ends its stream before that.
 STREAM_TIMEOUT = Duration.minutes(15)
-# What the SSE clients send: auth, the multipart/JSON body, resume and retry headers.
-CORS_HEADERS = ["authorization", "content-type", "last-event-id", "idempotency-key"]
+# What the SSE clients send: auth, the multipart/JSON body, resume and retry headers
+# (../shared API "CORS": Authorization, Content-Type, Idempotency-Key, Last-Event-ID, If-Match).
+CORS_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id", "if-match"]
+CORS_EXPOSE_HEADERS = ["location", "etag", "retry-after"]
 
 PROJECTOR_BATCH_SIZE = 100
 PROJECTOR_RETRY_ATTEMPTS = 3
@@ -69,7 +78,7 @@ class Stream(Construct):
                 asset=STREAM_ASSET,
                 # run.sh starts uvicorn; the adapter (/opt/bootstrap) proxies invocations to it.
                 handler="run.sh",
-                description="SSE: execute/stream and a run's events (FastAPI under the Lambda Web Adapter)",
+                description="SSE: execute/stream and a run's events (under the Lambda Web Adapter)",
                 service="stream",
                 timeout=STREAM_TIMEOUT,
                 memory_size=MEMORY_MB["stream"],
@@ -79,8 +88,15 @@ class Stream(Construct):
                     "AWS_LWA_INVOKE_MODE": "response_stream",
                     "AWS_LWA_READINESS_CHECK_PATH": "/health",
                     "PORT": ADAPTER_PORT,
+                    "CORS_ALLOW_ORIGINS": ",".join(config.cors_allow_origins),
                     **orchestration.run_control_environment(config),
                 },
+                # The cap on streams open at once (API and function URL together).
+                reserved_concurrency=config.stream_concurrency or RESERVED_CONCURRENCY["stream"],
+                # No SnapStart: the adapter starts uvicorn as a subprocess with its own
+                # sockets, which a snapshot would freeze (docs/decisions.md).
+                alias=False,
+                sync_caller="API Gateway's streaming integration and the function URL",
             ),
         )
         data.grant_read_write(data.runs_table, self.function)
@@ -89,16 +105,28 @@ class Stream(Construct):
         data.fingerprint_key.grant(self.function, "kms:GenerateMac")
         orchestration.grant_run_control(self.function)
 
-        # Auth NONE: the app verifies the JWT itself, as it does behind API Gateway.
+        # Auth NONE: the app verifies the JWT itself, as it does behind API Gateway. CORS as
+        # the API answers it: the listed origins only (none listed: no CORS).
         self.function_url = self.function.add_function_url(
             auth_type=lambda_.FunctionUrlAuthType.NONE,
             invoke_mode=lambda_.InvokeMode.RESPONSE_STREAM,
-            cors=lambda_.FunctionUrlCorsOptions(
-                allowed_origins=list(config.cors_allowed_origins),
-                allowed_methods=[lambda_.HttpMethod.GET, lambda_.HttpMethod.POST],
-                allowed_headers=CORS_HEADERS,
-                max_age=Duration.hours(1),
+            cors=(
+                lambda_.FunctionUrlCorsOptions(
+                    allowed_origins=list(config.cors_allow_origins),
+                    allowed_methods=[lambda_.HttpMethod.GET, lambda_.HttpMethod.POST],
+                    allowed_headers=CORS_HEADERS,
+                    exposed_headers=CORS_EXPOSE_HEADERS,
+                    max_age=Duration.hours(1),
+                )
+                if config.cors_allow_origins
+                else None
             ),
+        )
+        skip_checkov(
+            self.function_url,
+            "CKV_AWS_258",
+            "Browsers cannot sign requests with SigV4: the app verifies the caller's JWT (issuer, audience, "
+            "JWKS) on every route, as behind API Gateway; the function's reserved concurrency caps it.",
         )
 
         self.projector = functions.function(
@@ -111,8 +139,13 @@ class Stream(Construct):
                 service="projector",
                 timeout=Duration.minutes(1),
                 memory_size=MEMORY_MB["projector"],
+                # Its own share: events keep flowing to viewers however many streams are open.
+                reserved_concurrency=config.projector_concurrency or RESERVED_CONCURRENCY["projector"],
+                alias=True,
+                sync_caller="its DynamoDB stream mapping, whose failures go to the ProjectorFailures queue",
             ),
         )
+        self.projector_alias = functions.aliases["projector"]
         data.grant_read(data.runs_table, self.projector)
         data.grant_read_write(data.events_table, self.projector)
 
@@ -122,7 +155,8 @@ class Stream(Construct):
             self, "ProjectorFailures", feeds="on-failure destination of the projector's event source mapping"
         )
         self._grant_stream_read(data, self.projector)
-        self.event_source = self.projector.add_event_source_mapping(
+        # The mapping invokes the `live` alias: the published (SnapStart) version.
+        self.event_source = self.projector_alias.add_event_source_mapping(
             "RunsStream",
             event_source_arn=data.runs_table.table_stream_arn,
             starting_position=lambda_.StartingPosition.TRIM_HORIZON,
@@ -133,6 +167,8 @@ class Stream(Construct):
             report_batch_item_failures=True,
             on_failure=event_sources.SqsDlq(self.projector_dlq),
             filters=projector_filters(),
+            # Batches per shard at once; one partition key (one run) stays in order.
+            parallelization_factor=PROJECTOR_PARALLELIZATION_FACTOR,
         )
 
     def _grant_stream_read(self, data: Data, function: lambda_.IFunction) -> None:

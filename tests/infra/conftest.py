@@ -25,6 +25,13 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 TEST_VPC_ENDPOINT_ID = "vpce-0a1b2c3d4e5f60718"
 TEST_ACCOUNT = "123456789012"
 TEST_REGION = "eu-west-1"
+# prod has no issuer in cdk.json (it must be given at synth): tests give these.
+PROD_ISSUER = {
+    "jwtIssuer": "https://auth.acme-corp.net/",
+    "jwtAudience": "workflow-runs",
+    "jwksUrl": "https://auth.acme-corp.net/.well-known/jwks.json",
+}
+TEST_CORS_ORIGINS = ["https://app.acme-corp.net"]
 
 
 @dataclass
@@ -66,6 +73,8 @@ def synthesize(stage: str, outdir: Path, placeholder_deps: Path, **overrides: di
         outdir=str(outdir),
         deps_layer_dir=placeholder_deps,
         env=cdk.Environment(account=TEST_ACCOUNT, region=TEST_REGION),
+        context_file=None,  # a developer's cdk.context.json never changes what tests see
+        environ={},
     )
     app.synth()  # raises when cdk-nag reports a finding nobody acknowledged
     template = json.loads((outdir / f"{stack.stack_name}.template.json").read_text())
@@ -86,7 +95,7 @@ def prod(tmp_path_factory, placeholder_deps) -> Synthesized:
         "prod",
         tmp_path_factory.mktemp("cdk-prod"),
         placeholder_deps,
-        prod={"privateApiVpcEndpointId": TEST_VPC_ENDPOINT_ID},
+        prod={"privateApiVpcEndpointId": TEST_VPC_ENDPOINT_ID, "corsAllowOrigins": TEST_CORS_ORIGINS, **PROD_ISSUER},
     )
 
 

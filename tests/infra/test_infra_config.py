@@ -11,7 +11,8 @@ VALID = {"jwtIssuer": "https://issuer.example/", "jwtAudience": "api", "jwksUrl"
 
 def test_cdk_json_defines_dev_and_prod_and_prod_keeps_its_data():
     stages = cdk_json_context()[STAGES_CONTEXT_KEY]
-    dev, prod = stage_config(stages, "dev"), stage_config(stages, "prod")
+    real = {"jwtIssuer": "https://login.acme-corp.net/", "jwtAudience": "runs", "jwksUrl": "https://login.acme-corp.net/jwks"}
+    dev, prod = stage_config(stages, "dev"), stage_config(stages, "prod", overrides=real)
     assert (dev.retain_data, prod.retain_data) == (False, True)
     assert prod.log_retention_days >= dev.log_retention_days
 

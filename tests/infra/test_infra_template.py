@@ -27,6 +27,19 @@ def function_by_handler(synth, handler: str) -> tuple[str, dict[str, Any]]:
     return matches[0]
 
 
+def alias_of(synth, handler: str) -> str:
+    """The logical id of the `live` alias of the function with `handler`."""
+    function_id, _ = function_by_handler(synth, handler)
+    aliases = [
+        k
+        for k, r in synth.resources("AWS::Lambda::Alias").items()
+        if r["Properties"]["FunctionName"] == {"Ref": function_id}
+    ]
+    assert len(aliases) == 1, f"expected one alias of {handler}, found {len(aliases)}"
+    assert synth.template["Resources"][aliases[0]]["Properties"]["Name"] == "live"
+    return aliases[0]
+
+
 def env_of(synth, handler: str) -> dict[str, Any]:
     return function_by_handler(synth, handler)[1]["Properties"]["Environment"]["Variables"]
 
@@ -168,7 +181,7 @@ def test_dev_tables_are_disposable(dev):
 
 
 def test_projector_reads_the_runs_stream_with_partial_batch_responses_and_an_on_failure_queue(prod):
-    projector_id, _ = function_by_handler(prod, PROJECTOR_HANDLER)
+    projector_id = alias_of(prod, PROJECTOR_HANDLER)  # the mapping invokes the `live` alias
     mappings = list(prod.resources("AWS::Lambda::EventSourceMapping").values())
     assert len(mappings) == 1
     props = mappings[0]["Properties"]
@@ -176,13 +189,17 @@ def test_projector_reads_the_runs_stream_with_partial_batch_responses_and_an_on_
         k for k, t in prod.resources("AWS::DynamoDB::Table").items() if "StreamSpecification" in t["Properties"]
     )
 
-    assert props["FunctionName"] == {"Ref": projector_id}
+    # "<function name>:live", the name taken from the alias: the alias, never $LATEST.
+    assert props["FunctionName"] == {
+        "Fn::Join": ["", [{"Fn::Select": [6, {"Fn::Split": [":", {"Ref": projector_id}]}]}, ":live"]]
+    }
     assert props["EventSourceArn"] == {"Fn::GetAtt": [runs_id, "StreamArn"]}
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["BisectBatchOnFunctionError"] is True
     assert 0 < props["MaximumRetryAttempts"] <= 10
     assert 0 < props["MaximumRecordAgeInSeconds"] <= 24 * 3600
     assert 1 <= props["BatchSize"] <= 1000
+    assert 1 < props["ParallelizationFactor"] <= 10
     destination = props["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"]
     assert destination[1] == "Arn"
     assert prod.template["Resources"][destination[0]]["Type"] == "AWS::SQS::Queue"
@@ -217,10 +234,12 @@ def test_private_api_admits_only_the_configured_vpc_endpoint(prod, vpc_endpoint_
     ]
 
 
-def test_private_api_streams_execute_stream_and_events_from_the_stream_function(prod):
-    private_id, _ = rest_api(prod, "PRIVATE")
+@pytest.mark.parametrize("endpoint_type", ["PRIVATE", "REGIONAL"])
+def test_both_apis_stream_execute_stream_and_events_from_the_stream_function(prod, endpoint_type):
+    """One origin: the public API streams too, not only the private one."""
+    rest_api_id, _ = rest_api(prod, endpoint_type)
     stream_id, _ = function_by_handler(prod, STREAM_HANDLER)
-    methods = methods_of(prod, private_id)
+    methods = methods_of(prod, rest_api_id)
     for key in [("POST", "/api/v1/workflow-runs/execute/stream"), ("GET", "/api/v1/workflow-runs/{runId}/events")]:
         integration = methods[key]["Integration"]
         assert integration["Type"] == "AWS_PROXY"
@@ -229,10 +248,29 @@ def test_private_api_streams_execute_stream_and_events_from_the_stream_function(
         assert "response-streaming-invocations" in uri and stream_id in uri
 
 
-def test_private_api_proxies_every_other_path_to_the_api_function(prod):
-    private_id, _ = rest_api(prod, "PRIVATE")
+@pytest.mark.parametrize("endpoint_type", ["PRIVATE", "REGIONAL"])
+def test_both_apis_proxy_every_other_path_and_every_preflight_to_the_api_functions_alias(prod, endpoint_type):
+    rest_api_id, _ = rest_api(prod, endpoint_type)
     api_id, _ = function_by_handler(prod, API_HANDLER)
-    methods = methods_of(prod, private_id)
+    alias_id = alias_of(prod, API_HANDLER)
+    methods = methods_of(prod, rest_api_id)
+    preflights = [("OPTIONS", "/api/v1/workflow-runs/execute/stream"), ("OPTIONS", "/api/v1/workflow-runs/{runId}/events")]
+    for key in preflights:  # the app's CORS middleware answers them, not a mock
+        integration = methods[key]["Integration"]
+        assert integration["Type"] == "AWS_PROXY"
+        assert alias_id in flatten(integration["Uri"])
+    assert set(methods) == {
+        *preflights,
+        ("POST", "/api/v1/workflow-runs/execute/stream"),
+        ("GET", "/api/v1/workflow-runs/{runId}/events"),
+        *(("ANY", p) for p in [
+            "/api/v1/{proxy+}",
+            "/api/v1/workflow-runs",
+            "/api/v1/workflow-runs/execute",
+            "/api/v1/workflow-runs/{runId}",
+            "/api/v1/workflow-runs/{runId}/{proxy+}",
+        ]),
+    }
     for path in [
         "/api/v1/{proxy+}",
         "/api/v1/workflow-runs",
@@ -242,16 +280,13 @@ def test_private_api_proxies_every_other_path_to_the_api_function(prod):
     ]:
         integration = methods[("ANY", path)]["Integration"]
         assert integration.get("ResponseTransferMode", "BUFFERED") == "BUFFERED"
-        assert api_id in flatten(integration["Uri"])
+        uri = flatten(integration["Uri"])
+        assert alias_id in uri and f'"{api_id}"' not in uri  # the alias, never $LATEST
 
 
-def test_public_api_proxies_to_the_api_function_without_stream_routes(prod):
-    public_id, api = rest_api(prod, "REGIONAL")
-    api_fn_id, _ = function_by_handler(prod, API_HANDLER)
+def test_public_api_takes_multipart_as_binary(prod):
+    _, api = rest_api(prod, "REGIONAL")
     assert "multipart/form-data" in api["Properties"]["BinaryMediaTypes"]
-    methods = methods_of(prod, public_id)
-    assert set(methods) == {("ANY", "/api/v1/{proxy+}")}
-    assert api_fn_id in flatten(methods[("ANY", "/api/v1/{proxy+}")]["Integration"]["Uri"])
 
 
 @pytest.mark.parametrize("stage", ["prod", "dev"])
@@ -263,9 +298,15 @@ def test_api_stages_throttle_and_write_access_logs(stage, request):
         props = api_stage["Properties"]
         assert props["StageName"] == stage
         assert "DestinationArn" in props["AccessLogSetting"] and props["AccessLogSetting"]["Format"]
-        (settings,) = props["MethodSettings"]
+        by_path = {(m["ResourcePath"], m["HttpMethod"]): m for m in props["MethodSettings"]}
+        settings = by_path[("/*", "*")]
         assert settings["ThrottlingRateLimit"] > 0 and settings["ThrottlingBurstLimit"] > 0
         assert settings["DataTraceEnabled"] is False
+        # The SSE routes hold a function each for a stream's life: throttled harder.
+        for key in [("/~1api~1v1~1workflow-runs~1execute~1stream", "POST"),
+                    ("/~1api~1v1~1workflow-runs~1{runId}~1events", "GET")]:
+            assert 0 < by_path[key]["ThrottlingRateLimit"] < settings["ThrottlingRateLimit"]
+            assert 0 < by_path[key]["ThrottlingBurstLimit"] < settings["ThrottlingBurstLimit"]
         assert props["TracingEnabled"] is True
 
 
@@ -296,13 +337,17 @@ def test_every_function_shares_the_defaults(prod):
         assert props["TracingConfig"] == {"Mode": "Active"}
         assert props["LoggingConfig"]["LogFormat"] == "JSON"
         assert "LogGroup" in props["LoggingConfig"]
-        assert props["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"].startswith("workflow-runs-")
+        env = props["Environment"]["Variables"]
+        assert env["POWERTOOLS_SERVICE_NAME"] in {"api", "step-runner", "projector", "reconciler", "stream"}
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "WorkflowRuns"
         assert len(props["Layers"]) >= 2  # the domain and the dependencies
 
 
 def test_every_function_environment_is_a_valid_settings(prod):
     """The env names are Settings fields (upper-cased) and Settings.from_env accepts them."""
     platform = {"AWS_LAMBDA_EXEC_WRAPPER", "AWS_LWA_INVOKE_MODE", "AWS_LWA_READINESS_CHECK_PATH", "PORT"}
+    # Read by the shared CORS middleware of the HTTP apps (../shared API "CORS").
+    platform |= {"CORS_ALLOW_ORIGINS"}
     fields = {name.upper() for name in Settings.model_fields}
     for function in prod.resources("AWS::Lambda::Function").values():
         env = function["Properties"]["Environment"]["Variables"]
@@ -346,10 +391,10 @@ def test_both_state_machines_are_traced_and_log_without_execution_data(prod, kin
 
 
 def test_reconciler_hears_failed_timed_out_and_aborted_executions_and_a_sweep(prod):
-    reconciler_id, _ = function_by_handler(prod, RECONCILER_HANDLER)
+    reconciler_id = alias_of(prod, RECONCILER_HANDLER)  # the `live` alias
     machine_id = machine_ids(prod)["STANDARD"]  # Express sends no status events: the sweep settles its runs
     rules = [r["Properties"] for r in prod.resources("AWS::Events::Rule").values()]
-    assert all(any(t["Arn"] == {"Fn::GetAtt": [reconciler_id, "Arn"]} for t in r["Targets"]) for r in rules)
+    assert all(any(t["Arn"] == {"Ref": reconciler_id} for t in r["Targets"]) for r in rules)
     (pattern,) = [r["EventPattern"] for r in rules if "EventPattern" in r]
     assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
     assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "TIMED_OUT"]
