@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAGE ?= dev
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install dev test test-fast typecheck bench soak openapi build synth deploy lint clean
+.PHONY: help install dev test test-fast typecheck bench soak openapi build synth diff deploy smoke lint clean
 
 help:
 	@echo "make dev     install everything and start the local server (workflow-runs dev)"
@@ -18,7 +18,10 @@ help:
 	@echo "make openapi regenerate docs/openapi.json"
 	@echo "make build   assemble the Lambda assets and the dependencies layer (arm64)"
 	@echo "make synth   build and synthesize the CDK app"
+	@echo "make synth   STAGE=prod CONTEXT='jwtIssuer=https://… jwtAudience=… jwksUrl=https://…'"
+	@echo "make diff    STAGE=dev|prod: what a deploy would change (needs AWS credentials)"
 	@echo "make deploy  STAGE=dev|prod: deploy with the CDK CLI (needs AWS credentials)"
+	@echo "make smoke   SMOKE_BASE_URL=… SMOKE_TOKEN=…: execute and stream one run on a deployed stage"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +35,13 @@ $(BIN)/python:
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# checkov pins boto3 exactly (older than ours): it gets a venv of its own.
+CHECKOV_VENV := .venv-checkov
+.make-checkov: requirements/checkov.lock
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/checkov.lock
+	touch $@
+
 .make-dynamodb-local: .make-python
 	$(BIN)/python -m workflow_runs_dev.dynamodb_local fetch
 	touch $@
@@ -40,7 +50,7 @@ $(BIN)/python:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	touch $@
 
-install: .make-python .make-node .make-dynamodb-local
+install: .make-python .make-node .make-dynamodb-local .make-checkov
 
 dev: install
 	$(BIN)/workflow-runs dev
@@ -66,14 +76,26 @@ openapi: .make-python
 build: .make-python
 	$(BIN)/python -m infra.build
 
+# Stage settings without editing a file: CONTEXT="jwtIssuer=https://… jwtAudience=…" (each
+# becomes -c KEY=VALUE), WORKFLOW_RUNS_* environment variables, or cdk.context.json.
+CONTEXT ?=
 synth: .make-python .make-node build
-	STAGE=$(STAGE) $(BIN)/python -m infra.app
+	STAGE=$(STAGE) $(BIN)/python -m infra.app $(foreach c,$(CONTEXT),-c '$(c)')
+
+# What a deploy of STAGE would change (CI runs it on pull requests; needs read access to AWS).
+diff: synth
+	npx --no-install cdk diff --app cdk.out
 
 deploy: synth
 	npx --no-install cdk deploy --app cdk.out --require-approval never
+
+# After a deploy: one blocking execute and one streamed execute through the same base URL.
+# SMOKE_BASE_URL=https://…/<stage>/api/v1 SMOKE_TOKEN=<a JWT> make smoke
+smoke: .make-python
+	$(BIN)/python -m scripts.smoke
 
 lint: .make-python
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out build .make-*
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out build .make-*

@@ -147,3 +147,58 @@ def test_rendered_state_machine_is_valid_asl_calling_the_step_runner(prod, tmp_p
         check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- checkov ------------------------------------------------------------------------------
+
+CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"  # its own venv (make install)
+
+
+def run_checkov(template: Path) -> dict[str, Any]:
+    assert CHECKOV.is_file(), "checkov is missing: run `make install` (it installs .venv-checkov)"
+    result = subprocess.run(
+        [str(CHECKOV), "--file", str(template), "--framework", "cloudformation", "--output", "json",
+         "--quiet", "--compact", "--skip-download"],  # --skip-download: no calls home, offline
+        check=False, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.stdout.strip(), result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    return report[0] if isinstance(report, list) else report
+
+
+@pytest.mark.parametrize("stage", ["prod", "dev"])
+def test_checkov_reports_no_failed_check_and_every_skip_has_its_reason_in_the_resource(stage, request):
+    synth = request.getfixturevalue(stage)
+    report = run_checkov(synth.template_path)
+    failed = [(c["check_id"], c["resource"]) for c in report["results"].get("failed_checks", [])]
+    assert report["summary"]["parsing_errors"] == 0
+    assert failed == [], failed
+    assert report["summary"]["passed"] > 100, "checkov must have looked at the template"
+    # Every skip sits in the Metadata of the resource it concerns, with a real reason.
+    skips = {
+        logical_id: resource["Metadata"]["checkov"]["skip"]
+        for logical_id, resource in synth.template["Resources"].items()
+        if "checkov" in resource.get("Metadata", {})
+    }
+    assert report["summary"]["skipped"] == sum(len(s) for s in skips.values())
+    for logical_id, entries in skips.items():
+        for entry in entries:
+            assert re.fullmatch(r"CKV_AWS_\d+", entry["id"]), (logical_id, entry)
+            assert len(entry["comment"]) >= 60, (logical_id, entry)
+
+
+def test_checkov_fails_an_unjustified_finding(dev, tmp_path):
+    """The gate can fail: an unencrypted log group without a skip is reported."""
+    template = json.loads(dev.template_path.read_text())
+    template["Resources"]["PlainLogGroup"] = {"Type": "AWS::Logs::LogGroup", "Properties": {"RetentionInDays": 7}}
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(template))
+    failed = {(c["check_id"], c["resource"]) for c in run_checkov(path)["results"].get("failed_checks", [])}
+    assert ("CKV_AWS_158", "AWS::Logs::LogGroup.PlainLogGroup") in failed
+
+
+def test_every_log_group_is_encrypted_with_the_logs_key(prod):
+    groups = prod.resources("AWS::Logs::LogGroup")
+    assert len(groups) >= 9  # five functions, two state machines, two APIs' access logs
+    keys_used = {json.dumps(g["Properties"]["KmsKeyId"], sort_keys=True) for g in groups.values()}
+    assert len(keys_used) == 1, "one key for every log group"
