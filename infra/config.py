@@ -187,12 +187,9 @@ class StageConfig:
                     raise ConfigError(f"stage {name}: {key} must be a list")
                 value = tuple(value)
             values[f.name] = value
-        try:
-            return cls(name=name, **values)
-        except TypeError as error:  # a required setting is missing
-            missing = [_camel(n) for n in _ISSUER_SETTINGS if n not in values]
-            hint = f" ({', '.join(missing)}; {how_to_give(_ISSUER_SETTINGS[0])})" if missing else ""
-            raise ConfigError(f"stage {name}: {error}{hint}") from error
+        for required in _ISSUER_SETTINGS:  # absent and null alike: __post_init__ says how to give it
+            values.setdefault(required, None)
+        return cls(name=name, **values)
 
 
 def _camel(snake: str) -> str:
