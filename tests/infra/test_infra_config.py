@@ -1,17 +1,33 @@
-"""Stage settings from cdk.json: both stages load, and a wrong setting fails loudly."""
+"""Stage settings from cdk.json, cdk.context.json, the environment and -c: both stages load,
+and a wrong, missing or placeholder setting fails loudly, naming what to give."""
 
 from __future__ import annotations
 
 import pytest
 
-from infra.config import STAGES_CONTEXT_KEY, ConfigError, StageConfig, cdk_json_context, stage_config
+from infra.config import (
+    STAGES_CONTEXT_KEY,
+    ConfigError,
+    StageConfig,
+    cdk_json_context,
+    env_name,
+    is_placeholder,
+    merge_context,
+    parse_text,
+    resolve_stage_config,
+    stage_config,
+)
 
 VALID = {"jwtIssuer": "https://issuer.example/", "jwtAudience": "api", "jwksUrl": "https://issuer.example/jwks.json"}
 
 
 def test_cdk_json_defines_dev_and_prod_and_prod_keeps_its_data():
     stages = cdk_json_context()[STAGES_CONTEXT_KEY]
-    real = {"jwtIssuer": "https://login.acme-corp.net/", "jwtAudience": "runs", "jwksUrl": "https://login.acme-corp.net/jwks"}
+    real = {
+        "jwtIssuer": "https://login.acme-corp.net/",
+        "jwtAudience": "runs",
+        "jwksUrl": "https://login.acme-corp.net/jwks",
+    }
     dev, prod = stage_config(stages, "dev"), stage_config(stages, "prod", overrides=real)
     assert (dev.retain_data, prod.retain_data) == (False, True)
     assert prod.log_retention_days >= dev.log_retention_days
@@ -59,14 +75,6 @@ def test_lists_become_tuples():
 
 
 # --- settings without editing a file: cdk.context.json, the environment, -c -------------
-
-from infra.config import (  # noqa: E402
-    env_name,
-    is_placeholder,
-    merge_context,
-    parse_text,
-    resolve_stage_config,
-)
 
 REAL = {
     "jwtIssuer": "https://login.acme-corp.net/",
