@@ -85,7 +85,9 @@ def test_cfn_lint_reports_no_errors(stage, request):
 
 def render_definition(synth) -> dict[str, Any]:
     """The ASL the deployed machines run: Standard and Express, one definition."""
-    by_type = {m["Properties"]["StateMachineType"]: m for m in synth.resources("AWS::StepFunctions::StateMachine").values()}
+    by_type = {
+        m["Properties"]["StateMachineType"]: m for m in synth.resources("AWS::StepFunctions::StateMachine").values()
+    }
     assert sorted(by_type) == ["EXPRESS", "STANDARD"]
     standard, express = (render_machine(synth, by_type[kind]) for kind in ("STANDARD", "EXPRESS"))
     assert standard == express, "both run classes must run the same definition"
