@@ -21,7 +21,7 @@ help:
 	@echo "make synth   STAGE=prod CONTEXT='jwtIssuer=https://… jwtAudience=… jwksUrl=https://…'"
 	@echo "make diff    STAGE=dev|prod: what a deploy would change (needs AWS credentials)"
 	@echo "make deploy  STAGE=dev|prod: deploy with the CDK CLI (needs AWS credentials)"
-	@echo "make smoke   SMOKE_BASE_URL=… SMOKE_TOKEN=…: execute and stream one run on a deployed stage"
+	@echo "make smoke   SMOKE_URL=… SMOKE_TOKEN=…: execute and stream one run on a deployed stage"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,11 +86,12 @@ synth: .make-python .make-node build
 diff: synth
 	npx --no-install cdk diff --app cdk.out
 
+DEPLOY_ARGS ?=
 deploy: synth
-	npx --no-install cdk deploy --app cdk.out --require-approval never
+	npx --no-install cdk deploy --app cdk.out --require-approval never $(DEPLOY_ARGS)
 
 # After a deploy: one blocking execute and one streamed execute through the same base URL.
-# SMOKE_BASE_URL=https://…/<stage>/api/v1 SMOKE_TOKEN=<a JWT> make smoke
+# SMOKE_URL=<the PublicApiUrl output> SMOKE_TOKEN=<a JWT> make smoke (scripts/smoke.py)
 smoke: .make-python
 	$(BIN)/python -m scripts.smoke
 

@@ -253,6 +253,8 @@ def overrides_from(source: Mapping[str, Any], *, origin: str) -> dict[str, Any]:
         key = env_name(camel) if origin == "environment" else camel
         if key in source:
             value = source[key]
+            if origin == "environment" and value == "":
+                continue  # an empty variable counts as unset (CI passes unset variables as "")
             found[camel] = parse_text(f"{camel} ({origin})", f.type, value) if isinstance(value, str) else value
     return found
 

@@ -216,3 +216,8 @@ def test_a_context_argument_without_a_value_is_refused():
 
     with pytest.raises(SystemExit):
         parse_context_args(["-c", "jwtIssuer"])
+
+
+def test_an_empty_environment_variable_counts_as_unset():
+    config = resolve_stage_config(cdk_json_context(), "dev", environ={env_name("jwtIssuer"): ""})
+    assert config.jwt_issuer == "https://auth.dev.example.com/"
