@@ -198,3 +198,16 @@ def test_the_dashboard_is_named_by_stage_and_region_and_shows_the_new_metrics(pr
 def test_the_projector_mapping_processes_batches_of_a_shard_in_parallel(stage, request):
     (mapping,) = request.getfixturevalue(stage).resources("AWS::Lambda::EventSourceMapping").values()
     assert mapping["Properties"]["ParallelizationFactor"] > 1
+
+
+def test_with_several_origins_gateway_errors_echo_the_requests_origin(tmp_path, placeholder_deps):
+    from tests.infra.conftest import synthesize
+
+    origins = ["https://app.acme-corp.net", "https://admin.acme-corp.net"]
+    synth = synthesize("dev", tmp_path, placeholder_deps, dev={"corsAllowOrigins": origins})
+    responses = list(synth.resources("AWS::ApiGateway::GatewayResponse").values())
+    assert len(responses) == 2
+    for response in responses:
+        headers = response["Properties"]["ResponseParameters"]
+        assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == "method.request.header.Origin"
+    assert env_of(synth, API_HANDLER)["CORS_ALLOW_ORIGINS"] == ",".join(origins)
