@@ -586,3 +586,27 @@ def test_a_tenants_streams_are_capped_with_429_and_a_slot_comes_back_when_a_stre
     opened = [m["OpenStreams"] for m in metrics if "OpenStreams" in m]  # EMF: a list of values per line
     assert opened[:2] == [[1.0], [2.0]] and all(m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "WorkflowRuns"
                                         for m in metrics)
+
+
+def test_routes_answer_other_methods_and_paths_with_the_uniform_error(stack: Stack):
+    run_id = stack.new_run(stack.completed_wf, script_completed)
+    cases = [("HEAD", f"{RUNS}/{run_id}/events", 405), ("POST", f"{RUNS}/{run_id}/events", 405),
+             ("GET", f"{RUNS}/execute/stream", 405), ("GET", f"{RUNS}/{run_id}/nothing", 404)]
+    for method, path, status in cases:
+        response = stack.http.request(method, stack.url(path), headers=HEADERS)
+        assert response.status_code == status, (method, path)
+        if method != "HEAD":
+            assert response.json()["success"] is False
+            assert response.json()["error"] == {404: "NotFound", 405: "MethodNotAllowed"}[status]
+    assert stack.http.get(stack.url("/health")).json() == {"status": "ok"}
+
+
+def test_header_rules_of_the_api_hold_on_the_stream_routes(stack: Stack):
+    run_id = stack.new_run(stack.completed_wf)
+    too_long = stack.http.get(stack.url(f"{RUNS}/{run_id}/events"), headers={**HEADERS, "Last-Event-ID": "1" * 65})
+    bad_key = stack.http.post(stack.url(f"{RUNS}/execute/stream"), json={"workflowId": stack.completed_wf},
+                              headers={**HEADERS, "Idempotency-Key": "no spaces allowed"})
+    for response in (too_long, bad_key):
+        assert response.status_code == 400 and response.json()["error"] == "ValidationError"
+    assert too_long.json()["details"] == ["Last-Event-ID: String should have at most 64 characters"]
+    assert bad_key.json()["details"] == ["idempotency-key: String should match pattern '^[A-Za-z0-9._:-]{1,128}$'"]

@@ -30,7 +30,18 @@ SSE_200 = {
     "description": "Server-Sent Events: first a `retry: <ms>` line, then `workflow-run`, `activity-run`, "
     "`thinking` and `ping` events, then one closing `result` or `error` — or, at the stream's longest life "
     "(STREAM_MAX_SECONDS), an end without one: resume with `Last-Event-ID`. See docs/streaming.md.",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    # One event of the stream (what an SSE parser yields per frame); `data` is JSON text.
+    "content": {"text/event-stream": {"schema": {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string",
+                      "enum": ["workflow-run", "activity-run", "thinking", "ping", "result", "error"]},
+            "data": {"type": "string", "description": "a JSON object (docs/streaming.md, Events)"},
+            "id": {"type": "string", "description": "the cursor to resume after (Last-Event-ID)"},
+            "retry": {"type": "integer", "description": "the reconnect pace in ms (first frame only)"},
+        },
+    }}},
 }
 ERRORS = {
     "400": _error("Invalid input: `details` says what to fix"),

@@ -54,10 +54,11 @@ RETRY_AFTER_SECONDS = 10
 
 
 def stream_routes() -> list[Route]:
-    return [
-        Route(f"{RUNS}/execute/stream", execute_stream, methods=["POST"]),
-        Route(f"{RUNS}/{{runId}}/events", run_events, methods=["GET"]),
-    ]
+    events = Route(f"{RUNS}/{{runId}}/events", run_events, methods=["GET"])
+    # Starlette answers HEAD on every GET route; a HEAD would hold a stream slot for a body
+    # nobody reads. 405, as before.
+    (events.methods or set()).discard("HEAD")
+    return [Route(f"{RUNS}/execute/stream", execute_stream, methods=["POST"]), events]
 
 
 async def execute_stream(request: Request) -> Response:

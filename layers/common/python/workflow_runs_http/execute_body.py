@@ -81,8 +81,9 @@ def idempotency_key(request: Request) -> str | None:
     """The `Idempotency-Key` header checked as the API's header parameter checks it."""
     value = request.headers.get(IDEMPOTENCY_KEY_HEADER)
     if value is not None and not _idempotency_key_pattern().search(value):
-        raise ValidationFailed(f"{IDEMPOTENCY_KEY_HEADER}: String should match pattern "
-                               f"'{_idempotency_key_pattern().pattern}'")
+        # Word for word what the API's header parameter says (FastAPI names it in lower case).
+        raise ValidationFailed([f"{IDEMPOTENCY_KEY_HEADER.lower()}: String should match pattern "
+                                f"'{_idempotency_key_pattern().pattern}'"])
     return value
 
 
