@@ -249,3 +249,103 @@ def test_events_of_a_finished_run_replay_through_the_dev_server(runtime: LocalRu
     assert [(f.id, f.event) for f in events_of(replay)] == [(f.id, f.event) for f in events_of(live)]
     assert [(f.id, f.event) for f in events_of(resumed)] == [(f.id, f.event) for f in events_of(live)[4:]]
 
+
+
+# ------------------------------------------------------------------ a browser's own EventSource
+
+EVENT_SOURCE_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>events</title></head>
+<body>
+<img src="/hold" alt="">
+<script>
+// The browser's native EventSource, as a page would use it: no close() on `result`; the
+// server's 204 on the reconnect is what must stop it.
+const events = [];
+const source = new EventSource("/api/v1/workflow-runs/__RUN_ID__/events");
+for (const name of ["workflow-run", "activity-run", "thinking", "result", "error", "ping"]) {
+  source.addEventListener(name, (e) => events.push({name, id: e.lastEventId, data: JSON.parse(e.data)}));
+}
+source.onerror = () => {
+  if (source.readyState === EventSource.CLOSED) {  // given up: what a 204 does
+    fetch("/report", {method: "POST", headers: {"Content-Type": "application/json"},
+                      body: JSON.stringify({events, state: source.readyState})});
+  }
+};
+</script>
+</body></html>
+"""
+
+
+class LingeringPage(BrowserPage):
+    """The page stays open (its `load` held) for `linger` seconds after it reported, so a
+    browser that meant to reconnect again would have the time to."""
+
+    linger = 10 * 0.2  # ten reconnect periods
+
+    async def hold(self, request: Request) -> Response:
+        await super().hold(request)
+        await asyncio.sleep(self.linger)
+        return Response(status_code=204)
+
+
+class CountingRequests:
+    """What reached the events route, seen from the server: (status, Last-Event-ID) each.
+    The page cannot set headers on an EventSource, so the tenant is added here (the app
+    stands for the internal listener)."""
+
+    def __init__(self, app: Any, tenant: str):
+        self.app, self.tenant = app, tenant.encode()
+        self.seen: list[tuple[int, str | None]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/events"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        last = headers.get(b"last-event-id")
+        scope = {**scope, "headers": [*scope["headers"], (b"x-tenant-id", self.tenant)]}
+        index = len(self.seen)
+        self.seen.append((0, last.decode() if last else None))
+
+        async def noting(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                self.seen[index] = (message["status"], self.seen[index][1])
+            await send(message)
+
+        await self.app(scope, receive, noting)
+
+
+@pytest.mark.browser
+def test_a_browsers_event_source_gets_every_event_and_stops_after_the_result(runtime: LocalRuntime,
+                                                                            waiting_workflow: str):
+    from workflow_runs.service import ExecuteRequest
+
+    # Given a live run, and the SSE app telling clients to reconnect after 200 ms
+    run = runtime.service.start_run(DEV_TENANT, ExecuteRequest(workflow_id=waiting_workflow))
+    settings = runtime.settings.model_copy(update={"sse_retry_ms": 200})
+    counted = CountingRequests(create_app(settings=settings, service=runtime.service, internal_listener=True),
+                               DEV_TENANT)
+    page = LingeringPage(waiting_workflow)
+    page.html = EVENT_SOURCE_PAGE.replace("__RUN_ID__", run.id)
+    with ServerThread(page.app(counted)) as server, tempfile.TemporaryDirectory() as profile:
+        # When Chromium's EventSource follows the run
+        done = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+             f"--user-data-dir={profile}", "--dump-dom", f"{server.url}/page"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        seen = list(counted.seen)  # Chromium has run until ten reconnect periods after its report
+    assert page.report is not None, f"the page reported nothing; chromium said:\n{done.stderr[-2000:]}"
+
+    # Then every event of the run arrived, once, in order, ending with the result
+    events = [e for e in page.report["events"] if e["name"] != "ping"]
+    with httpx.Client(timeout=30) as client:
+        _, replay = read_stream(client, "GET", f"{runtime.internal_url}{RUNS}/{run.id}/events",
+                                headers={"X-Tenant-Id": DEV_TENANT})
+    assert [(e["id"], e["name"]) for e in events] == [(f.id, f.event) for f in events_of(replay)]
+    assert events[-1]["name"] == "result" and events[-1]["data"]["workflowRun"]["status"] == "completed"
+    # … and after the result the browser asked once more (the reconnect every stream end
+    # causes), was told 204, and stopped: no further request
+    assert seen == [(200, None), (204, events[-1]["id"])]
+    assert page.report["state"] == 2  # EventSource.CLOSED

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from starlette.requests import Request
+from workflow_runs.models import Status
 from workflow_runs.service import CancelRequest, RunService
 from workflow_runs.settings import Settings
 from workflow_runs.store import NewRun, RunStore
@@ -26,6 +27,7 @@ from workflow_runs_stream import projector
 from workflow_runs_stream.app import create_app
 from workflow_runs_stream.cursors import is_closing
 from workflow_runs_stream.routes import event_stream
+from workflow_runs_stream.telemetry import StreamTelemetry
 
 from tests.integration.sse_helpers import (
     EXPECTED_COMPLETED,
@@ -440,15 +442,19 @@ def test_client_going_away_stops_the_polls_of_its_stream(stack: Stack):
     assert stack.log.polls[run_id] == polls
 
 
-def test_resume_after_the_closing_event_ends_at_once_with_nothing(stack: Stack):
+@pytest.mark.parametrize("where", ["header", "query"])
+def test_resume_at_the_closing_event_answers_no_content(stack: Stack, where: str):
+    # API.md "SSE lifetimes": a 204 is what makes a browser's EventSource stop reconnecting.
     run_id = stack.new_run(stack.failed_wf, script_failed)
     stack.projected()
     _, frames = stack.events(run_id)
     closing = events_of(frames)[-1]
+    assert is_closing(closing.id)
 
-    response, after = stack.events(run_id, headers={"Last-Event-ID": closing.id})
+    kwargs = {"headers": {"Last-Event-ID": closing.id}} if where == "header" else {"params": {"after": closing.id}}
+    response, after = stack.events(run_id, **kwargs)
 
-    assert response.status_code == 200 and events_of(after) == []
+    assert response.status_code == 204 and response.content == b"" and after == []
 
 
 def test_a_terminal_run_whose_events_are_gone_ends_with_an_error_whose_details_are_a_string(stack: Stack):
@@ -479,3 +485,128 @@ def _closing_cursor(stack: Stack, run_id: str) -> str:
 def _cancel(run_ids: list[str]) -> CancelRequest:
     return CancelRequest(run_ids=run_ids)
 
+
+
+# ------------------------------------------------------------------ lifetimes (API.md "SSE lifetimes")
+
+
+def _first_line(client: httpx.Client, method: str, url: str, **kwargs) -> tuple[httpx.Response, str]:
+    with client.stream(method, url, **kwargs) as response:
+        return response, next(response.iter_lines())
+
+
+def test_every_stream_begins_with_its_retry_line(stack: Stack):
+    finished = stack.new_run(stack.completed_wf, script_completed)
+    hanging = stack.new_run(stack.hanging_wf)  # no event yet: the first frame will be a ping
+    stack.projected()
+    custom = create_app(settings=stack.settings.model_copy(update={"sse_retry_ms": 1234}), service=stack.service,
+                        internal_listener=True)
+
+    _, replay = _first_line(stack.http, "GET", stack.url(f"{RUNS}/{finished}/events"), headers=HEADERS)
+    _, live = _first_line(stack.http, "POST", stack.url(f"{RUNS}/execute/stream"), headers=HEADERS,
+                          json={"workflowId": stack.completed_wf})
+    _, idle = _first_line(stack.http, "GET", stack.url(f"{RUNS}/{hanging}/events"), headers=HEADERS)
+    with ServerThread(custom) as server:
+        _, configured = _first_line(stack.http, "GET", f"{server.url}{RUNS}/{finished}/events", headers=HEADERS)
+
+    assert replay == live == idle == "retry: 3000"
+    assert configured == "retry: 1234"
+
+
+def test_a_stream_at_its_longest_life_ends_without_a_closing_event_and_resumes(stack: Stack):
+    # Given streams that live at most 0.6 s, and a run that is still going
+    short = create_app(settings=stack.settings.model_copy(update={"stream_max_seconds": 0.6}), service=stack.service,
+                       internal_listener=True)
+    run_id = stack.new_run(stack.completed_wf)
+    writer = RunWriter(stack.store, run_id)
+    writer.status(Status.RUNNING)
+    stack.projected()
+    with ServerThread(short) as server:
+        url = f"{server.url}{RUNS}/{run_id}/events"
+        started = time.monotonic()
+        response, first = read_stream(stack.http, "GET", url, headers=HEADERS)
+        lasted = time.monotonic() - started
+
+        # Then it ended on its own, with no result or error, after its longest life
+        assert response.status_code == 200
+        assert [f.event for f in events_of(first)] == ["workflow-run", "workflow-run"]
+        assert 0.5 <= lasted < 5
+
+        # When the run ends and the client resumes from the last event it got
+        for step in ("fetch", "summarise"):
+            writer.end_step(writer.start_step(step), Status.COMPLETED, {"step": step})
+        writer.status(Status.COMPLETED)
+        stack.projected()
+        _, rest = read_stream(stack.http, "GET", url, headers={**HEADERS, "Last-Event-ID": events_of(first)[-1].id})
+
+    # Then the two streams together are the whole run, once
+    assert shape(first + rest) == EXPECTED_COMPLETED
+
+
+def test_a_tenants_streams_are_capped_with_429_and_a_slot_comes_back_when_a_stream_ends(stack: Stack):
+    # Given a cap of two streams per tenant, and a tenant of its own
+    emitted: list[str] = []
+    capped = create_app(settings=stack.settings.model_copy(update={"stream_max_per_tenant": 2}), service=stack.service,
+                        internal_listener=True, telemetry=StreamTelemetry(emitted.append))
+    tenant = f"capped-{uuid.uuid4().hex[:8]}"
+    headers = {"X-Tenant-Id": tenant}
+    wf = str(uuid.uuid4())
+    stack.store.put_workflow(tenant, wf, workflow(TWO_STEPS, name="Hangs"))
+    run_id = str(uuid.uuid4())
+    stack.store.create_run(NewRun(run_id=run_id, tenant=tenant, workflow=stack.store.get_workflow(tenant, wf),
+                                  inputs=[]))
+    with ServerThread(capped) as server, httpx.Client(timeout=READ_TIMEOUT) as other:
+        url = f"{server.url}{RUNS}/{run_id}/events"
+        with stack.http.stream("GET", url, headers=headers) as one, other.stream("GET", url, headers=headers) as two:
+            assert one.status_code == two.status_code == 200
+            # When a third stream opens
+            refused = httpx.get(url, headers=headers)
+            refused_execute = httpx.post(f"{server.url}{RUNS}/execute/stream", headers=headers, json={"workflowId": wf})
+            # … another tenant is not affected
+            elsewhere = stack.store.create_run(NewRun(run_id=str(uuid.uuid4()), tenant=TENANT,
+                                                      workflow=stack.store.get_workflow(TENANT, stack.completed_wf),
+                                                      inputs=[]))[0]
+            _, first = _first_line(stack.http, "GET", f"{server.url}{RUNS}/{elsewhere.id}/events", headers=HEADERS)
+        # Then it is refused before any stream, in the uniform error body, with Retry-After
+        for response in (refused, refused_execute):
+            assert response.status_code == 429
+            assert response.json() == {"success": False, "error": "TooManyRequests", "details": response.json()["details"]}
+            assert int(response.headers["Retry-After"]) > 0
+        assert first.startswith("retry:")
+        # … and the refused execute started no run
+        assert stack.store.list_runs(tenant, limit=10).total == 1
+        # … and when the first two have ended, their slots are free again
+        wait_for(lambda: stack.store.open_streams(tenant) == 0, timeout=5)
+        response, _ = _first_line(stack.http, "GET", url, headers=headers)
+        assert response.status_code == 200
+
+    metrics = [json.loads(line) for line in emitted]
+    names = [(m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], m["service"]) for m in metrics]
+    assert names.count(("StreamsRefused", "stream")) == 2
+    opened = [m["OpenStreams"] for m in metrics if "OpenStreams" in m]  # EMF: a list of values per line
+    assert opened[:2] == [[1.0], [2.0]] and all(m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "WorkflowRuns"
+                                        for m in metrics)
+
+
+def test_routes_answer_other_methods_and_paths_with_the_uniform_error(stack: Stack):
+    run_id = stack.new_run(stack.completed_wf, script_completed)
+    cases = [("HEAD", f"{RUNS}/{run_id}/events", 405), ("POST", f"{RUNS}/{run_id}/events", 405),
+             ("GET", f"{RUNS}/execute/stream", 405), ("GET", f"{RUNS}/{run_id}/nothing", 404)]
+    for method, path, status in cases:
+        response = stack.http.request(method, stack.url(path), headers=HEADERS)
+        assert response.status_code == status, (method, path)
+        if method != "HEAD":
+            assert response.json()["success"] is False
+            assert response.json()["error"] == {404: "NotFound", 405: "MethodNotAllowed"}[status]
+    assert stack.http.get(stack.url("/health")).json() == {"status": "ok"}
+
+
+def test_header_rules_of_the_api_hold_on_the_stream_routes(stack: Stack):
+    run_id = stack.new_run(stack.completed_wf)
+    too_long = stack.http.get(stack.url(f"{RUNS}/{run_id}/events"), headers={**HEADERS, "Last-Event-ID": "1" * 65})
+    bad_key = stack.http.post(stack.url(f"{RUNS}/execute/stream"), json={"workflowId": stack.completed_wf},
+                              headers={**HEADERS, "Idempotency-Key": "no spaces allowed"})
+    for response in (too_long, bad_key):
+        assert response.status_code == 400 and response.json()["error"] == "ValidationError"
+    assert too_long.json()["details"] == ["Last-Event-ID: String should have at most 64 characters"]
+    assert bad_key.json()["details"] == ["idempotency-key: String should match pattern '^[A-Za-z0-9._:-]{1,128}$'"]

@@ -1,4 +1,6 @@
-"""`python -m workflow_runs_api.openapi` prints the OpenAPI document (make openapi)."""
+"""`python -m workflow_runs_api.openapi` prints the OpenAPI document (make openapi): the API
+app's own operations and the stream function's (`workflow_runs_stream.openapi`), which one
+base URL serves together."""
 
 from __future__ import annotations
 
@@ -8,7 +10,12 @@ from .app import create_app
 
 
 def document() -> dict:
-    return create_app().openapi()
+    from workflow_runs_stream.openapi import paths as stream_paths  # noqa: PLC0415
+
+    doc = create_app().openapi()
+    merged = {**doc["paths"], **stream_paths()}
+    doc["paths"] = dict(sorted(merged.items()))
+    return doc
 
 
 if __name__ == "__main__":

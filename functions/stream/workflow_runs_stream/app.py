@@ -1,19 +1,33 @@
-"""The SSE app (FastAPI): execute/stream and a run's resumable event stream.
+"""The SSE app (Starlette + sse-starlette, no FastAPI): execute/stream and a run's resumable
+event stream, and `/health`.
 
 Locally it runs under uvicorn; in AWS under the Lambda Web Adapter in response-stream mode
-(`run.sh`, readiness on `/health`). Built by a factory: importing this module starts nothing.
+(`run.sh`, readiness on `/health`). Built by a factory: importing this module starts nothing,
+and neither module nor factory loads pydantic, the service or boto3 (the first request does),
+so a cold start pays only Starlette's import (bench/cold_start.py, `cold_init_stream`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
-from workflow_runs.service import RunService
-from workflow_runs.settings import Settings
-from workflow_runs_http.app import new_app
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+from workflow_runs_http.errors import exception_handlers
+from workflow_runs_http.limits import BodyLimitMiddleware
 
-from .routes import runs
+from .routes import stream_routes
+
+if TYPE_CHECKING:
+    from workflow_runs.service import RunService
+    from workflow_runs.settings import Settings
+
+    from .telemetry import StreamTelemetry
+
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
 
 
 def create_app(
@@ -22,13 +36,29 @@ def create_app(
     service: RunService | None = None,
     verifier: Any | None = None,
     internal_listener: bool = False,
-) -> FastAPI:
-    app = new_app(
-        title="Workflow Runs API (live)",
-        description="Execute a workflow and watch it live over Server-Sent Events; resume a broken stream.",
-        settings=settings, service=service, verifier=verifier, internal_listener=internal_listener,
-    )
+    telemetry: StreamTelemetry | None = None,
+) -> Starlette:
+    """`settings`, `service`, `verifier` and `telemetry` are injected by the dev server and
+    tests; in Lambda they are None and built from the environment on first use.
+    `internal_listener` marks the dev server's internal port (the private API's stand-in)."""
+    routes: list[BaseRoute] = [
+        *stream_routes(),
+        Route("/health", health, methods=["GET"]),
+    ]
+    # Outermost first: wrap the whole app here (one place), e.g. CORS before the body limit.
+    middleware = [
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes if settings else DEFAULT_MAX_BODY_BYTES),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers())
+    app.state.settings = settings
+    app.state.service = service
+    app.state.verifier = verifier
+    app.state.internal_listener = internal_listener
+    app.state.telemetry = telemetry
     # Streams being served right now (observability; tests check none outlives its client).
     app.state.open_streams = 0
-    app.include_router(runs)
     return app
+
+
+async def health(_: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})

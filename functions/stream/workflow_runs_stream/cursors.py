@@ -57,3 +57,11 @@ def is_cursor(value: str) -> bool:
 
 def is_closing(cursor: str) -> bool:
     return cursor.startswith(CLOSING_PREFIX) and cursor.endswith(f"-{CLOSING_INDEX:0{INDEX_WIDTH}d}")
+
+
+def is_closing_or_later(cursor: str) -> bool:
+    """Nothing of the run comes after this cursor: it is a closing event's, or sorts after one
+    within the terminal record (`GET …/events` answers 204 to it)."""
+    if not (cursor.startswith(CLOSING_PREFIX) and is_cursor(cursor)):
+        return False
+    return int(cursor.rsplit("-", 1)[1]) >= CLOSING_INDEX

@@ -4,7 +4,9 @@ The reader never touches the DynamoDB stream (the event source mapping is its on
 and a shard allows about two). It Queries the run's event log for `cursor > last`, with
 consistent reads: at once again while a page comes back full, every `poll_min` seconds
 while events flow, backing off (×2) to `poll_max` while the log is idle. It ends after the
-first closing event (`result` / `error`).
+first closing event (`result` / `error`), or — without one — when it has been following for
+`max_seconds` (STREAM_MAX_SECONDS, below the function's timeout in AWS): the client resumes
+with `Last-Event-ID` on a fresh stream.
 
 A run it cannot follow ends with an `error` event whose `details` is a string:
 - the event log cannot be read (after a few tries);
@@ -52,6 +54,8 @@ class FollowPolicy:
     close_grace: float = 10.0
     # How long after a run's end its closing event may still be on its way (projection lag).
     lag_limit: float = 300.0
+    # A stream's longest life: then it ends without a closing event, and the client resumes.
+    max_seconds: float = float("inf")
 
     @classmethod
     def from_settings(cls, settings: Any) -> FollowPolicy:
@@ -59,7 +63,8 @@ class FollowPolicy:
         poll_max = max(poll_min, float(settings.sse_poll_max_seconds))
         # Ten polls at the idle pace: the projector lags by far less; a log whose events
         # expired (TTL) stays silent forever.
-        return cls(poll_min=poll_min, poll_max=poll_max, close_grace=max(10 * poll_max, 1.0))
+        return cls(poll_min=poll_min, poll_max=poll_max, close_grace=max(10 * poll_max, 1.0),
+                   max_seconds=float(settings.stream_max_seconds))
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,11 @@ async def follow(
     delay = policy.poll_min
     idle_since: float | None = None
     failures = 0
+    deadline = monotonic() + policy.max_seconds
     while True:
+        if monotonic() >= deadline:
+            logger.info("the stream reached its longest life; the client resumes", extra={"run_id": run_id})
+            return
         try:
             page = await to_thread.run_sync(log.events_after, run_id, cursor, PAGE_SIZE)
             failures = 0
@@ -99,7 +108,7 @@ async def follow(
             if failures >= READ_ATTEMPTS:
                 yield cannot_follow(cursor, "its events could not be read; resume with Last-Event-ID")
                 return
-            await sleep(delay * 2**failures)
+            await sleep(min(delay * 2**failures, max(0.0, deadline - monotonic())))
             continue
         for event_cursor, name, data in page:
             cursor = event_cursor
@@ -120,7 +129,7 @@ async def follow(
                     yield cannot_follow(cursor, ended)
                     return
                 idle_since = now  # still going: look again after another grace period
-        await sleep(delay)
+        await sleep(min(delay, max(0.0, deadline - monotonic())))
         if not page:
             delay = min(delay * 2, policy.poll_max)
 

@@ -140,3 +140,30 @@ def test_a_silent_log_of_a_run_still_going_keeps_waiting():
     log.on_sleep = lambda n: log.events.append(event(2, "result", closing=True)) if n == 30 else None
     assert [e.name for e in collect(log)] == ["workflow-run", "result"]
     assert log.now > 3 * POLICY.close_grace
+
+
+def test_it_ends_without_a_closing_event_at_its_longest_life_and_never_sleeps_past_it():
+    # Given a run that keeps going (events trickle in, the last at 3 s), and a 2.5 s life
+    log = ScriptedLog([event(1)])
+    log.on_sleep = lambda n: log.events.append(event(n + 1)) if log.now < 3 else None
+    policy = FollowPolicy(poll_min=0.05, poll_max=0.4, close_grace=1.0, max_seconds=2.5)
+
+    async def run() -> list[LogEvent]:
+        return [e async for e in follow(log, "r-1", None, policy, monotonic=log.clock, sleep=log.sleep)]
+
+    events = anyio.run(run)
+
+    # Then it stopped at 2.5 s on the dot, with what it had, and no `error` / `result`
+    assert log.now == pytest.approx(2.5)
+    assert events and all(e.name == "workflow-run" for e in events)
+    # … and a resume after its last event delivers the rest
+    rest = collect(log, after=events[-1].cursor, limit=len(log.events) - len(events))
+    assert [e.cursor for e in events + rest] == [e[0] for e in log.events]
+
+
+def test_its_longest_life_comes_from_the_settings():
+    from workflow_runs.settings import Settings
+
+    settings = Settings(runs_table="r", events_table="e", stream_max_seconds=120)
+    assert FollowPolicy.from_settings(settings).max_seconds == 120
+    assert Settings(runs_table="r", events_table="e").stream_max_seconds == 840

@@ -48,6 +48,16 @@ class Unavailable(DomainError):
     retry_after_seconds = 1
 
 
+class TooManyRequests(DomainError):
+    """A limit was reached (a tenant's open streams): try again after `retry_after_seconds`."""
+
+    code = "TooManyRequests"
+
+    def __init__(self, details: str | list[str], retry_after_seconds: int = 10):
+        super().__init__(details)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class TransitionRejected(Exception):
     """A status write whose condition (the old status) no longer held: someone else won.
     Never raised for a conflict or a throttle: those are retried, then `Unavailable`."""

@@ -15,6 +15,7 @@ Runs table (single table, streamed to the projector):
   series         PK=TEN#<t>#WFS   SK=S#<wfId>#<name>   every (workflow, name) runs were started under
   counter shard  PK=TEN#<t>#C#<scope>#<shard:02d>  SK=C   scope = ALL | WF#<wfId> | N#<wfId>#<name>
   idempotency    PK=TEN#<t>#IDEM#<key>  SK=I  (TTL)
+  stream lease   PK=TEN#<t>#STREAMS     SK=L#<slot:04d>  one open SSE stream of the tenant (TTL)
 
 A run's status change moves the counter shard its run id picks (one of COUNTER_SHARDS per
 scope), in the same transaction; a count is the sum of a scope's shards (one BatchGetItem).
@@ -47,6 +48,7 @@ VERSION_SK_PREFIX = "WV#"
 SERIES_SK_PREFIX = "S#"
 COUNTER_SK = "C"
 IDEMPOTENCY_SK = "I"
+STREAM_LEASE_SK_PREFIX = "L#"
 
 # How many partitions a tenant's lists and counters are spread over. Raising them raises
 # the tenant's ceiling and the read fan-out of a list page / a count (docs/decisions.md).
@@ -111,6 +113,14 @@ def version_sk(workflow_id: str, version: int) -> str:
 
 def series_sk(workflow_id: str, name: str) -> str:
     return f"{SERIES_SK_PREFIX}{workflow_id}#{name}"
+
+
+def stream_leases_pk(tenant: str) -> str:
+    return f"TEN#{tenant}#STREAMS"
+
+
+def stream_lease_sk(slot: int) -> str:
+    return f"{STREAM_LEASE_SK_PREFIX}{slot:04d}"
 
 
 def idempotency_pk(tenant: str, key: str) -> str:

@@ -50,6 +50,13 @@ class Settings(BaseModel, frozen=True):
     sse_ping_seconds: float = 9.0
     sse_poll_min_seconds: float = 0.05
     sse_poll_max_seconds: float = 1.0
+    # What every SSE response begins with (`retry: <ms>`): how long a client waits to reconnect.
+    sse_retry_ms: int = Field(default=3000, ge=0, le=3_600_000)
+    # A stream ends (without a closing event; the client resumes) after this long. In AWS it
+    # must stay below the stream function's timeout (Lambda's ceiling is 900 s).
+    stream_max_seconds: float = Field(default=840.0, gt=0, le=900)
+    # Open streams per tenant, counted across every instance (leases in the runs table).
+    stream_max_per_tenant: int = Field(default=100, ge=1, le=1000)
     event_ttl_days: int = 7
     # The reconciler's sweep looks at non-terminal runs created longer ago than this.
     reconcile_after_seconds: int = Field(default=900, ge=60)

@@ -1,17 +1,20 @@
 """One place that turns errors into the contract's uniform body:
-`{"success": false, "error": "<Code>", "details": <string | list>}`."""
+`{"success": false, "error": "<Code>", "details": <string | list>}`.
+
+Framework-free at import (Starlette's JSONResponse only): the stream app (Starlette) and the
+API app (FastAPI) share the mapping; `install_error_handlers` wires it into a FastAPI app and
+`exception_handlers` gives the same as a Starlette `exception_handlers` mapping.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from workflow_runs.errors import (
     Conflict,
@@ -19,13 +22,18 @@ from workflow_runs.errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
     ValidationFailed,
 )
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+
 logger = logging.getLogger("workflow_runs.http")
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 STATUS_OF: dict[type[DomainError], int] = {
     ValidationFailed: 400,
@@ -34,6 +42,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
+    TooManyRequests: 429,
     Unavailable: 503,
 }
 _CODE_OF_HTTP = {400: "ValidationError", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
@@ -48,6 +57,27 @@ def error_response(status: int, code: str, details: str | list[str], headers: di
     return JSONResponse(error_body(code, details), status_code=status, headers=headers)
 
 
+def domain_error_response(exc: DomainError) -> JSONResponse:
+    status = STATUS_OF.get(type(exc), 500)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, (Unavailable, TooManyRequests)):
+        headers = {"Retry-After": str(exc.retry_after_seconds)}
+    return error_response(status, exc.code, exc.details, headers)
+
+
+def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own errors (404 no route, 405 wrong method) in the uniform body."""
+    code = _CODE_OF_HTTP.get(exc.status_code, "InternalError" if exc.status_code >= 500 else "Error")
+    details = exc.detail if isinstance(exc.detail, str) else "request failed"
+    return error_response(exc.status_code, code, details, getattr(exc, "headers", None))
+
+
+def unexpected_error_response(request: Request, exc: Exception) -> JSONResponse:
+    # Log the whole story for operators; tell the caller nothing internal.
+    logger.exception("unhandled error", extra={"path": request.url.path}, exc_info=exc)
+    return error_response(500, "InternalError", "an internal error occurred")
+
+
 def describe_validation(errors: Iterable[Mapping[str, Any]]) -> list[str]:
     """FastAPI/pydantic errors as lines a user can act on: `<where>: <what>`."""
     lines = []
@@ -60,33 +90,40 @@ def describe_validation(errors: Iterable[Mapping[str, Any]]) -> list[str]:
 
 def parse_query(model: type[M], **values: Any) -> M:
     """A query model built in a route: its rule violations are a 400 like any other."""
+    from pydantic import ValidationError  # noqa: PLC0415 - pydantic stays out of the stream app's import
+
     try:
         return model(**values)
     except ValidationError as exc:
         raise ValidationFailed(describe_validation(list(exc.errors()))) from None
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(DomainError)
-    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        status = STATUS_OF.get(type(exc), 500)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        if isinstance(exc, Unavailable):
-            headers = {"Retry-After": str(exc.retry_after_seconds)}
-        return error_response(status, exc.code, exc.details, headers)
+async def _domain(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return domain_error_response(exc)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+
+async def _http(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return http_error_response(exc)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    return unexpected_error_response(request, exc)
+
+
+def exception_handlers() -> dict[Any, Callable[[Request, Exception], Any]]:
+    """The uniform error body for a plain Starlette app (`Starlette(exception_handlers=…)`)."""
+    return {DomainError: _domain, StarletteHTTPException: _http, Exception: _unexpected}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    from fastapi.exceptions import RequestValidationError  # noqa: PLC0415 - only FastAPI apps call this
+
+    async def _validation(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
         return error_response(400, "ValidationError", describe_validation(list(exc.errors())))
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _CODE_OF_HTTP.get(exc.status_code, "InternalError" if exc.status_code >= 500 else "Error")
-        details = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return error_response(exc.status_code, code, details, getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Log the whole story for operators; tell the caller nothing internal.
-        logger.exception("unhandled error", extra={"path": request.url.path})
-        return error_response(500, "InternalError", "an internal error occurred")
+    for kind, handler in exception_handlers().items():
+        app.add_exception_handler(kind, handler)
+    app.add_exception_handler(RequestValidationError, _validation)

@@ -1,8 +1,8 @@
 """The run store: the only code in the project that talks to DynamoDB.
 
 Split by concern: `dynamo` (the client, and telling a lost condition from a busy table),
-`workflows`, `queries` (run reads, counts, list pages), `runs` (run writes) and `events`
-(the event log); DynamoDB JSON is `workflow_runs.marshal`, which the projector shares.
+`workflows`, `queries` (run reads, counts, list pages), `runs` (run writes), `events`
+(the event log) and `leases` (open SSE streams per tenant); DynamoDB JSON is `workflow_runs.marshal`, which the projector shares.
 `RunStore` is all of them over one client.
 """
 
@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from .dynamo import ConditionFailed, Dynamo, dynamodb_client
 from .events import EventLog
+from .leases import StreamLease, StreamLeases
 from .records import ActivityWrite, NewRun, Page, RunRecord, StaleRun
 from .runs import RunWrites
 
 
-class RunStore(RunWrites, EventLog):
-    """Workflows, runs and the event log of one deployment (two tables, one client)."""
+class RunStore(RunWrites, EventLog, StreamLeases):
+    """Workflows, runs, the event log and the stream leases of one deployment (two tables, one client)."""
 
 
 __all__ = [
@@ -27,5 +28,7 @@ __all__ = [
     "RunRecord",
     "RunStore",
     "StaleRun",
+    "StreamLease",
+    "StreamLeases",
     "dynamodb_client",
 ]

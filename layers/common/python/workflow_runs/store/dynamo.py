@@ -111,6 +111,9 @@ class Dynamo:
     def update(self, **request: Any) -> dict[str, Any]:
         return self._conditional(self.client.update_item, request)
 
+    def delete(self, **request: Any) -> None:
+        self._conditional(self.client.delete_item, request)
+
     def _conditional(self, call: Callable[..., dict[str, Any]], request: dict[str, Any]) -> dict[str, Any]:
         try:
             return self._call(call, **request)
