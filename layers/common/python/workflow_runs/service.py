@@ -33,7 +33,7 @@ from .pages import open_token, seal_token
 from .serverkey import server_key
 from .settings import Settings
 from .store import NewRun, Page, RunRecord, RunStore
-from .waiting import Pacing, wait_for_end
+from .waiting import Pacing, quiet_steps_of, wait_for_end
 
 logger = logging.getLogger("workflow_runs.service")
 
@@ -201,6 +201,10 @@ class RunService:
                   subject: str = "") -> WorkflowRun:
         """Create the run (scheduled) and start its orchestration; returns at once. `subject`
         (the caller) is part of an idempotent request's fingerprint."""
+        return self._start_run(tenant, request, idempotency_key, subject)[0]
+
+    def _start_run(self, tenant: str, request: ExecuteRequest, idempotency_key: str | None,
+                   subject: str) -> tuple[WorkflowRun, Workflow]:
         workflow = self.store.get_workflow(tenant, request.workflow_id)
         try:
             inputs = resolve_inputs(workflow, request.inputs)
@@ -225,7 +229,7 @@ class RunService:
             # A repeat of a request whose first attempt died before starting resumes the start;
             # the execution name is the run id, so starting twice starts once.
             record = self._start_execution(record)
-        return record.run
+        return record.run, workflow
 
     def _start_execution(self, record: RunRecord) -> RunRecord:
         try:
@@ -249,15 +253,18 @@ class RunService:
         by default `EXECUTE_WAIT_SECONDS` from now. Returns (run, ended)."""
         if deadline is None:
             deadline = time.monotonic() + self.settings.execute_wait_seconds
-        run = self.start_run(tenant, request, idempotency_key, subject=subject)
+        run, workflow = self._start_run(tenant, request, idempotency_key, subject)
         if run.status.terminal:
             return run, True
         if time.monotonic() >= deadline:
             return run, False
         # The run's end reaches its event log as the closing event: wake on it.
-        ended = wait_for_end(self.store, run.id, deadline, Pacing.from_settings(self.settings))
+        outcome = wait_for_end(self.store, run.id, deadline, Pacing.from_settings(self.settings),
+                               quiet_steps=quiet_steps_of(workflow.steps))
+        if outcome.run is not None:
+            return WorkflowRun.model_validate(outcome.run), True
         final = self.store.get_run(tenant, run.id)
-        return final, ended or final.status.terminal
+        return final, outcome.ended or final.status.terminal
 
     def cancel(self, tenant: str, request: CancelRequest) -> list[CancelResult]:
         if request.workflow_id:
