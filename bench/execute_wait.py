@@ -23,9 +23,9 @@ SHAPES = {
     "busy to the end (transform, llm)": {"name": "bench busy", "steps": [
         {"id": "prompt", "type": "transform", "config": {"output": "Say something about tides."}},
         {"id": "ask", "type": "llm", "config": {"prompt": "{{ steps.prompt.outputs.value }}"}}]},
-    # Quiet for a second, then ends at once: the log is idle when the end comes.
-    "quiet, then ends (wait 1 s, transform)": {"name": "bench quiet", "steps": [
-        {"id": "pause", "type": "wait", "config": {"seconds": 1}},
+    # Quiet, then ends at once (examples/wait-then-finish.yaml): the log is idle when the end comes.
+    "quiet, then ends (wait 2 s, transform)": {"name": "bench quiet", "steps": [
+        {"id": "pause", "type": "wait", "config": {"seconds": 2}},
         {"id": "finish", "type": "transform", "config": {"output": "done"}}]},
 }
 

@@ -27,9 +27,11 @@ from typing import Any, Protocol
 from .states import CLOSING_EVENTS, EVENT_ACTIVITY, Status
 
 PAGE_SIZE = 100
-# A quiet step's hold ends this long before it is due: the waiting event was read a little
-# after it was written, and the orchestrator's timer is not to the millisecond.
-HOLD_MARGIN_SECONDS = 0.25
+# A quiet step's hold ends this long before it is due (the waiting event is read a little
+# after it was written, but the end's events are projected as late), and reads stay at
+# `poll_min` until this long after it (the orchestrator's timer, the next step's start).
+HOLD_MARGIN_SECONDS = 0.1
+BRISK_AFTER_DUE_SECONDS = 0.3
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def wait_for_end(
             sleep(max(0.0, min(hold - HOLD_MARGIN_SECONDS, deadline - now)))
             if monotonic() >= deadline:
                 return WaitOutcome(False)
-            idle_since, delay, brisk_until = None, pacing.poll_min, now + hold + HOLD_MARGIN_SECONDS
+            idle_since, delay, brisk_until = None, pacing.poll_min, now + hold + BRISK_AFTER_DUE_SECONDS
             continue
         if page:
             idle_since = None
