@@ -101,7 +101,6 @@ def run(quick: bool) -> SectionResult:
 
 def _measure(runtime: Any, quick: bool) -> SectionResult:
     import httpx
-
     from workflow_runs.models import WorkflowDefinition
     from workflow_runs_dev.runtime import DEV_TENANT
 
@@ -130,7 +129,7 @@ def _measure(runtime: Any, quick: bool) -> SectionResult:
                     run = response.json()["workflowRun"]
                     if response.status_code != 200 or run["status"] != "completed":
                         raise RuntimeError(f"execute answered {response.status_code} {run['status']}")
-                    ended = datetime.fromisoformat(run["updatedAt"].replace("Z", "+00:00")).timestamp()
+                    ended = datetime.fromisoformat(run["updatedAt"]).timestamp()
                     lags.setdefault((wait_name, shape), []).append(received - ended)
                     reads.setdefault((wait_name, shape), []).extend(meter.samples)
 

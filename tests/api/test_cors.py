@@ -6,15 +6,13 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-
 from workflow_runs.service import RunService
 from workflow_runs.settings import Settings, get_settings
 from workflow_runs_api import handler as api_handler
 from workflow_runs_api.app import create_app
 
 from tests.api.conftest import Api
-from tests.api.test_handler import (  # noqa: F401 - fixtures
-    TENANT_CLAIM, jwks_server, lambda_env, rest_event, signing_key, tokens)
+from tests.api.test_handler import TENANT_CLAIM, jwks_server, lambda_env, rest_event, signing_key, tokens  # noqa: F401 - fixtures
 
 RUNS = "/api/v1/workflow-runs"
 APP_ORIGIN = "http://localhost:5173"

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from workflow_runs_http.cors import ALLOW_HEADERS, CorsMiddleware
 
 APP_ORIGIN = "https://app.example.com"

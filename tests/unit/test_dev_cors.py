@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from workflow_runs_dev.cli import build_parser
 from workflow_runs_dev.runtime import route_by_function
 
