@@ -69,7 +69,7 @@ def _fault_spec(spec: str) -> str:
 
 def _origin(value: str) -> str:
     scheme, sep, rest = value.partition("://")
-    if scheme not in ("http", "https") or not sep or not rest or any(c in rest for c in "/?#* "):
+    if value != "*" and scheme not in ("http", "https") or not sep or not rest or any(c in rest for c in "/?#* "):
         raise argparse.ArgumentTypeError(f"{value!r} is not an origin like http://localhost:5173 "
                                          "(scheme and host[:port], no path)")
     return value

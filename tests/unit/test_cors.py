@@ -132,3 +132,12 @@ def test_the_module_imports_no_web_framework():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette', 'pydantic')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.anyio
+async def test_a_star_lists_every_origin_and_answers_with_the_callers_own():
+    app = CorsMiddleware(Recorder(), allow_origins=("*",))
+    preflight = await call(app, "OPTIONS", {"Origin": OTHER_ORIGIN, **PREFLIGHT})
+    response = await call(app, "GET", {"Origin": OTHER_ORIGIN})
+    assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == OTHER_ORIGIN
+    assert response.headers["access-control-allow-origin"] == OTHER_ORIGIN

@@ -35,7 +35,7 @@ class Settings(BaseModel, frozen=True):
 
     execute_wait_seconds: float = Field(default=25.0, ge=0, le=28)
     max_body_bytes: int = 256 * 1024
-    # Browser origins allowed to call the APIs (CORS); empty: no CORS headers at all.
+    # Browser origins allowed to call the APIs (CORS); empty: no CORS headers at all; `*`: any.
     cors_allow_origins: tuple[str, ...] = ()
 
     llm_provider: str = "echo"
@@ -60,10 +60,12 @@ class Settings(BaseModel, frozen=True):
     @classmethod
     def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for origin in value:
+            if origin == "*":
+                continue  # every origin (a bearer token, not the origin, is what grants access)
             scheme, sep, rest = origin.partition("://")
             if scheme not in ("http", "https") or not sep or not rest or any(c in rest for c in "/?#* "):
                 raise ValueError(f"CORS_ALLOW_ORIGINS: {origin!r} is not an origin like https://app.example.com "
-                                 "(scheme and host[:port], no path, no wildcard)")
+                                 "(scheme and host[:port], no path), or * alone")
         return value
 
     @classmethod

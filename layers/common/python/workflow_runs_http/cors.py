@@ -39,11 +39,14 @@ HANDLED = "workflow_runs.cors"
 
 
 class CorsMiddleware:
-    """`CorsMiddleware(app, allow_origins=("https://app.example.com", ...))`."""
+    """`CorsMiddleware(app, allow_origins=("https://app.example.com", ...))`; `("*",)` lists
+    every origin."""
 
     def __init__(self, app: ASGIApp, allow_origins: Iterable[str] = (), *, max_age: int = MAX_AGE_SECONDS):
         self.app = app
         self.allow_origins = frozenset(o.rstrip("/") for o in allow_origins)
+        # "*": every origin is listed (answered with its own origin, never a literal "*").
+        self.any_origin = "*" in self.allow_origins
         self.max_age = max_age
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -52,7 +55,7 @@ class CorsMiddleware:
             return
         scope[HANDLED] = True
         origin = _header(scope, b"origin")
-        allowed = origin is not None and origin in self.allow_origins
+        allowed = origin is not None and (self.any_origin or origin in self.allow_origins)
         preflight = scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method") is not None
         if origin is not None and preflight:
             await (self._preflight(origin, send) if allowed else _refuse(send))
