@@ -109,7 +109,7 @@ def _measure(runtime: Any, quick: bool) -> SectionResult:
     meter = WaitMeter(service)
     workflows = {shape: service.put_workflow(DEV_TENANT, str(uuid.uuid4()), WorkflowDefinition.model_validate(d)).id
                  for shape, d in SHAPES.items()}
-    n = 3 if quick else 15
+    n = 2 if quick else 15
     url = f"{runtime.public_url}/api/v1/workflow-runs/execute"
     headers = {"Authorization": f"Bearer {runtime.token}"}
     waits = {"event log (now)": event_log_execute,

@@ -21,7 +21,7 @@ projector for SSE. Without JWKS_URL it makes its own signing key, serves its JWK
 /.well-known/jwks.json and prints a dev-only token for tenant 'dev'.
 
 Settings are environment variables (JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, JWT_TENANT_CLAIM,
-JWT_ALGORITHMS, EXECUTE_WAIT_SECONDS, LLM_PROVIDER, HTTP_STEP_ALLOWED_HOSTS, ...):
+JWT_ALGORITHMS, EXECUTE_WAIT_SECONDS, CORS_ALLOW_ORIGINS, LLM_PROVIDER, HTTP_STEP_ALLOWED_HOSTS, ...):
 see docs/api.md. Ctrl-C stops every process it started.
 """
 
