@@ -38,6 +38,7 @@ SECTIONS = {
     "throughput": ("bench.throughput", "6. Throughput on the local runtime"),
     "scale": ("bench.scale", "7. Scale: write units per run, the tenant's ceiling, deep pages, cost"),
     "contention": ("bench.contention", "8. Contention: one tenant on a conflicting, throttling DynamoDB"),
+    "execute-wait": ("bench.execute_wait", "9. The blocking execute: answer lag and reads while waiting"),
 }
 SECTION_TIMEOUT = {False: 240, True: 80}  # seconds, per section (full, quick)
 LONG_SECTIONS = {"scale": 3, "contention": 2}  # sections allowed a multiple of that (scale writes 10,000 runs)

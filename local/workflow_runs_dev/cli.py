@@ -21,7 +21,7 @@ projector for SSE. Without JWKS_URL it makes its own signing key, serves its JWK
 /.well-known/jwks.json and prints a dev-only token for tenant 'dev'.
 
 Settings are environment variables (JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, JWT_TENANT_CLAIM,
-JWT_ALGORITHMS, EXECUTE_WAIT_SECONDS, LLM_PROVIDER, HTTP_STEP_ALLOWED_HOSTS, ...):
+JWT_ALGORITHMS, EXECUTE_WAIT_SECONDS, CORS_ALLOW_ORIGINS, LLM_PROVIDER, HTTP_STEP_ALLOWED_HOSTS, ...):
 see docs/api.md. Ctrl-C stops every process it started.
 """
 
@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--examples", type=Path, default=Path("examples"),
                      help="folder of workflow YAML files loaded for tenant 'dev' (default: %(default)s)")
     dev.add_argument("--no-examples", action="store_true", help="start with no workflows")
+    dev.add_argument("--cors-origin", metavar="ORIGIN", action="append", default=[], type=_origin,
+                     help="a browser origin allowed to call the API (CORS), e.g. http://localhost:5173; "
+                          "repeatable; added to CORS_ALLOW_ORIGINS")
     return parser
 
 
@@ -62,6 +65,14 @@ def _fault_spec(spec: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return spec
+
+
+def _origin(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    if value != "*" and scheme not in ("http", "https") or not sep or not rest or any(c in rest for c in "/?#* "):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an origin like http://localhost:5173 "
+                                         "(scheme and host[:port], no path)")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         dynamodb_endpoint=args.dynamodb_endpoint,
         faults=FaultInjector.from_spec(args.inject_faults) if args.inject_faults else None,
         examples_dir=None if args.no_examples else args.examples,
+        cors_origins=tuple(args.cors_origin),
     )
     stopping = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
@@ -107,6 +119,8 @@ def banner(runtime) -> str:
         (f"  internal listener: {runtime.internal_url}   (trusted; send X-Tenant-Id; loopback only, "
          "whatever --host says)"),
         f"  database:          {db}",
+        *([f"  CORS origins:      {', '.join(runtime.settings.cors_allow_origins)}"]
+          if runtime.settings and runtime.settings.cors_allow_origins else []),
         f"  tables:            {tables}",
         (f"  orchestrator:      local (same semantics as the state machines; "
          f"ORCHESTRATION={runtime.settings.orchestration})" if runtime.settings else

@@ -38,8 +38,10 @@ INTERNAL_HOST = "127.0.0.1"
 STREAM_SUFFIXES = ("/execute/stream", "/events")
 
 
-def route_by_function(api_app: Any, stream_app: Any) -> Any:
-    """One listener, two apps, split exactly as API Gateway and the function URL split them."""
+def route_by_function(api_app: Any, stream_app: Any, cors_allow_origins: tuple[str, ...] = ()) -> Any:
+    """One listener, two apps, split exactly as API Gateway and the function URL split them;
+    CORS answered in front of both, as each does in AWS."""
+    from workflow_runs_http.cors import CorsMiddleware  # noqa: PLC0415
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].rstrip("/").endswith(STREAM_SUFFIXES):
@@ -49,7 +51,7 @@ def route_by_function(api_app: Any, stream_app: Any) -> Any:
         else:
             await api_app(scope, receive, send)
 
-    return app
+    return CorsMiddleware(app, allow_origins=cors_allow_origins)
 
 
 async def _lifespan_noop(receive: Any, send: Any) -> None:
@@ -100,6 +102,9 @@ class LocalRuntime:
     projector_faults: bool = True
     examples_dir: Path | None = None
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    # Browser origins allowed to call both listeners (`--cors-origin`); added to any
+    # CORS_ALLOW_ORIGINS of `env`.
+    cors_origins: tuple[str, ...] = ()
     retry_interval_scale: float = 1.0
 
     settings: Settings | None = None
@@ -167,6 +172,8 @@ class LocalRuntime:
             **{k: v for k, v in self.env.items() if v},
             "DYNAMODB_ENDPOINT_URL": endpoint,
         }
+        if self.cors_origins:
+            env["CORS_ALLOW_ORIGINS"] = ",".join(filter(None, (env.get("CORS_ALLOW_ORIGINS"), *self.cors_origins)))
         settings = Settings.from_env(env)
         client = dynamodb_client(endpoint)
         self.tables_created = dynamodb_local.create_tables(client, settings.runs_table, settings.events_table)
@@ -197,7 +204,7 @@ class LocalRuntime:
             common: dict[str, Any] = {"settings": settings, "service": self.service, "verifier": verifier,
                                       "internal_listener": internal}
             api = create_api_app(**common, dev_jwks=None if internal else dev_jwks)
-            return route_by_function(api, create_stream_app(**common))
+            return route_by_function(api, create_stream_app(**common), settings.cors_allow_origins)
 
         self.listen(apps(False), apps(True))
         if self.examples_dir and self.examples_dir.is_dir():

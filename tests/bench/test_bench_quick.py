@@ -41,6 +41,7 @@ def test_quick_bench_writes_a_report_with_every_section(tmp_path: Path) -> None:
     figures = json.loads(report.with_suffix(".json").read_text())["figures"]
     for name in ("wcu_per_run_1", "wcu_per_run_3", "wcu_per_run_10", "hottest_key_wcu_per_run",
                  "tenant_ceiling_runs_per_s", "list_page_rcu_depth_1", "list_page_rcu_depth_1000",
-                 "usd_per_million_runs_3", "contention_lost_transitions", "contention_runs_per_s"):
+                 "usd_per_million_runs_3", "contention_lost_transitions", "contention_runs_per_s",
+                 "execute_answer_lag_p50_ms", "execute_wait_reads_per_second"):
         assert isinstance(figures[name]["value"], (int, float)), name
         assert set(figures[name]) >= {"value", "unit", "target", "holds"}

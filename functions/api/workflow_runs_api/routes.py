@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from workflow_runs.models import Status, WorkflowDefinition
 from workflow_runs.service import CancelRequest, ListQuery, canonical_uuid
+from workflow_runs_http.deadlines import answer_deadline
 from workflow_runs_http.dependencies import ServiceDep
 from workflow_runs_http.errors import parse_query
 from workflow_runs_http.forms import EXECUTE_BODY, IdempotencyKey, parse_execute
@@ -37,11 +38,13 @@ Limit = Annotated[int, Query(ge=1, le=100, description="items per page, 1–100"
 )
 async def execute(request: Request, principal: PrincipalDep, service: ServiceDep,
                   idempotency_key: IdempotencyKey = None) -> Response:
+    # Counted from the request's arrival: auth, parsing and the start have used part of it.
+    deadline = answer_deadline(request.scope, service.settings.execute_wait_seconds)
     body = await parse_execute(request)
     from starlette.concurrency import run_in_threadpool  # noqa: PLC0415
 
     run, ended = await run_in_threadpool(service.execute, principal.tenant, body, idempotency_key,
-                                         subject=principal.subject)
+                                         subject=principal.subject, deadline=deadline)
     reply = schemas.ExecuteReply(success=run.status is Status.COMPLETED, workflowRun=run)
     content = reply.model_dump(mode="json", by_alias=True)
     if ended:

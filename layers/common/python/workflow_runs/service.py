@@ -33,6 +33,7 @@ from .pages import open_token, seal_token
 from .serverkey import server_key
 from .settings import Settings
 from .store import NewRun, Page, RunRecord, RunStore
+from .waiting import Pacing, quiet_steps_of, wait_for_end
 
 logger = logging.getLogger("workflow_runs.service")
 
@@ -200,6 +201,10 @@ class RunService:
                   subject: str = "") -> WorkflowRun:
         """Create the run (scheduled) and start its orchestration; returns at once. `subject`
         (the caller) is part of an idempotent request's fingerprint."""
+        return self._start_run(tenant, request, idempotency_key, subject)[0]
+
+    def _start_run(self, tenant: str, request: ExecuteRequest, idempotency_key: str | None,
+                   subject: str) -> tuple[WorkflowRun, Workflow]:
         workflow = self.store.get_workflow(tenant, request.workflow_id)
         try:
             inputs = resolve_inputs(workflow, request.inputs)
@@ -224,7 +229,7 @@ class RunService:
             # A repeat of a request whose first attempt died before starting resumes the start;
             # the execution name is the run id, so starting twice starts once.
             record = self._start_execution(record)
-        return record.run
+        return record.run, workflow
 
     def _start_execution(self, record: RunRecord) -> RunRecord:
         try:
@@ -240,20 +245,26 @@ class RunService:
         return record
 
     def execute(
-        self, tenant: str, request: ExecuteRequest, idempotency_key: str | None = None, *, subject: str = ""
+        self, tenant: str, request: ExecuteRequest, idempotency_key: str | None = None, *, subject: str = "",
+        deadline: float | None = None,
     ) -> tuple[WorkflowRun, bool]:
-        """Start a run and wait on its item until it ends or the budget passes.
-        Returns (run, ended)."""
-        run = self.start_run(tenant, request, idempotency_key, subject=subject)
-        deadline = time.monotonic() + self.settings.execute_wait_seconds
-        pause = 0.02
-        status = run.status
-        while not status.terminal and time.monotonic() < deadline:
-            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 1.5, 0.5)
-            status = self.store.run_status(run.id) or status
-        final = self.store.get_run(tenant, run.id) if status is not run.status or status.terminal else run
-        return final, final.status.terminal
+        """Start a run and wait for its end until `deadline` (a `time.monotonic()` time; the
+        HTTP layer counts it from the request's arrival, see workflow_runs_http.deadlines),
+        by default `EXECUTE_WAIT_SECONDS` from now. Returns (run, ended)."""
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.execute_wait_seconds
+        run, workflow = self._start_run(tenant, request, idempotency_key, subject)
+        if run.status.terminal:
+            return run, True
+        if time.monotonic() >= deadline:
+            return run, False
+        # The run's end reaches its event log as the closing event: wake on it.
+        outcome = wait_for_end(self.store, run.id, deadline, Pacing.from_settings(self.settings),
+                               quiet_steps=quiet_steps_of(workflow.steps))
+        if outcome.run is not None:
+            return WorkflowRun.model_validate(outcome.run), True
+        final = self.store.get_run(tenant, run.id)
+        return final, outcome.ended or final.status.terminal
 
     def cancel(self, tenant: str, request: CancelRequest) -> list[CancelResult]:
         if request.workflow_id:

@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -35,6 +35,8 @@ class Settings(BaseModel, frozen=True):
 
     execute_wait_seconds: float = Field(default=25.0, ge=0, le=28)
     max_body_bytes: int = 256 * 1024
+    # Browser origins allowed to call the APIs (CORS); empty: no CORS headers at all; `*`: any.
+    cors_allow_origins: tuple[str, ...] = ()
 
     llm_provider: str = "echo"
     bedrock_model_id: str = "anthropic.claude-3-7-sonnet-20250219-v1:0"
@@ -60,6 +62,18 @@ class Settings(BaseModel, frozen=True):
     event_ttl_days: int = 7
     # The reconciler's sweep looks at non-terminal runs created longer ago than this.
     reconcile_after_seconds: int = Field(default=900, ge=60)
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin == "*":
+                continue  # every origin (a bearer token, not the origin, is what grants access)
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or any(c in rest for c in "/?#* "):
+                raise ValueError(f"CORS_ALLOW_ORIGINS: {origin!r} is not an origin like https://app.example.com "
+                                 "(scheme and host[:port], no path), or * alone")
+        return value
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ | None = None) -> "Settings":

@@ -10,10 +10,23 @@ from fastapi import FastAPI
 from workflow_runs.service import RunService
 from workflow_runs.settings import Settings
 
+from .cors import CorsMiddleware
+from .deadlines import ArrivalClock
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
+
+
+class EdgeApp(FastAPI):
+    """FastAPI with CORS and the arrival clock outside everything else, so even the 500s
+    that Starlette's outermost error layer writes carry CORS headers, and arrival is noted
+    before any other work."""
+
+    def build_middleware_stack(self) -> Any:
+        settings = self.state.settings
+        origins = settings.cors_allow_origins if settings is not None else ()
+        return CorsMiddleware(ArrivalClock(super().build_middleware_stack()), allow_origins=origins)
 
 
 def new_app(
@@ -27,8 +40,9 @@ def new_app(
 ) -> FastAPI:
     """`settings`, `service` and `verifier` are injected by the dev server and tests; in
     Lambda they are None and built from the environment on first use. `internal_listener`
-    marks the dev server's internal port (the private API's stand-in)."""
-    app = FastAPI(title=title, version="1.0.0", description=description)
+    marks the dev server's internal port (the private API's stand-in). CORS follows
+    `settings.cors_allow_origins` (none without settings)."""
+    app = EdgeApp(title=title, version="1.0.0", description=description)
     app.state.settings = settings
     app.state.service = service
     app.state.verifier = verifier

@@ -1,0 +1,187 @@
+"""CORS as a browser enforces it: headless Chromium loads a page from one loopback origin
+that calls `workflow-runs dev --cors-origin <that origin>` on another port — a multipart
+blocking execute, a list, and a fetch()-streamed execute/stream, each with an
+`Authorization: Bearer` header (so each is preflighted). A page from an origin not listed
+is refused by the browser."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from workflow_runs_dev.dynamodb_local import free_port
+
+from tests.e2e.test_dev_server import ROOT, THREE_STEP, DevServer, console_script
+from tests.integration.sse_helpers import ServerThread
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+RUNS = "/api/v1/workflow-runs"
+
+SCRIPT = """
+const API = "__API__", AUTH = {"Authorization": "Bearer __TOKEN__"};
+const report = {};
+async function step(name, work) {
+  try { report[name] = await work(); } catch (error) { report[name] = {failed: String(error)}; }
+}
+(async () => {
+  await step("execute", async () => {
+    const form = new FormData();
+    form.append("workflowId", "__WORKFLOW_ID__");
+    form.append("inputs", "{}");
+    const response = await fetch(API + "/api/v1/workflow-runs/execute", {method: "POST", body: form, headers: AUTH});
+    const body = await response.json();
+    return {status: response.status, runStatus: body.workflowRun.status, runId: body.workflowRun.id};
+  });
+  await step("list", async () => {
+    const response = await fetch(API + "/api/v1/workflow-runs?limit=5", {headers: AUTH});
+    const body = await response.json();
+    return {status: response.status, ids: body.data.map(run => run.id)};
+  });
+  await step("stream", async () => {
+    const form = new FormData();
+    form.append("workflowId", "__WORKFLOW_ID__");
+    const response = await fetch(API + "/api/v1/workflow-runs/execute/stream",
+                                 {method: "POST", body: form, headers: AUTH});
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    for (;;) { const {value, done} = await reader.read(); if (done) break; text += value; }
+    const names = [...text.matchAll(/^event: ?(.*)$/gm)].map(m => m[1].trim());
+    return {status: response.status, contentType: response.headers.get("content-type"), names};
+  });
+  await fetch("/report", {method: "POST", headers: {"Content-Type": "application/json"},
+                          body: JSON.stringify(report)});
+})();
+"""
+
+
+class PageSite:
+    """A page on its own origin, the report its script posts back, and an image that holds
+    the `load` event (Chromium's --dump-dom dumps at load) until the report is in."""
+
+    def __init__(self, script: str):
+        self.html = f'<!doctype html><html><body><img src="/hold" alt=""><script>{script}</script></body></html>'
+        self.report: dict[str, Any] | None = None
+        self._reported: asyncio.Event | None = None
+
+    def _event(self) -> asyncio.Event:
+        if self._reported is None:
+            self._reported = asyncio.Event()
+        return self._reported
+
+    async def page(self, request: Request) -> Response:
+        return HTMLResponse(self.html)
+
+    async def hold(self, request: Request) -> Response:
+        try:
+            await asyncio.wait_for(self._event().wait(), timeout=45)
+        except TimeoutError:
+            pass
+        return Response(status_code=204)
+
+    async def receive_report(self, request: Request) -> Response:
+        self.report = await request.json()
+        self._event().set()
+        return JSONResponse({"ok": True})
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/page", self.page), Route("/hold", self.hold),
+                                 Route("/report", self.receive_report, methods=["POST"])])
+
+
+def load_in_chromium(url: str) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+             f"--user-data-dir={profile}", "--dump-dom", url],
+            capture_output=True, text=True, timeout=90, check=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def page_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def cors_dev_server(page_port: int) -> Iterator[DevServer]:
+    port, internal_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("JWKS_URL", "RUNS_TABLE", "EVENTS_TABLE",
+                                                             "CORS_ALLOW_ORIGINS")}
+    process = subprocess.Popen(
+        [console_script(), "dev", "--port", str(port), "--internal-port", str(internal_port), "--dynamodb", "moto",
+         "--cors-origin", f"http://127.0.0.1:{page_port}", "--cors-origin", "http://localhost:5173"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        lines.append(line)
+        if line.startswith("Ctrl-C stops everything"):
+            break
+    banner = "".join(lines)
+    if process.poll() is not None or "Ctrl-C" not in banner:
+        process.kill()
+        pytest.fail(f"workflow-runs dev did not start:\n{banner}")
+    yield DevServer(process, banner, port, internal_port)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _site(server: DevServer) -> PageSite:
+    script = (SCRIPT.replace("__API__", server.public).replace("__TOKEN__", server.token or "")
+              .replace("__WORKFLOW_ID__", THREE_STEP))
+    return PageSite(script)
+
+
+@pytest.mark.browser
+def test_a_page_of_a_listed_origin_executes_lists_and_streams_across_origins(cors_dev_server: DevServer,
+                                                                             page_port: int):
+    assert f"http://127.0.0.1:{page_port}" in cors_dev_server.banner  # the banner names the origins
+    site = _site(cors_dev_server)
+    server = ServerThread(site.app())
+    server.port = page_port  # the listed origin
+    server.server.config.port = page_port
+    with server:
+        done = load_in_chromium(f"http://127.0.0.1:{page_port}/page")
+    report = site.report
+    assert report is not None, f"the page reported nothing; chromium said:\n{done.stderr[-2000:]}"
+    # The blocking multipart execute answered with the completed run
+    assert report["execute"] == {"status": 200, "runStatus": "completed", "runId": report["execute"]["runId"]}, report
+    # The list (a GET with Authorization) was readable, and holds that run
+    assert report["list"]["status"] == 200 and report["execute"]["runId"] in report["list"]["ids"], report
+    # The stream was read through fetch(), every event to the closing one
+    stream = report["stream"]
+    assert stream["status"] == 200 and stream["contentType"].startswith("text/event-stream"), report
+    names = [n for n in stream["names"] if n != "ping"]
+    assert names[0] == "workflow-run" and names[-1] == "result" and "activity-run" in names, report
+
+
+@pytest.mark.browser
+def test_a_page_of_an_unlisted_origin_is_refused_by_the_browser(cors_dev_server: DevServer):
+    site = _site(cors_dev_server)
+    with ServerThread(site.app()) as server:  # a port that is not listed
+        done = load_in_chromium(f"{server.url}/page")
+    report = site.report
+    assert report is not None, f"the page reported nothing; chromium said:\n{done.stderr[-2000:]}"
+    for name in ("execute", "list", "stream"):
+        assert "failed" in report[name] and "TypeError" in report[name]["failed"], json.dumps(report)
