@@ -193,6 +193,11 @@ class Functions(Construct):
             snap_start=(
                 lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if spec.alias and self._config.snap_start else None
             ),
+            # A version the alias left is deleted by the next deploy: no stale snapshot keeps
+            # paying SnapStart's cache charge.
+            current_version_options=(
+                lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY) if spec.alias else None
+            ),
         )
         # Metrics go out as EMF in the logs (no permission needed); PutMetricData is allowed
         # for the one namespace only, for a client that publishes directly.
