@@ -59,6 +59,8 @@ def test_each_alias_points_at_a_published_version_of_its_function(prod):
         version_ref = alias["FunctionVersion"]["Fn::GetAtt"]
         assert version_ref[1] == "Version"
         assert versions[version_ref[0]]["Properties"]["FunctionName"] == {"Ref": function_id}
+        # A version the alias left goes with the next deploy (no stale SnapStart cache charge).
+        assert versions[version_ref[0]]["DeletionPolicy"] == "Delete"
 
 
 def test_api_gateway_may_invoke_only_the_api_alias(prod):
