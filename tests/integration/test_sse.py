@@ -610,3 +610,12 @@ def test_header_rules_of_the_api_hold_on_the_stream_routes(stack: Stack):
         assert response.status_code == 400 and response.json()["error"] == "ValidationError"
     assert too_long.json()["details"] == ["Last-Event-ID: String should have at most 64 characters"]
     assert bad_key.json()["details"] == ["idempotency-key: String should match pattern '^[A-Za-z0-9._:-]{1,128}$'"]
+
+
+def test_a_request_refused_before_its_stream_keeps_no_stream_slot(stack: Stack):
+    tenant = f"refused-{uuid.uuid4().hex[:8]}"
+    headers = {"X-Tenant-Id": tenant}
+    unknown_workflow = stack.http.post(stack.url(f"{RUNS}/execute/stream"), headers=headers,
+                                       json={"workflowId": str(uuid.uuid4())})
+    assert unknown_workflow.status_code == 404
+    assert stack.store.open_streams(tenant) == 0
