@@ -113,14 +113,14 @@ def banner(runtime) -> str:
     db = {"dynamodb-local": "DynamoDB Local (AWS's implementation, in memory)",
           "moto": "moto's DynamoDB server (Java 17+ not found)",
           "external": f"the DynamoDB at {runtime.dynamodb_url} (already running; not stopped on exit)"}[runtime.db_kind]
+    origins = getattr(runtime.settings, "cors_allow_origins", ())
     lines = [
         "Workflow Runs API — local runtime",
         f"  public listener:   {runtime.public_url}",
         (f"  internal listener: {runtime.internal_url}   (trusted; send X-Tenant-Id; loopback only, "
          "whatever --host says)"),
         f"  database:          {db}",
-        *([f"  CORS origins:      {', '.join(runtime.settings.cors_allow_origins)}"]
-          if runtime.settings and runtime.settings.cors_allow_origins else []),
+        *([f"  CORS origins:      {', '.join(origins)}"] if origins else []),
         f"  tables:            {tables}",
         (f"  orchestrator:      local (same semantics as the state machines; "
          f"ORCHESTRATION={runtime.settings.orchestration})" if runtime.settings else

@@ -6,7 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from workflow_runs.models import Status
-from workflow_runs.waiting import HOLD_MARGIN_SECONDS, PAGE_SIZE, Pacing, quiet_steps_of, wait_for_end
+from workflow_runs.waiting import (
+    HOLD_MARGIN_SECONDS,
+    PAGE_SIZE,
+    THINKING_POLL_MAX_SECONDS,
+    Pacing,
+    quiet_steps_of,
+    wait_for_end,
+)
 
 PACING = Pacing(poll_min=0.05, poll_max=1.0, close_grace=10.0)
 
@@ -48,13 +55,23 @@ def wait(log: ScriptedLog, deadline: float, pacing: Pacing = PACING, quiet_steps
 
 
 def test_it_wakes_within_poll_min_of_the_closing_event_while_the_run_is_busy():
-    # Given a run that produces events every 0.2 s and closes at 3.0 s
-    timeline = [(0.2 * i, "thinking") for i in range(15)] + [(3.0, "result")]
+    # Given a run whose steps change every 0.2 s and that closes at 3.0 s
+    timeline = [(0.2 * i, "activity-run") for i in range(15)] + [(3.0, "result")]
     log = ScriptedLog(timeline)
     # When the execute waits with 25 s left
     assert wait(log, deadline=25.0) is True
     # Then it noticed the close at most poll_min after it was written
     assert 3.0 <= log.now <= 3.0 + PACING.poll_min + 1e-9
+
+
+def test_a_long_thinking_stream_is_read_no_more_often_than_the_old_poll():
+    # Given an llm step that streams `thinking` every 0.1 s for 20 s, then the run ends
+    timeline = [(0.0, "activity-run")] + [(0.1 * i, "thinking") for i in range(1, 200)] + [(20.0, "result")]
+    log = ScriptedLog(timeline)
+    assert wait(log, deadline=25.0) is True
+    # Then past the first second it reads every THINKING_POLL_MAX_SECONDS at most
+    assert len([t for t in log.reads if t > 1.0]) <= 19 / THINKING_POLL_MAX_SECONDS + 1
+    assert log.now <= 20.0 + THINKING_POLL_MAX_SECONDS + 1e-9
 
 
 def test_an_idle_log_is_read_ever_more_slowly_up_to_poll_max():

@@ -2,11 +2,11 @@
 
 The run's terminal write reaches the event log as its closing event (`result` / `error`),
 so the waiter reads the log the way an SSE stream follows it (`Pacing`): at once again
-while a page comes back full, every `poll_min` seconds while events flow (a run that is
-producing events is the run about to end), backing off (×2) to `poll_max` while the log is
-idle. Each read returns only what is new (`cursor > last`), so a waiting second costs no
-more reads than the status poll it replaces, and the answer follows the closing event by
-at most `poll_min` while the run is busy.
+while a page comes back full, every `poll_min` seconds while the run progresses (a step or
+the run changing: the end may be next), backing off (×2) to `poll_max` while the log is
+idle, and to `THINKING_POLL_MAX_SECONDS` (the old status poll's pace) while only a model's
+`thinking` flows. Each read returns only what is new (`cursor > last`); the answer follows
+the closing event by at most `poll_min` while the run progresses.
 
 A step known to stay quiet (a `wait` step of a fixed number of seconds: `quiet_steps`)
 needs no reads while it waits: once its `waiting` event is read, the waiter holds its reads
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .states import CLOSING_EVENTS, EVENT_ACTIVITY, Status
+from .states import CLOSING_EVENTS, EVENT_ACTIVITY, EVENT_THINKING, Status
 
 PAGE_SIZE = 100
 # A quiet step's hold ends this long before it is due (the waiting event is read a little
@@ -32,6 +32,8 @@ PAGE_SIZE = 100
 # `poll_min` until this long after it (the orchestrator's timer, the next step's start).
 HOLD_MARGIN_SECONDS = 0.1
 BRISK_AFTER_DUE_SECONDS = 0.3
+# While only `thinking` flows, reads back off to this (the old status poll's pace).
+THINKING_POLL_MAX_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -116,9 +118,15 @@ def wait_for_end(
         left = deadline - now
         if left <= 0:
             return WaitOutcome(False)
-        delay = pacing.poll_min if page else delay
+        # Progress (a step or the run changing) brings the end near; a model's `thinking`
+        # alone does not: it may stream for minutes, read at most as often as the old poll.
+        progress = any(name != EVENT_THINKING for _, name, _ in page)
+        delay = pacing.poll_min if progress else delay
         sleep(min(delay, left))
-        delay = pacing.next_delay(delay, bool(page) or now < brisk_until)
+        if progress or now < brisk_until:
+            delay = pacing.poll_min
+        else:
+            delay = min(delay * 2, pacing.poll_max if not page else min(pacing.poll_max, THINKING_POLL_MAX_SECONDS))
 
 
 def _quiet_for(name: str, data: Any, quiet_steps: Mapping[str, float]) -> float:
