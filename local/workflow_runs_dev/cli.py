@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+DEV_TENANT = "dev"  # the tenant of the printed token and the example workflows (runtime.DEV_TENANT)
+
 DESCRIPTION = """\
 Serves every route of the Workflow Runs API on one machine:
   public listener    http://HOST:PORT                 (JWT callers, as through the public API)
@@ -136,6 +138,10 @@ def banner(runtime) -> str:
         lines += ["", "JWKS_URL is set: use a token from your issuer.", "Try:",
                   f'  curl -s -H "Authorization: Bearer $TOKEN" {base}']
     lines.append(f'  curl -s -H "X-Tenant-Id: dev" {runtime.internal_url}/api/v1/workflow-runs')
+    lines.append(f"  viewer: {runtime.viewer_url}   (paste the token)  or  "
+                 f"{runtime.internal_url}/viewer/#tenant={DEV_TENANT}   (internal listener, no token)")
+    lines.append("  CLI:    export WORKFLOW_RUNS_URL=" + runtime.public_url + " WORKFLOW_RUNS_TOKEN=$TOKEN; "
+                 "workflow-runs runs list")
     runnable = next((e for e in runtime.loaded_examples if not e.needs_inputs), None)
     if runnable:
         lines.append(f'  curl -s -H "Authorization: Bearer $TOKEN" -F workflowId={runnable.workflow.id} '
