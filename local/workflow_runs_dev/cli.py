@@ -8,8 +8,6 @@ import sys
 import threading
 from pathlib import Path
 
-DEV_TENANT = "dev"  # the tenant of the printed token and the example workflows (runtime.DEV_TENANT)
-
 DESCRIPTION = """\
 Serves every route of the Workflow Runs API on one machine:
   public listener    http://HOST:PORT                 (JWT callers, as through the public API)
@@ -29,7 +27,8 @@ see docs/api.md. Ctrl-C stops every process it started.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workflow-runs", description="Workflow Runs API tools.")
+    parser = argparse.ArgumentParser(
+        prog="workflow-runs", description="Workflow Runs API tools: a local server (dev) and a client of the API.")
     commands = parser.add_subparsers(dest="command", required=True)
     dev = commands.add_parser("dev", help="run the API on this machine", description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--examples", type=Path, default=Path("examples"),
                      help="folder of workflow YAML files loaded for tenant 'dev' (default: %(default)s)")
     dev.add_argument("--no-examples", action="store_true", help="start with no workflows")
+    dev.set_defaults(handler=None)
+    from .client import add_commands  # noqa: PLC0415 - httpx only, still instant
+
+    add_commands(commands)
     return parser
 
 
@@ -68,6 +71,10 @@ def _fault_spec(spec: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.handler is not None:  # a client command (client.py): run, runs, approve, reject
+        from .client import run_command  # noqa: PLC0415
+
+        return run_command(args)
     from .faults import FaultInjector  # noqa: PLC0415 - keep --help instant
     from .runtime import LocalRuntime  # noqa: PLC0415
 
@@ -98,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def banner(runtime) -> str:
+    from .runtime import DEV_TENANT  # noqa: PLC0415 - loaded already: the runtime is running
+
     tables = ", ".join(f"{name} ({'created' if name in runtime.tables_created else 'reused'})"
                        for name in (runtime.settings.runs_table, runtime.settings.events_table))
     db = {"dynamodb-local": "DynamoDB Local (AWS's implementation, in memory)",
@@ -138,17 +147,20 @@ def banner(runtime) -> str:
         lines += ["", "JWKS_URL is set: use a token from your issuer.", "Try:",
                   f'  curl -s -H "Authorization: Bearer $TOKEN" {base}']
     lines.append(f'  curl -s -H "X-Tenant-Id: dev" {runtime.internal_url}/api/v1/workflow-runs')
-    lines.append(f"  viewer: {runtime.viewer_url}   (paste the token)  or  "
-                 f"{runtime.internal_url}/viewer/#tenant={DEV_TENANT}   (internal listener, no token)")
-    lines.append("  CLI:    export WORKFLOW_RUNS_URL=" + runtime.public_url + " WORKFLOW_RUNS_TOKEN=$TOKEN; "
-                 "workflow-runs runs list")
     runnable = next((e for e in runtime.loaded_examples if not e.needs_inputs), None)
     if runnable:
         lines.append(f'  curl -s -H "Authorization: Bearer $TOKEN" -F workflowId={runnable.workflow.id} '
                      f"-F 'inputs={{}}' {base}/execute")
         lines.append(f'  curl -sN -H "Authorization: Bearer $TOKEN" -F workflowId={runnable.workflow.id} '
                      f"-F 'inputs={{}}' {base}/execute/stream")
-    lines.append("Ctrl-C stops everything.")
+    lines += [
+        "Watch runs live:",
+        f"  viewer: {runtime.public_url}/viewer/   (paste the token)",
+        f"          {runtime.internal_url}/viewer/#tenant={DEV_TENANT}   (internal listener: no token needed)",
+        f"  CLI:    export WORKFLOW_RUNS_URL={runtime.public_url} WORKFLOW_RUNS_TOKEN=$TOKEN",
+        "          workflow-runs runs list   ·   workflow-runs run <workflowId> --follow",
+        "Ctrl-C stops everything.",
+    ]
     return "\n".join(lines)
 
 

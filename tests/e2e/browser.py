@@ -5,6 +5,7 @@ websocket client needed), and a TCP proxy whose connections a test can cut mid-s
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -43,18 +44,13 @@ class Chromium:
         self._profile = tempfile.TemporaryDirectory()
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
-        # fds 3 and 4 in the child, as --remote-debugging-pipe expects
-        def child_fds() -> None:
-            os.dup2(to_browser_r, 3)
-            os.dup2(from_browser_w, 4)
-
+        # fds 3 and 4 in the browser, as --remote-debugging-pipe expects: bash moves them there (dash takes one-digit fds only)
         self.process = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            [shutil.which("bash") or "/bin/bash", "-c", f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w}', CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
              "--hide-scrollbars", "--remote-debugging-pipe", f"--user-data-dir={self._profile.name}",
              f"--window-size={self.width},{self.height}", "about:blank"],
-            # dup2'd fds are inheritable; everything else Python opened is not (PEP 446)
-            preexec_fn=child_fds, close_fds=False,
+            pass_fds=(to_browser_r, from_browser_w),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         os.close(to_browser_r)
@@ -71,10 +67,8 @@ class Chromium:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
+        with contextlib.suppress(BrowserError, OSError):  # it may be gone already: it is closed either way
             self.send("Browser.close", session=False, timeout=5)
-        except Exception:  # noqa: BLE001 - closing anyway
-            pass
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:

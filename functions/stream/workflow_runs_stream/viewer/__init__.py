@@ -14,7 +14,7 @@ The files are read once, on the first request (importing this module reads nothi
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
 from typing import Any
 
@@ -44,7 +44,7 @@ SECURITY_HEADERS = [
 ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _asset(name: str) -> bytes:
     return files(__package__).joinpath(name).read_bytes()
 
