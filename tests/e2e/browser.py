@@ -236,3 +236,29 @@ class CuttableProxy:
                 s.close()
         self.cuts += 1
         return len(pairs)
+
+
+# ------------------------------------------------------------------ the run viewer's page, as a user drives it
+
+
+def sign_in(browser: Chromium, origin: str, token: str) -> None:
+    browser.goto(f"{origin}/viewer/")
+    browser.fill("#token", token)
+    browser.click("#auth button[type=submit]")
+    browser.wait_for("document.querySelectorAll('#workflows tbody tr').length > 0")
+
+
+def run_from_viewer(browser: Chromium, workflow_id: str, inputs: dict | None = None) -> None:
+    browser.wait_for(f"document.querySelector('#workflows tr[data-workflow={json.dumps(workflow_id)}]')")
+    browser.click(f"#workflows tr[data-workflow='{workflow_id}'] button.run-workflow")
+    if inputs is not None:
+        browser.fill("#execute-inputs", json.dumps(inputs))
+    browser.click("#execute button[type=submit]")
+
+
+def step(selector_step: str, part: str) -> str:
+    return f"document.querySelector('#timeline li[data-step={selector_step}] {part}')"
+
+
+def shown_event_ids(browser: Chromium) -> list[list[str]]:
+    return browser.evaluate("[...document.querySelectorAll('#event-log li')].map(li => [li.dataset.id, li.dataset.name])")

@@ -11,6 +11,8 @@ import subprocess
 import time
 from typing import Self
 
+from tests.e2e.devserver import ROOT, console_script
+
 
 class Terminal:
     def __init__(self, argv: list[str], env: dict[str, str], cwd: str | None = None):
@@ -76,3 +78,12 @@ class Terminal:
             if text in so_far:
                 return at - self.started
         raise AssertionError(f"{text!r} never appeared")
+
+
+def cli(url: str, token: str | None, *args: str) -> Terminal:
+    """`workflow-runs ARGS` in a terminal, with WORKFLOW_RUNS_URL (and WORKFLOW_RUNS_TOKEN) set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_RUNS_")}
+    env.update({"WORKFLOW_RUNS_URL": url, "TERM": "xterm", "PYTHONUNBUFFERED": "1"})
+    if token:
+        env["WORKFLOW_RUNS_TOKEN"] = token
+    return Terminal([console_script(), *args], env=env, cwd=str(ROOT))

@@ -4,7 +4,6 @@ sees, when they see it, and the exit code a script would test."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -13,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.browser import CuttableProxy
-from tests.e2e.devserver import ROOT, DevServer, console_script, dev_server
-from tests.e2e.terminal import Terminal
+from tests.e2e.devserver import DevServer, dev_server
+from tests.e2e.terminal import cli as terminal
 
 WAIT_SECONDS = 2
 LIVE = {
@@ -59,14 +58,6 @@ def server() -> Iterator[DevServer]:
 def workflows(server: DevServer) -> dict[str, str]:
     return {name: server.put_workflow(definition)
             for name, definition in (("live", LIVE), ("failing", FAILING), ("long", LONG), ("typed", TYPED))}
-
-
-def terminal(url: str, token: str | None, *args: str) -> Terminal:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_RUNS_")}
-    env.update({"WORKFLOW_RUNS_URL": url, "TERM": "xterm", "PYTHONUNBUFFERED": "1"})
-    if token:
-        env["WORKFLOW_RUNS_TOKEN"] = token
-    return Terminal([console_script(), *args], env=env, cwd=str(ROOT))
 
 
 def test_run_follow_shows_each_step_live_and_exits_0_when_completed(server: DevServer, workflows: dict[str, str]):

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.browser import Chromium, CuttableProxy
+from tests.e2e.browser import Chromium, CuttableProxy, run_from_viewer, shown_event_ids, sign_in, step
 from tests.e2e.devserver import RUNS, DevServer, dev_server
 
 pytestmark = pytest.mark.browser
@@ -66,29 +66,6 @@ def proxy(server: DevServer) -> Iterator[CuttableProxy]:
 def browser() -> Iterator[Chromium]:
     with Chromium() as chromium:
         yield chromium
-
-
-def sign_in(browser: Chromium, origin: str, token: str) -> None:
-    browser.goto(f"{origin}/viewer/")
-    browser.fill("#token", token)
-    browser.click("#auth button[type=submit]")
-    browser.wait_for("document.querySelectorAll('#workflows tbody tr').length > 0")
-
-
-def run_from_viewer(browser: Chromium, workflow_id: str, inputs: dict | None = None) -> None:
-    browser.wait_for(f"document.querySelector('#workflows tr[data-workflow={json.dumps(workflow_id)}]')")
-    browser.click(f"#workflows tr[data-workflow='{workflow_id}'] button.run-workflow")
-    if inputs is not None:
-        browser.fill("#execute-inputs", json.dumps(inputs))
-    browser.click("#execute button[type=submit]")
-
-
-def step(selector_step: str, part: str) -> str:
-    return f"document.querySelector('#timeline li[data-step={selector_step}] {part}')"
-
-
-def shown_event_ids(browser: Chromium) -> list[list[str]]:
-    return browser.evaluate("[...document.querySelectorAll('#event-log li')].map(li => [li.dataset.id, li.dataset.name])")
 
 
 def test_timeline_fills_in_live_to_completed(server: DevServer, workflows: dict[str, str], browser: Chromium):
@@ -245,3 +222,13 @@ def test_without_credentials_the_public_listener_says_unauthorized(server: DevSe
     browser.goto(f"{server.public}/viewer/")
     browser.wait_for("!document.getElementById('notice').hidden")
     assert browser.evaluate("document.getElementById('notice').textContent").startswith("401 Unauthorized")
+
+
+def test_the_dev_server_prints_the_viewer_url_next_to_the_curl_lines(server: DevServer):
+    lines = server.banner.splitlines()
+    curl = max(i for i, line in enumerate(lines) if line.lstrip().startswith("curl "))
+    viewer = next(i for i, line in enumerate(lines) if f"viewer: {server.public}/viewer/" in line)
+    assert abs(viewer - curl) <= 2
+    assert f"{server.internal}/viewer/#tenant=dev" in server.banner
+    page = httpx.get(f"{server.public}/viewer/", timeout=10)
+    assert page.status_code == 200 and '<script type="module" src="viewer.js">' in page.text
