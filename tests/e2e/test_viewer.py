@@ -103,6 +103,10 @@ def test_timeline_fills_in_live_to_completed(server: DevServer, workflows: dict[
 
     if os.environ.get("VIEWER_SCREENSHOT"):
         browser.evaluate(step("fetch", "details.outputs-box") + ".open = true")
+        browser.wait_for(f"document.querySelector('#workflows tr[data-workflow=\"{workflows['live']}\"] .counts')"
+                         ".textContent.includes('completed')")
+        browser.send("Emulation.setDeviceMetricsOverride",
+                      {"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
         browser.evaluate("window.scrollTo(0, 0)")
         browser.screenshot(Path(os.environ["VIEWER_SCREENSHOT"]))
 

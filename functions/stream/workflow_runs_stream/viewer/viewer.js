@@ -255,11 +255,13 @@ class LiveRun {
         break;
       case "result":
         this.closed = true;
+        refreshListsSoon(1000); // the dashboard's counts follow the run's end a moment later
         if (data.workflowRun) this.render(data.workflowRun);
         closing("result", "Completed", data.workflowRun ? finalOutputs(data.workflowRun) : null);
         break;
       case "error": {
         this.closed = true;
+        refreshListsSoon(1000); // the dashboard's counts follow the run's end a moment later
         const details = data.details;
         const where = details && typeof details === "object" && details.stepId ? ` (step ${details.stepId})` : "";
         const status = details && typeof details === "object" && details.status ? details.status : "error";
@@ -274,6 +276,7 @@ class LiveRun {
 
   adopt(runId) {
     this.id = runId;
+    refreshListsSoon(); // a run just started: the lists and counts have changed
     $("run-id").textContent = runId;
     history.replaceState(null, "", `#run=${encodeURIComponent(runId)}`);
   }
@@ -525,6 +528,13 @@ function openExecute(workflow) {
 function showAuthState() {
   const {token, tenant} = credentials();
   $("auth-state").textContent = token ? "token set (this tab only)" : tenant ? `tenant ${tenant} (internal listener)` : "no credentials";
+}
+
+let listsTimer = null;
+
+function refreshListsSoon(delay = 300) {
+  clearTimeout(listsTimer);
+  listsTimer = setTimeout(refreshAll, delay);
 }
 
 function refreshAll() {
