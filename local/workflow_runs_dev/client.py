@@ -25,7 +25,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Self, TextIO
@@ -162,14 +162,15 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 class Api:
-    def __init__(self, url: str, token: str | None = None, tenant: str | None = None):
+    def __init__(self, url: str, token: str | None = None, tenant: str | None = None,
+                 transport: httpx.BaseTransport | None = None):
         headers = {"Accept": "application/json", "User-Agent": "workflow-runs-cli"}
         if token:
             headers["Authorization"] = f"Bearer {token.removeprefix('Bearer ').strip()}"
         elif tenant:
             headers["X-Tenant-Id"] = tenant
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, headers=headers,
+        self.http = httpx.Client(base_url=self.url, headers=headers, transport=transport,
                                  timeout=httpx.Timeout(60.0, read=READ_TIMEOUT_SECONDS))
 
     def __enter__(self) -> Self:
@@ -393,9 +394,11 @@ class Follower:
     as_json: bool = False
     err: TextIO = field(default_factory=lambda: sys.stderr)
     last_id: str | None = None
+    seen: set[str] = field(default_factory=set)
     run_id: str | None = None
     retry_seconds: float = DEFAULT_RETRY_SECONDS
     resumes: int = 0
+    sleep: Callable[[float], None] = time.sleep
     _thinking_step: str | None = None
 
     def follow(self, *, execute: dict[str, Any] | None = None, idempotency_key: str | None = None,
@@ -439,7 +442,7 @@ class Follower:
             except _Later as later:
                 reason, wait = str(later), later.seconds
                 self._say(f"{reason}; trying again in {wait:.0f} s")
-                time.sleep(min(wait, MAX_RETRY_SECONDS))
+                self.sleep(min(wait, MAX_RETRY_SECONDS))
                 continue
             except httpx.TransportError as exc:
                 reason = f"connection lost ({exc or type(exc).__name__})"
@@ -448,7 +451,7 @@ class Follower:
                 raise Unreachable(f"{reason}; gave up after {failures} attempt(s)")
             self.resumes += 1
             self._say(f"{reason}; resuming after event {self.last_id or '(start)'}")
-            time.sleep(min(self.retry_seconds, MAX_RETRY_SECONDS))
+            self.sleep(min(self.retry_seconds, MAX_RETRY_SECONDS))
 
     def _set_retry(self, seconds: float) -> None:
         self.retry_seconds = seconds
@@ -457,8 +460,9 @@ class Follower:
         if event.name == "ping":
             return None
         if event.id:
-            if self.last_id is not None and event.id <= self.last_id:
-                return None  # seen already (a resumed stream never repeats one; belt and braces)
+            if event.id in self.seen:
+                return None  # shown already (a resumed stream never repeats one; belt and braces)
+            self.seen.add(event.id)
             self.last_id = event.id
         if self.as_json:
             print(json.dumps({"event": event.name, "id": event.id, "data": event.data}), file=self.out, flush=True)

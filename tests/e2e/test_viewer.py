@@ -145,6 +145,29 @@ def test_a_failed_run_shows_its_error_and_offers_retry(server: DevServer, workfl
     assert browser.evaluate("document.getElementById('cancel-run').hidden") is True
 
 
+def test_cancel_ends_a_waiting_run_and_the_timeline_says_so(server: DevServer, browser: Chromium):
+    workflow_id = server.put_workflow({"name": "Waits a minute",
+                                       "steps": [{"id": "pause", "type": "wait", "config": {"seconds": 60}},
+                                                 {"id": "after", "type": "transform", "config": {"output": 1}}]})
+    sign_in(browser, server.public, server.token)
+    run_from_viewer(browser, workflow_id)
+    browser.wait_for("document.getElementById('run-panel').dataset.status === 'waiting'", timeout=20)
+    browser.wait_for("!document.getElementById('cancel-run').hidden")
+    assert browser.evaluate("document.getElementById('retry-run').hidden") is True
+
+    browser.click("#cancel-run")
+
+    browser.wait_for("document.getElementById('run-panel').dataset.status === 'cancelled'", timeout=20)
+    browser.wait_for("!document.getElementById('closing').hidden")
+    assert browser.evaluate("document.getElementById('closing').textContent").startswith("Cancelled")
+    browser.wait_for("document.getElementById('cancel-run').hidden")
+    browser.wait_for(step("pause", ".status") + ".textContent === 'cancelled'")
+    assert browser.evaluate(step("after", ".status") + ".textContent") == "…"
+    run_id = browser.evaluate("document.getElementById('run-id').textContent")
+    reply = httpx.get(f"{server.public}{RUNS}/{run_id}", headers=server.headers, timeout=10).json()
+    assert reply["workflowRun"]["cancelReason"] == "cancelled from the viewer"
+
+
 def test_a_dropped_connection_resumes_without_duplicates(server: DevServer, workflows: dict[str, str],
                                                          browser: Chromium, proxy: CuttableProxy):
     # Given the viewer loaded through a proxy that can drop every connection

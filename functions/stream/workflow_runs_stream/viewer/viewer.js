@@ -227,7 +227,7 @@ class LiveRun {
   onEvent(event) {
     if (this.abort.signal.aborted || event.name === "ping") return;
     if (event.id) {
-      if (this.seen.has(event.id) || (this.lastId && event.id <= this.lastId)) {
+      if (this.seen.has(event.id)) { // ids are opaque: only equality is relied on
         this.duplicates += 1; // never shown twice
         $("run-panel").dataset.duplicates = String(this.duplicates);
         return;
