@@ -347,6 +347,9 @@ class LiveRun {
   }
 
   render(run) {
+    // A read that left before the run ended may come back after its closing event: an ended
+    // run is never shown as going again.
+    if (this.run && TERMINAL.has(this.run.status) && !TERMINAL.has(run.status)) return;
     this.run = run;
     if (!this.id) this.adopt(run.id);
     if (!this.workflow && run.workflowId) this.loadWorkflow(run.workflowId);
