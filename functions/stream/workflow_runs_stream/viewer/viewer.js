@@ -206,6 +206,8 @@ class LiveRun {
             notice(error.message);
             return;
           }
+          const retryAfter = response.headers.get("Retry-After"); // a tenant's stream cap, a busy store
+          if (retryAfter && /^\d+$/.test(retryAfter)) this.retryMs = Number(retryAfter) * 1000;
           throw error;
         }
         streamState(this.reconnects ? `live (resumed ${this.reconnects}×)` : "live");
@@ -300,7 +302,14 @@ class LiveRun {
     } catch {
       return; // a run outlives edits of its workflow; the timeline works without it
     }
-    for (const step of this.workflow.steps || []) this.step(step.id);
+    // One row per step, in the workflow's order (rows made from events before this read
+    // are moved into place and named)
+    for (const definition of this.workflow.steps || []) {
+      const step = this.step(definition.id);
+      if (definition.name && step.name.textContent === definition.id) step.name.textContent = definition.name;
+      step.type.textContent = definition.type || "";
+      $("timeline").append(step.li);
+    }
     if (this.run) this.render(this.run);
   }
 
@@ -471,9 +480,14 @@ function filters() {
           search: $("f-search").value.trim(), limit: $("f-limit").value};
 }
 
+let listSeq = 0;
+let workflowsSeq = 0;
+
 async function listRuns(token = null) {
+  const seq = ++listSeq; // only the latest request draws: answers may come back out of order
   try {
     const body = await api(`workflow-runs${query({...filters(), nextToken: token})}`);
+    if (seq !== listSeq) return;
     const rows = body.data.map((run) => el("tr", {dataset: {run: run.id}},
       el("td", {}, el("a", {href: `#run=${encodeURIComponent(run.id)}`, class: "mono"}, run.id.slice(0, 8))),
       el("td", {}, run.workflowName || run.workflowId),
@@ -485,11 +499,12 @@ async function listRuns(token = null) {
     $("page-info").textContent = `${body.pagination.total} run(s)`;
     notice("");
   } catch (error) {
-    notice(error.message);
+    if (seq === listSeq) notice(error.message);
   }
 }
 
 async function listWorkflows() {
+  const seq = ++workflowsSeq;
   try {
     const body = await api("workflows?limit=100");
     const rows = await Promise.all(body.data.map(async (workflow) => {
@@ -509,6 +524,7 @@ async function listWorkflows() {
           " ",
           el("button", {type: "button", class: "small run-workflow", onclick: () => openExecute(workflow)}, "Run…")));
     }));
+    if (seq !== workflowsSeq) return;
     $("workflows").tBodies[0].replaceChildren(...rows);
   } catch (error) {
     notice(error.message);
