@@ -38,6 +38,7 @@ class Chromium:
         self._lock = threading.Lock()
         self.console: list[str] = []
         self.exceptions: list[str] = []
+        self.log: list[str] = []  # the browser's own messages (CSP violations, failed loads)
         self.session: str | None = None
 
     def __enter__(self) -> Self:
@@ -62,6 +63,7 @@ class Chromium:
                                  session=False)["sessionId"]
         self.send("Page.enable")
         self.send("Runtime.enable")
+        self.send("Log.enable")
         self.send("Emulation.setDeviceMetricsOverride",
                   {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False})
         return self
@@ -103,6 +105,8 @@ class Chromium:
                 elif message.get("method") == "Runtime.consoleAPICalled":
                     args = message["params"].get("args", [])
                     self.console.append(" ".join(str(a.get("value", a.get("description", ""))) for a in args))
+                elif message.get("method") == "Log.entryAdded":
+                    self.log.append(message["params"]["entry"].get("text", ""))
                 elif message.get("method") == "Runtime.exceptionThrown":
                     details = message["params"]["exceptionDetails"]
                     self.exceptions.append(details.get("exception", {}).get("description") or details.get("text", ""))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def test_timeline_fills_in_live_to_completed(server: DevServer, workflows: dict[
     # … and it showed each of the run's events exactly once, in the server's order
     assert [tuple(e) for e in shown_event_ids(browser)] == server.events(run_id)
     assert browser.exceptions == []
+    assert not [entry for entry in browser.log if "Content Security Policy" in entry]
 
     if os.environ.get("VIEWER_SCREENSHOT"):
         browser.evaluate(step("fetch", "details.outputs-box") + ".open = true")
@@ -259,3 +261,21 @@ def test_the_dev_server_prints_the_viewer_url_next_to_the_curl_lines(server: Dev
     assert f"{server.internal}/viewer/#tenant=dev" in server.banner
     page = httpx.get(f"{server.public}/viewer/", timeout=10)
     assert page.status_code == 200 and '<script type="module" src="viewer.js">' in page.text
+
+
+def test_the_browser_enforces_the_pages_policy(server: DevServer, browser: Chromium):
+    browser.goto(f"{server.public}/viewer/")
+    # an inline script, as an injection would add one: the policy stops it
+    browser.evaluate("(() => { const s = document.createElement('script'); s.textContent = 'window.__ran = 1';"
+                     " document.body.append(s); })()")
+    # … and a request to another origin
+    browser.evaluate("fetch('http://127.0.0.1:9/steal').catch(() => null)")
+    def blocked() -> list[str]:
+        return [entry for entry in browser.log if "Content Security Policy" in entry]
+
+    deadline = time.monotonic() + 10  # the browser reports violations asynchronously
+    while len(blocked()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert browser.evaluate("window.__ran") is None
+    assert any("inline script" in entry for entry in blocked()), browser.log
+    assert any("127.0.0.1:9" in entry for entry in blocked()), browser.log
