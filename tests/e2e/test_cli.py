@@ -48,9 +48,12 @@ TYPED = {
 }
 
 
+EXECUTE_WAIT_SECONDS = 3  # the blocking execute's budget on this server (then 202)
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[DevServer]:
-    with dev_server() as running:
+    with dev_server(env={"EXECUTE_WAIT_SECONDS": str(EXECUTE_WAIT_SECONDS)}) as running:
         yield running
 
 
@@ -98,6 +101,20 @@ def test_a_cancelled_run_exits_3(server: DevServer, workflows: dict[str, str]):
         assert f"{run_id}  cancelled" in cancel.output
         code = follow.wait(30)
     assert code == 3, follow.output
+    assert "finished: cancelled" in follow.output
+
+
+def test_run_without_follow_exits_6_when_the_run_outlasts_the_blocking_execute(server: DevServer,
+                                                                                workflows: dict[str, str]):
+    with terminal(server.public, server.token, "run", workflows["long"]) as t:
+        code = t.wait(30)
+    assert code == 6, t.output
+    run_id = re.search(r"^run ([0-9a-f-]{36})  waiting", t.output, re.MULTILINE).group(1)
+    assert f"follow it with: workflow-runs runs get {run_id} --follow" in t.output
+    with terminal(server.public, server.token, "runs", "cancel", run_id) as cancel:
+        assert cancel.wait(30) == 0, cancel.output
+    with terminal(server.public, server.token, "runs", "get", run_id, "--follow") as follow:
+        assert follow.wait(30) == 3, follow.output  # it replays the run's events to its end
     assert "finished: cancelled" in follow.output
 
 

@@ -25,8 +25,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 MOUNT = "/viewer"
 # Only this origin, for everything; no inline script or style, no frames, no forms posting away.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
