@@ -131,10 +131,6 @@ class LocalRuntime:
         return f"http://{INTERNAL_HOST}:{self.internal_port}"
 
     @property
-    def viewer_url(self) -> str:
-        return f"{self.public_url}{VIEWER_PREFIX}/"
-
-    @property
     def dynamodb_url(self) -> str | None:
         return self.settings.dynamodb_endpoint_url if self.settings else None
 
