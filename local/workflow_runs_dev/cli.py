@@ -27,7 +27,8 @@ see docs/api.md. Ctrl-C stops every process it started.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workflow-runs", description="Workflow Runs API tools.")
+    parser = argparse.ArgumentParser(
+        prog="workflow-runs", description="Workflow Runs API tools: a local server (dev) and a client of the API.")
     commands = parser.add_subparsers(dest="command", required=True)
     dev = commands.add_parser("dev", help="run the API on this machine", description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--cors-origin", metavar="ORIGIN", action="append", default=[], type=_origin,
                      help="a browser origin allowed to call the API (CORS), e.g. http://localhost:5173; "
                           "repeatable; added to CORS_ALLOW_ORIGINS")
+    dev.set_defaults(handler=None)
+    from .client import add_commands  # noqa: PLC0415 - httpx only, still instant
+
+    add_commands(commands)
     return parser
 
 
@@ -77,6 +82,10 @@ def _origin(value: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.handler is not None:  # a client command (client.py): run, runs, approve, reject
+        from .client import run_command  # noqa: PLC0415
+
+        return run_command(args)
     from .faults import FaultInjector  # noqa: PLC0415 - keep --help instant
     from .runtime import LocalRuntime  # noqa: PLC0415
 
@@ -108,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def banner(runtime) -> str:
+    from .runtime import DEV_TENANT  # noqa: PLC0415 - loaded already: the runtime is running
+
     tables = ", ".join(f"{name} ({'created' if name in runtime.tables_created else 'reused'})"
                        for name in (runtime.settings.runs_table, runtime.settings.events_table))
     db = {"dynamodb-local": "DynamoDB Local (AWS's implementation, in memory)",
@@ -156,7 +167,14 @@ def banner(runtime) -> str:
                      f"-F 'inputs={{}}' {base}/execute")
         lines.append(f'  curl -sN -H "Authorization: Bearer $TOKEN" -F workflowId={runnable.workflow.id} '
                      f"-F 'inputs={{}}' {base}/execute/stream")
-    lines.append("Ctrl-C stops everything.")
+    lines += [
+        "Watch runs live:",
+        f"  viewer: {runtime.public_url}/viewer/   (paste the token)",
+        f"          {runtime.internal_url}/viewer/#tenant={DEV_TENANT}   (internal listener: no token needed)",
+        f"  CLI:    export WORKFLOW_RUNS_URL={runtime.public_url} WORKFLOW_RUNS_TOKEN=$TOKEN",
+        "          workflow-runs runs list   ·   workflow-runs run <workflowId> --follow",
+        "Ctrl-C stops everything.",
+    ]
     return "\n".join(lines)
 
 

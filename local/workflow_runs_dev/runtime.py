@@ -36,15 +36,23 @@ DEV_TENANT = "dev"
 INTERNAL_HOST = "127.0.0.1"
 # Paths the stream function serves in AWS; every other path belongs to the API function.
 STREAM_SUFFIXES = ("/execute/stream", "/events")
+# The run viewer's static page (workflow_runs_stream.viewer), served beside the stream routes.
+VIEWER_PREFIX = "/viewer"
 
 
-def route_by_function(api_app: Any, stream_app: Any, cors_allow_origins: tuple[str, ...] = ()) -> Any:
+def route_by_function(api_app: Any, stream_app: Any, cors_allow_origins: tuple[str, ...] = (),
+                      viewer_app: Any | None = None) -> Any:
     """One listener, two apps, split exactly as API Gateway and the function URL split them;
-    CORS answered in front of both, as each does in AWS."""
+    CORS answered in front of both, as each does in AWS; `/viewer/` goes to the run viewer's
+    page when one is given."""
     from workflow_runs_http.cors import CorsMiddleware  # noqa: PLC0415
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].rstrip("/").endswith(STREAM_SUFFIXES):
+        path = scope.get("path", "")
+        if viewer_app is not None and scope["type"] == "http" and (
+                path == VIEWER_PREFIX or path.startswith(VIEWER_PREFIX + "/")):
+            await viewer_app(scope, receive, send)
+        elif scope["type"] == "http" and path.rstrip("/").endswith(STREAM_SUFFIXES):
             await stream_app(scope, receive, send)
         elif scope["type"] == "lifespan":
             await _lifespan_noop(receive, send)
@@ -154,6 +162,7 @@ class LocalRuntime:
         from workflow_runs_api.app import create_app as create_api_app  # noqa: PLC0415
         from workflow_runs_stream import projector  # noqa: PLC0415
         from workflow_runs_stream.app import create_app as create_stream_app  # noqa: PLC0415
+        from workflow_runs_stream.viewer import viewer_app  # noqa: PLC0415
 
         from .orchestrator import LocalOrchestrator  # noqa: PLC0415
         from .stream_poller import StreamPoller  # noqa: PLC0415
@@ -204,7 +213,8 @@ class LocalRuntime:
             common: dict[str, Any] = {"settings": settings, "service": self.service, "verifier": verifier,
                                       "internal_listener": internal}
             api = create_api_app(**common, dev_jwks=None if internal else dev_jwks)
-            return route_by_function(api, create_stream_app(**common), settings.cors_allow_origins)
+            return route_by_function(api, create_stream_app(**common), settings.cors_allow_origins,
+                                     viewer_app())
 
         self.listen(apps(False), apps(True))
         if self.examples_dir and self.examples_dir.is_dir():
