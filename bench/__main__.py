@@ -123,7 +123,7 @@ def _run_here(name: str, quick: bool, json_out: Path) -> int:
 def _shared_dynamodb_local(names: list[str]) -> Iterator[dict[str, str]]:
     """One DynamoDB Local for the sections that need a bare one (the local-runtime sections
     start their own, as `workflow-runs dev` does): one JVM start and warm-up instead of two."""
-    if not {"dynamodb", "transitions", "scale", "contention"} & set(names):
+    if not {"dynamodb", "transitions", "scale", "contention", "execute-wait"} & set(names):
         yield {}
         return
     from workflow_runs_dev import dynamodb_local

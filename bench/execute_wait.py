@@ -10,6 +10,7 @@ replaced (a status GetItem after pauses growing ×1.5 from 20 ms to 0.5 s), repl
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -91,8 +92,12 @@ def run(quick: bool) -> SectionResult:
     from workflow_runs_dev.dynamodb_local import free_port
     from workflow_runs_dev.runtime import LocalRuntime
 
-    runtime = LocalRuntime(port=free_port(), internal_port=free_port(), dynamodb="local", env={},
-                           examples_dir=None).start()
+    # The run's shared DynamoDB Local when there is one (fresh tables), else one of its own.
+    endpoint = os.environ.get("BENCH_DYNAMODB_ENDPOINT")
+    suffix = uuid.uuid4().hex[:10]
+    env = {"RUNS_TABLE": f"bench-runs-{suffix}", "EVENTS_TABLE": f"bench-events-{suffix}"} if endpoint else {}
+    runtime = LocalRuntime(port=free_port(), internal_port=free_port(), dynamodb="local", dynamodb_endpoint=endpoint,
+                           env=env, examples_dir=None).start()
     try:
         return _measure(runtime, quick)
     finally:
@@ -109,7 +114,7 @@ def _measure(runtime: Any, quick: bool) -> SectionResult:
     meter = WaitMeter(service)
     workflows = {shape: service.put_workflow(DEV_TENANT, str(uuid.uuid4()), WorkflowDefinition.model_validate(d)).id
                  for shape, d in SHAPES.items()}
-    n = 2 if quick else 15
+    n = 1 if quick else 15
     url = f"{runtime.public_url}/api/v1/workflow-runs/execute"
     headers = {"Authorization": f"Bearer {runtime.token}"}
     waits = {"event log (now)": event_log_execute,
@@ -117,7 +122,7 @@ def _measure(runtime: Any, quick: bool) -> SectionResult:
     lags: dict[tuple[str, str], list[float]] = {}
     reads: dict[tuple[str, str], list[tuple[int, float]]] = {}
     with httpx.Client(timeout=30) as client:
-        for _ in range(2):  # warm: connections, DynamoDB Local's JIT, the step runner's imports
+        for _ in range(1 if quick else 2):  # warm: connections, DynamoDB Local's JIT, the step runner's imports
             client.post(url, headers=headers, files={"workflowId": (None, next(iter(workflows.values())))})
         for i in range(n):
             for wait_name, execute in (waits.items() if i % 2 == 0 else reversed(waits.items())):
