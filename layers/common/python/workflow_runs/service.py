@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -33,6 +33,9 @@ from .pages import open_token, seal_token
 from .serverkey import server_key
 from .settings import Settings
 from .store import NewRun, Page, RunRecord, RunStore
+
+if TYPE_CHECKING:
+    from .approvals import DecisionRequest
 
 logger = logging.getLogger("workflow_runs.service")
 
@@ -324,6 +327,14 @@ class RunService:
 
     def get_run(self, tenant: str, run_id: str) -> WorkflowRun:
         return self.store.get_run(tenant, run_id)
+
+    def decide_approval(self, tenant: str, run_id: str, step_id: str, *, approve: bool,
+                        request: "DecisionRequest") -> WorkflowRun:
+        """Approve or reject a waiting approval step, exactly once (workflow_runs.approvals)."""
+        from .approvals import decide  # noqa: PLC0415
+
+        return decide(self.store, self.orchestrator, self._sealer, tenant, run_id, step_id,
+                      approve=approve, request=request)
 
     def _sealer(self) -> Any:
         if self.sealer_factory is None:

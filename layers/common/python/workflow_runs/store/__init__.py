@@ -1,20 +1,21 @@
 """The run store: the only code in the project that talks to DynamoDB.
 
 Split by concern: `dynamo` (the client, and telling a lost condition from a busy table),
-`workflows`, `queries` (run reads, counts, list pages), `runs` (run writes) and `events`
+`workflows`, `queries` (run reads, counts, list pages), `runs` (run writes), `approvals`
+(an approval's token and decision) and `events`
 (the event log); DynamoDB JSON is `workflow_runs.marshal`, which the projector shares.
 `RunStore` is all of them over one client.
 """
 
 from __future__ import annotations
 
+from .approvals import ApprovalWrites
 from .dynamo import ConditionFailed, Dynamo, dynamodb_client
 from .events import EventLog
 from .records import ActivityWrite, NewRun, Page, RunRecord, StaleRun
-from .runs import RunWrites
 
 
-class RunStore(RunWrites, EventLog):
+class RunStore(ApprovalWrites, EventLog):
     """Workflows, runs and the event log of one deployment (two tables, one client)."""
 
 
