@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ from .models import ApiModel, RunError, Status, WorkflowRun, utc_now
 from .orchestrator import Orchestrator
 from .states import APPROVAL_STEP
 from .store import RunStore
-from .store.approvals import APPROVED, REJECTED
+from .store.approvals import APPROVED, REJECTED, TIMED_OUT
 
 logger = logging.getLogger("workflow_runs.approvals")
 
@@ -96,6 +97,7 @@ def decide(
     if not approve and request.outputs is not None:
         raise ValidationFailed(["outputs: only an approval carries outputs"])
     comment = request.comment
+    decision_id = str(uuid.uuid4())  # kept through this request's own retries
 
     def attempt() -> tuple[Any, str, str]:
         record = store.get_run_record(run_id, tenant)
@@ -108,7 +110,13 @@ def decide(
             raise Conflict(f"the run has ended ({record.status.value})")
         waiting = next((a for a in reversed(record.run.activity_runs)
                         if a.step_id == step_id and a.status is Status.WAITING), None)
-        approval = store.get_approval(run_id, index) if waiting is not None else None
+        approval = store.get_approval(run_id, index)
+        if waiting is None and approval is not None and approval.get("decision") in (REJECTED, TIMED_OUT):
+            # Decided and its step closed, but the run's end never landed (the table stayed
+            # busy after the first write): finish it, then answer as for any decided step.
+            closed = next((a for a in reversed(record.run.activity_runs) if a.step_id == step_id), None)
+            message = str(((closed.outputs if closed else None) or {}).get("error") or REJECTED_MESSAGE)
+            store.fail_after_decision(record, RunError(message=message, step_id=step_id))
         if waiting is None or approval is None or approval.get("activityRunId") != waiting.id:
             raise Conflict(f"step {step_id} is not waiting for a decision")
         if approval.get("decision"):
@@ -116,12 +124,12 @@ def decide(
         decided_at = utc_now()
         if approve:
             outputs = {"approved": True, "comment": comment, "decidedAt": decided_at, **(request.outputs or {})}
-            updated = store.decide_approval(record, index, waiting, APPROVED, outputs)
+            updated = store.decide_approval(record, index, waiting, APPROVED, outputs, decision_id=decision_id)
         else:
             message = comment or REJECTED_MESSAGE
             outputs = {"approved": False, "comment": comment, "decidedAt": decided_at, "error": message}
             updated = store.decide_approval(record, index, waiting, REJECTED, outputs,
-                                            error=RunError(message=message, step_id=step_id))
+                                            error=RunError(message=message, step_id=step_id), decision_id=decision_id)
         return updated, approval["token"], comment or REJECTED_MESSAGE
 
     try:

@@ -12,6 +12,7 @@ other finds its condition failed (`TransitionRejected`) and reads again.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from .. import keys
@@ -81,7 +82,8 @@ class ApprovalWrites(RunWrites):
         return plain(item) if item else None
 
     def decide_approval(self, record: RunRecord, index: int, waiting: ActivityRun, decision: str,
-                        outputs: dict[str, Any], error: RunError | None = None) -> RunRecord:
+                        outputs: dict[str, Any], error: RunError | None = None,
+                        decision_id: str | None = None) -> RunRecord:
         """Record a decision once and close the step with it.
 
         Approved: one transaction — the decision, the activity `waiting → completed` with
@@ -91,15 +93,21 @@ class ApprovalWrites(RunWrites):
         the step's end before the run's (as every other run ending does). If that second
         write loses (a cancel came between), the run stays as the other writer left it.
         Raises TransitionRejected when the decision was taken, or the step or the run moved.
+
+        `decision_id` names this decision: a call repeated after its first write landed and
+        its second did not (the table stayed busy: Unavailable) finds its own decision and
+        finishes the run's end instead of losing to itself.
         """
         now = utc_now()
+        decision_id = decision_id or str(uuid.uuid4())
         decided = {
             "Update": {
                 "TableName": self.runs_table,
                 "Key": key(keys.run_pk(record.id), keys.approval_sk(index)),
-                "UpdateExpression": "SET decision = :d, decidedAt = :t",
+                "UpdateExpression": "SET decision = :d, decidedAt = :t, decisionId = :id",
                 "ConditionExpression": "attribute_exists(PK) AND attribute_not_exists(decision) AND activityRunId = :a",
-                "ExpressionAttributeValues": {":d": s(decision), ":t": s(now), ":a": s(waiting.id)},
+                "ExpressionAttributeValues": {":d": s(decision), ":t": s(now), ":a": s(waiting.id),
+                                              ":id": s(decision_id)},
             }
         }
         if decision == APPROVED:
@@ -121,7 +129,8 @@ class ApprovalWrites(RunWrites):
             self.db.transact([decided, self._activity_put(record.id, (index, closed, [Status.WAITING])),
                               still_waiting])
         except ConditionFailed as exc:
-            raise TransitionRejected(f"the approval of run {record.id} was decided or closed meanwhile") from exc
+            if (self.get_approval(record.id, index) or {}).get("decisionId") != decision_id:
+                raise TransitionRejected(f"the approval of run {record.id} was decided or closed meanwhile") from exc
         stepped = record.with_activities([closed if a.id == waiting.id else a for a in record.run.activity_runs])
         return self.fail_after_decision(stepped, error)
 
