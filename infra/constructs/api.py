@@ -72,7 +72,8 @@ class Api(Construct):
             ),
         )
         data.grant_read_write(data.runs_table, self.function)
-        data.envs_key.grant(self.function, "kms:GenerateDataKey")
+        # GenerateDataKey: sealing a run's envs; Decrypt: opening an approval's task token.
+        data.envs_key.grant(self.function, "kms:GenerateDataKey", "kms:Decrypt")
         data.fingerprint_key.grant(self.function, "kms:GenerateMac")
         orchestration.grant_run_control(self.function)
 

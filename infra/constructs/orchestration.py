@@ -68,7 +68,8 @@ class Orchestration(Construct):
             ),
         )
         data.grant_read_write(data.runs_table, self.step_runner)
-        data.envs_key.grant(self.step_runner, "kms:Decrypt")
+        # Decrypt: a run's envs; GenerateDataKey: sealing an approval step's task token.
+        data.envs_key.grant(self.step_runner, "kms:Decrypt", "kms:GenerateDataKey")
         self.step_runner.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
@@ -181,6 +182,8 @@ class Orchestration(Construct):
         for machine in self.state_machines:
             machine.grant_start_execution(function)
         self._grant_executions(function, "states:StopExecution", "states:DescribeExecution")
+        # Approve / reject answer a waiting approval step's task token (Standard runs only).
+        self.state_machine.grant_task_response(function)
 
     def _machine(
         self, construct_id: str, name: str, kind: sfn.StateMachineType, log_group: logs.LogGroup, level: sfn.LogLevel
