@@ -76,6 +76,7 @@ class Api(Construct):
         data.envs_key.grant(self.function, "kms:GenerateDataKey", "kms:Decrypt")
         data.fingerprint_key.grant(self.function, "kms:GenerateMac")
         orchestration.grant_run_control(self.function)
+        orchestration.grant_approval_decisions(self.function)
 
         # Stage execution logging needs the account-level CloudWatch role of API Gateway.
         # One per account and region: kept when the stack goes, other APIs may rely on it.

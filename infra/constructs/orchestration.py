@@ -182,7 +182,10 @@ class Orchestration(Construct):
         for machine in self.state_machines:
             machine.grant_start_execution(function)
         self._grant_executions(function, "states:StopExecution", "states:DescribeExecution")
-        # Approve / reject answer a waiting approval step's task token (Standard runs only).
+
+    def grant_approval_decisions(self, function: lambda_.IFunction) -> None:
+        """Approve / reject answer a waiting approval step's task token (SendTaskSuccess,
+        SendTaskFailure; Standard runs only: an approval never runs Express)."""
         self.state_machine.grant_task_response(function)
 
     def _machine(
