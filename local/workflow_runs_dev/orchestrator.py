@@ -36,12 +36,11 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import uuid
 
 from workflow_runs.states import (
     ACTION_APPROVAL_TIMED_OUT,

@@ -9,7 +9,8 @@ import json
 import re
 import time
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -64,7 +65,7 @@ def test_approve_on_the_public_listener_lets_the_run_finish_and_sse_showed_the_w
 
     # SSE (here its replay from the start) showed the wait, then the decision and the end.
     text = http.get(f"{RUNS}/{run_id}/events", headers={"Accept": "text/event-stream"}, timeout=30).text
-    events = [(name, json.loads(data)) for name, data in re.findall(r"^event: (\S+)\ndata: (.*)$", text, re.M)]
+    events = [(name, json.loads(data)) for name, data in re.findall(r"^event: (\S+)\ndata: (.*)$", text, re.MULTILINE)]
     seen = [(name, body["content"].get("stepId"), body["content"]["status"]) for name, body in events
             if name in ("workflow-run", "activity-run")]
     # (the step's and the run's `waiting` are one transaction: either may come first)

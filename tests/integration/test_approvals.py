@@ -161,7 +161,7 @@ def test_cancel_ends_a_waiting_approval_at_once_and_a_later_approve_is_409(world
 
 
 def test_another_tenant_an_unknown_run_or_step_is_not_found_a_step_not_reached_is_409(world, local_store):
-    service, orchestrator = world
+    service, _ = world
     run_id = start(service, [{"id": "first", "type": "wait", "config": {"seconds": 30}}, APPROVAL])
     wait_for(local_store, run_id, Status.WAITING)  # the wait step, not the approval
 
@@ -216,7 +216,8 @@ def test_approve_vs_cancel_one_outcome_holds_and_nothing_is_half_done(world, loc
         barrier = threading.Barrier(2)
         approved: list[bool] = []
 
-        def approve() -> None:
+        def approve(barrier: threading.Barrier = barrier, run_id: str = run_id,
+                    approved: list[bool] = approved) -> None:
             barrier.wait()
             try:
                 service.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
@@ -224,7 +225,7 @@ def test_approve_vs_cancel_one_outcome_holds_and_nothing_is_half_done(world, loc
             except Conflict:
                 approved.append(False)
 
-        def cancel() -> None:
+        def cancel(barrier: threading.Barrier = barrier, run_id: str = run_id) -> None:
             barrier.wait()
             service.cancel(TENANT, CancelRequest(run_ids=[run_id]))
 
@@ -275,7 +276,7 @@ def test_the_task_token_is_sealed_in_the_store_and_in_no_reply(world, local_stor
     service, orchestrator = world
     run_id = start(service, [APPROVAL])
     parked(local_store, orchestrator, run_id)
-    [(token, _)] = [(t, e) for t, (e, _) in orchestrator._callbacks.items()]  # noqa: SLF001 - the local token
+    [(token, _)] = [(t, e) for t, (e, _) in orchestrator._callbacks.items()]
 
     approval = local_store.get_approval(run_id, 0)
     assert approval is not None and approval["token"].startswith("v1.local.") and token not in approval["token"]

@@ -50,7 +50,7 @@ def parked(machine: Machine, store: RunStore, run_id: str) -> str:
     return arn
 
 
-def test_approve_sends_the_token_and_the_run_goes_on(lambda_settings, local_store):
+def test_approve_sends_the_token_and_the_run_goes_on(lambda_settings, local_store):  # noqa: F811 - the imported fixture
     run_id = new_run(local_store, [TRANSFORM_A, REVIEW, NEXT])
 
     with state_machine(step_runner.handler) as machine:
@@ -77,7 +77,7 @@ def test_approve_sends_the_token_and_the_run_goes_on(lambda_settings, local_stor
     assert run.activity_runs[2].outputs == {"value": True}
 
 
-def test_reject_fails_the_task_and_the_run_keeps_the_rejection(lambda_settings, local_store):
+def test_reject_fails_the_task_and_the_run_keeps_the_rejection(lambda_settings, local_store):  # noqa: F811 - the imported fixture
     run_id = new_run(local_store, [REVIEW, NEXT])
 
     with state_machine(step_runner.handler) as machine:
@@ -95,7 +95,7 @@ def test_reject_fails_the_task_and_the_run_keeps_the_rejection(lambda_settings, 
     assert activities(local_store, run_id) == [("review", "failed", 1)]
 
 
-def test_no_decision_within_timeout_seconds_fails_with_approval_timed_out(lambda_settings, local_store):
+def test_no_decision_within_timeout_seconds_fails_with_approval_timed_out(lambda_settings, local_store):  # noqa: F811 - the imported fixture
     run_id = new_run(local_store, [QUICK_REVIEW, NEXT])
 
     with state_machine(step_runner.handler) as machine:
@@ -113,7 +113,7 @@ def test_no_decision_within_timeout_seconds_fails_with_approval_timed_out(lambda
     assert activities(local_store, run_id) == [("review", "failed", 1)]
 
 
-def test_an_approval_stored_before_the_timeout_is_applied_by_the_timeout_path(lambda_settings, local_store):
+def test_an_approval_stored_before_the_timeout_is_applied_by_the_timeout_path(lambda_settings, local_store):  # noqa: F811 - the imported fixture
     """Approve vs timeout: the decision is stored, its SendTaskSuccess is lost (the API died
     between the two, or the call lost to the timeout): the timeout path reads the store and
     the run goes on — the stored decision is the one that counts."""
@@ -132,7 +132,7 @@ def test_an_approval_stored_before_the_timeout_is_applied_by_the_timeout_path(la
     assert local_store.get_run(TENANT, run_id).status is Status.COMPLETED
 
 
-def test_cancel_of_a_waiting_approval_ends_it_at_once(lambda_settings, local_store):
+def test_cancel_of_a_waiting_approval_ends_it_at_once(lambda_settings, local_store):  # noqa: F811 - the imported fixture
     run_id = new_run(local_store, [REVIEW, NEXT])
 
     with state_machine(step_runner.handler) as machine:
@@ -162,7 +162,7 @@ def test_cancel_of_a_waiting_approval_ends_it_at_once(lambda_settings, local_sto
     assert activities(local_store, run_id) == [("review", "cancelled", 1)]
 
 
-def test_a_prompt_that_cannot_render_fails_the_run_instead_of_waiting(lambda_settings, local_store):
+def test_a_prompt_that_cannot_render_fails_the_run_instead_of_waiting(lambda_settings, local_store):  # noqa: F811 - the imported fixture
     run_id = new_run(local_store, [{"id": "review", "type": "approval",
                                     "config": {"prompt": "{{ steps.nope.outputs.x }}"}}, NEXT])
 

@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from workflow_runs.errors import TransitionRejected
 from workflow_runs.models import ActivityRun, RunError, Status, WorkflowDefinition, utc_now
+from workflow_runs.store import NewRun
 from workflow_runs.store.approvals import APPROVED, REJECTED, TIMED_OUT
 
 from tests.store.test_store_under_faults import faulty, until_done  # noqa: F401 - faulty is a fixture
-from workflow_runs.store import NewRun
 
 pytestmark = pytest.mark.dynamodb_local
 
