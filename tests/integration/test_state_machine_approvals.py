@@ -176,3 +176,46 @@ def test_a_prompt_that_cannot_render_fails_the_run_instead_of_waiting(lambda_set
     assert run.error is not None and run.error.step_id == "review"
     assert "undefined template variable" in run.error.message
     assert activities(local_store, run_id) == [("review", "failed", 1)]
+
+
+def test_local_orchestrator_and_state_machine_leave_the_same_approval_histories(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+    """`workflow-runs dev` follows the Approval state as the deployed machine does: approve,
+    reject and timeout leave the same runs (ids and timestamps aside)."""
+    import functools
+
+    from workflow_runs_dev.orchestrator import LocalOrchestrator
+    from workflow_runs_step_runner.runner import run_step
+
+    def history(run_id: str) -> dict[str, Any]:
+        run = local_store.get_run(TENANT, run_id)
+        return {"status": run.status.value, "error": run.error.dump() if run.error else None,
+                "activities": [(a.step_id, a.status.value, {k: v for k, v in (a.outputs or {}).items()
+                                                          if k != "decidedAt"}) for a in run.activity_runs]}
+
+    def drive(service: RunService, start: Any, wait: Any) -> dict[str, dict[str, Any]]:
+        runs = {name: new_run(local_store, steps) for name, steps in
+                {"approve": [REVIEW, NEXT], "reject": [REVIEW, NEXT], "timeout": [QUICK_REVIEW, NEXT]}.items()}
+        for run_id in runs.values():
+            start(run_id)
+        for name, verb in (("approve", True), ("reject", False)):
+            wait_for_status(local_store, runs[name], Status.WAITING)
+            time.sleep(0.2)  # the token is stored with the waiting status; let the task take it up
+            service.decide_approval(TENANT, runs[name], "review", approve=verb, request=DecisionRequest(comment="c"))
+        for run_id in runs.values():
+            wait(run_id)
+        return {name: history(run_id) for name, run_id in runs.items()}
+
+    with state_machine(step_runner.handler) as machine:
+        moto = drive(service_of(machine, local_store, lambda_settings), machine.start,
+                     lambda run_id: machine.wait_until_ended(machine.execution_arn(run_id), timeout=15))
+    invoke = functools.partial(run_step, settings=lambda_settings, store=local_store, sealer=get_sealer(lambda_settings))
+    local = LocalOrchestrator(invoke=invoke, store=local_store, retry_interval_scale=0.001)
+    try:
+        local_histories = drive(RunService(local_store, local, lambda_settings), local.start,
+                                lambda run_id: local.join(run_id, timeout=15))
+    finally:
+        local.shutdown()
+
+    assert moto == local_histories
+    assert moto["approve"]["status"] == "completed" and moto["reject"]["error"] == {"message": "c", "stepId": "review"}
+    assert moto["timeout"]["error"] == {"message": "approval timed out", "stepId": "review"}
