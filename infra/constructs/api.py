@@ -102,9 +102,11 @@ class Api(Construct):
         self.alias = functions.aliases["api"]
         self._functions = functions
         data.grant_read_write(data.runs_table, self.function)
-        data.envs_key.grant(self.function, "kms:GenerateDataKey")
+        # GenerateDataKey: sealing a run's envs; Decrypt: opening an approval's task token.
+        data.envs_key.grant(self.function, "kms:GenerateDataKey", "kms:Decrypt")
         data.fingerprint_key.grant(self.function, "kms:GenerateMac")
         orchestration.grant_run_control(self.function)
+        orchestration.grant_approval_decisions(self.function)
 
         # Stage execution logging needs the account-level CloudWatch role of API Gateway.
         # One per account and region: kept when the stack goes, other APIs may rely on it.

@@ -76,7 +76,8 @@ class Orchestration(Construct):
         # The state machines invoke the published version behind `live`, never $LATEST.
         self.step_runner_alias = functions.aliases["step-runner"]
         data.grant_read_write(data.runs_table, self.step_runner)
-        data.envs_key.grant(self.step_runner, "kms:Decrypt")
+        # Decrypt: a run's envs; GenerateDataKey: sealing an approval step's task token.
+        data.envs_key.grant(self.step_runner, "kms:Decrypt", "kms:GenerateDataKey")
         self.step_runner.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
@@ -200,6 +201,11 @@ class Orchestration(Construct):
         for machine in self.state_machines:
             machine.grant_start_execution(function)
         self._grant_executions(function, "states:StopExecution", "states:DescribeExecution")
+
+    def grant_approval_decisions(self, function: lambda_.IFunction) -> None:
+        """Approve / reject answer a waiting approval step's task token (SendTaskSuccess,
+        SendTaskFailure; Standard runs only: an approval never runs Express)."""
+        self.state_machine.grant_task_response(function)
 
     def _machine(
         self, construct_id: str, name: str, kind: sfn.StateMachineType, log_group: logs.LogGroup, level: sfn.LogLevel

@@ -8,6 +8,10 @@ the state machine does, calling the real step runner (`run_step`) in a worker th
   RunStep raises StepRetryableError → retried with `attempt` = the retry count (RetryCount
   semantics) after IntervalSeconds·BackoffRate^n, capped, with full jitter
   any other error (or retries exhausted) → Catch → the `action: fail` invocation → FAILED
+  approval: the Approval state: a task token is made, the runner parks the step with it
+  (`action: approval`), and the execution waits — no thread polls — until
+  send_task_success / send_task_failure names that token, or `timeoutSeconds` pass
+  (States.Timeout → the `action: approval-timeout` invocation, routed like RunStep's reply)
 
 Two run classes, as the stack's two state machines (docs/orchestration.md):
 - standard: stop behaves like StopExecution: the execution is ABORTED at once, a step in
@@ -32,12 +36,24 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workflow_runs.states import EXPRESS, EXPRESS_ENDED, EXPRESS_MAX_SECONDS, NEXT_DONE, NEXT_STEP, NEXT_WAIT, STANDARD
+from workflow_runs.states import (
+    ACTION_APPROVAL_TIMED_OUT,
+    ACTION_PARK_APPROVAL,
+    EXPRESS,
+    EXPRESS_ENDED,
+    EXPRESS_MAX_SECONDS,
+    NEXT_APPROVAL,
+    NEXT_DONE,
+    NEXT_STEP,
+    NEXT_WAIT,
+    STANDARD,
+)
 
 if TYPE_CHECKING:
     from workflow_runs.settings import Settings
@@ -81,6 +97,20 @@ RECORD_FAILURE_RETRY = RetryPolicy(("States.ALL",), 1, 2.0, 30, 3)
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+class TaskNotWaiting(Exception):
+    """What Step Functions answers a callback whose task no longer waits (TaskTimedOut,
+    TaskDoesNotExist, InvalidToken): the token is unknown, used, timed out or stopped."""
+
+
+@dataclass
+class _Callback:
+    """A task waiting on a token: resolved once, by a callback, the timeout or a stop."""
+
+    token: str
+    resolved: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None  # set by send_task_failure
+
+
 @dataclass
 class _Execution:
     run_id: str
@@ -93,6 +123,7 @@ class _Execution:
     wake: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    callback: _Callback | None = None  # the task token it waits on, in the Approval state
 
     def end(self, status: str) -> str:
         with self.lock:
@@ -104,6 +135,8 @@ class _Execution:
         self.end(ABORTED)
         self.stop_requested.set()
         self.wake.set()
+        if self.callback is not None:
+            self.callback.resolved.set()
 
     def sleep(self, seconds: float) -> bool:
         """Wait `seconds` (or less, when woken); True when the execution was stopped."""
@@ -145,6 +178,7 @@ class LocalOrchestrator:
         self._express_max_seconds = express_max_seconds
         self._express_duplicates = express_duplicates
         self._executions: dict[str, _Execution] = {}
+        self._callbacks: dict[str, tuple[_Execution, _Callback]] = {}
         self._duplicates: dict[str, _Execution] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -194,6 +228,29 @@ class LocalOrchestrator:
     def describe(self, run_id: str) -> str | None:
         execution = self._executions.get(run_id)
         return execution.status if execution else None
+
+    def send_task_success(self, token: str, output: str) -> None:
+        self._resolve(token, None)
+
+    def send_task_failure(self, token: str, error: str, cause: str) -> None:
+        self._resolve(token, error or "States.TaskFailed")
+
+    def _resolve(self, token: str, error: str | None) -> None:
+        with self._lock:
+            found = self._callbacks.pop(token, None)
+        if found is None:
+            raise TaskNotWaiting("the task is not waiting for this token (timed out, stopped or answered)")
+        execution, callback = found
+        with execution.lock:
+            if callback.resolved.is_set() or execution.status != RUNNING:
+                raise TaskNotWaiting("the task is not waiting for this token (timed out, stopped or answered)")
+            callback.error = error
+            callback.resolved.set()
+
+    def waiting_tokens(self) -> int:
+        """How many tasks wait on a token now (tests)."""
+        with self._lock:
+            return len(self._callbacks)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -269,6 +326,10 @@ class LocalOrchestrator:
             if execution.stop_requested.is_set():
                 return ABORTED  # stopped while the step ran: its reply goes nowhere
             route = reply.get("next")
+            if route == NEXT_APPROVAL:
+                route = self._approval(execution, int(reply.get("timeoutSeconds") or 1))
+                if route is None:
+                    return ABORTED
             if route == NEXT_STEP:
                 continue
             if route == NEXT_WAIT:
@@ -278,9 +339,58 @@ class LocalOrchestrator:
                 continue
             return SUCCEEDED if route == NEXT_DONE else FAILED  # NEXT_FAILED and anything else: StepFailed
 
+    def _approval(self, execution: _Execution, timeout_seconds: int) -> str | None:
+        """The Approval state: park the step with a new token and wait for its callback.
+        Returns the next route (`step` after a success, or the timeout invocation's
+        `next`), FAILED after a failure callback or a failed park, None when stopped."""
+        run_id = execution.run_id
+        callback = _Callback(token=f"local-task-token-{uuid.uuid4()}")
+        deadline = time.monotonic() + timeout_seconds
+        with self._lock:
+            self._callbacks[callback.token] = (execution, callback)
+        execution.callback = callback
+        try:
+            retry_count = 0
+            while True:
+                try:
+                    self._invoke({"action": ACTION_PARK_APPROVAL, "runId": run_id, "attempt": retry_count,
+                                  "token": callback.token})
+                    break
+                except Exception as exc:  # noqa: BLE001 - the Approval state's Retry, then Catch
+                    if execution.stop_requested.is_set():
+                        return None
+                    if STORE_RETRY.matches(type(exc).__name__) and retry_count < STORE_RETRY.max_attempts:
+                        retry_count += 1
+                        if execution.sleep(STORE_RETRY.delay(retry_count - 1, self._rng) * self._scale):
+                            return None
+                        continue
+                    self._record_failure(execution, exc)
+                    return FAILED
+            # No polling: the callback, a stop or the timeout ends this wait.
+            answered = callback.resolved.wait(max(0.0, deadline - time.monotonic()))
+            if execution.stop_requested.is_set():
+                return None
+            if answered and callback.error is None:
+                return NEXT_STEP
+            if answered:
+                self._record_failure(execution, _TaskFailed(callback.error or "States.TaskFailed"))
+                return FAILED
+        finally:
+            with self._lock:
+                self._callbacks.pop(callback.token, None)
+            execution.callback = None
+        # States.Timeout → ApprovalTimedOut (its reply is routed like RunStep's).
+        try:
+            reply = self._invoke({"action": ACTION_APPROVAL_TIMED_OUT, "runId": run_id})
+        except Exception as exc:  # noqa: BLE001 - its Catch: RecordFailure
+            self._record_failure(execution, exc)
+            return FAILED
+        route = reply.get("next")
+        return NEXT_STEP if route == NEXT_STEP else (NEXT_DONE if route == NEXT_DONE else FAILED)
+
     def _record_failure(self, execution: _Execution, exc: Exception) -> str:
         """The Catch: States.ALL → RecordFailure (with its own Retry) → the Fail state."""
-        error_name = type(exc).__name__
+        error_name = exc.error if isinstance(exc, _TaskFailed) else type(exc).__name__
         cause = {"Error": error_name, "Cause": json.dumps({"errorType": error_name, "errorMessage": str(exc)})}
         event = {"action": "fail", "runId": execution.run_id, "cause": cause}
         for retry_count in range(RECORD_FAILURE_RETRY.max_attempts + 1):
@@ -294,6 +404,14 @@ class LocalOrchestrator:
                 if execution.sleep(RECORD_FAILURE_RETRY.delay(retry_count, self._rng) * self._scale):
                     return ABORTED
         return FAILED
+
+
+class _TaskFailed(Exception):
+    """A failure callback, named as its `error` (what a Catch would match)."""
+
+    def __init__(self, error: str):
+        super().__init__(error)
+        self.error = error
 
 
 def _step_runner(settings: Settings, store: RunStore, sealer: Unsealer | None) -> Invoke:

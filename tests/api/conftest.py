@@ -23,6 +23,7 @@ class RecordingOrchestrator:
     stopped: list[str] = field(default_factory=list)
     fail_start: bool = False
     classes: dict[str, str] = field(default_factory=dict)
+    callbacks: list[tuple[str, str, str]] = field(default_factory=list)
 
     def start(self, run_id: str, orchestration: str = "standard") -> None:
         if self.fail_start:
@@ -37,6 +38,12 @@ class RecordingOrchestrator:
 
     def describe(self, run_id: str) -> str | None:
         return "RUNNING" if run_id in self.started else None
+
+    def send_task_success(self, token: str, output: str) -> None:
+        self.callbacks.append(("success", token, output))
+
+    def send_task_failure(self, token: str, error: str, cause: str) -> None:
+        self.callbacks.append(("failure", token, error))
 
 
 WORKFLOW = {

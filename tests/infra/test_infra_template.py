@@ -445,9 +445,10 @@ def key_actions(synth, key_description: str, handler: str) -> set[str]:
     return found
 
 
-def test_the_step_runner_may_only_decrypt_envs_and_the_http_functions_only_seal_them(prod):
-    assert key_actions(prod, "seals the envs", STEP_RUNNER_HANDLER) == {"kms:Decrypt"}
-    assert key_actions(prod, "seals the envs", API_HANDLER) == {"kms:GenerateDataKey"}
+def test_the_step_runner_may_only_open_envs_and_seal_tokens_and_the_http_functions_seal_envs(prod):
+    # The step runner seals an approval's task token; the API opens it to answer it.
+    assert key_actions(prod, "seals the envs", STEP_RUNNER_HANDLER) == {"kms:Decrypt", "kms:GenerateDataKey"}
+    assert key_actions(prod, "seals the envs", API_HANDLER) == {"kms:GenerateDataKey", "kms:Decrypt"}
     assert key_actions(prod, "seals the envs", STREAM_HANDLER) == {"kms:GenerateDataKey"}
     assert key_actions(prod, "seals the envs", PROJECTOR_HANDLER) == set()
 
@@ -517,8 +518,11 @@ def test_only_the_http_functions_may_stop_executions(prod):
                     found |= {a for a in actions if a.startswith("states:")}
         return found
 
-    for handler in (API_HANDLER, STREAM_HANDLER):
-        assert state_actions(handler) == {"states:StartExecution", "states:StopExecution", "states:DescribeExecution"}
+    run_control = {"states:StartExecution", "states:StopExecution", "states:DescribeExecution"}
+    assert state_actions(STREAM_HANDLER) == run_control
+    # The API also answers approval steps' task tokens (grantTaskResponse).
+    assert state_actions(API_HANDLER) == run_control | {
+        "states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}
     assert state_actions(RECONCILER_HANDLER) == {"states:DescribeExecution"}
     assert state_actions(STEP_RUNNER_HANDLER) == set()
     assert state_actions(PROJECTOR_HANDLER) == set()

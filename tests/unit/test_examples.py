@@ -59,7 +59,8 @@ def run_example(name: str, inputs: dict[str, Any], **settings: Any) -> dict[str,
 
 def test_there_are_examples():
     assert {p.stem for p in FILES} >= {
-        "summarise-echo", "three-step-transform", "wait-then-finish", "guarded-fail", "fetch-page"}
+        "summarise-echo", "three-step-transform", "wait-then-finish", "guarded-fail", "fetch-page",
+        "approve-then-publish"}
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -92,6 +93,15 @@ def test_wait_then_finish_waits_two_seconds_then_completes():
     result = run_example("wait-then-finish", {})
     assert result["waits"] == [2]
     assert result["steps"]["finish"]["outputs"] == {"waited": 2, "message": "done"}
+
+
+def test_approve_then_publish_renders_its_prompt_from_the_draft():
+    workflow = definition(EXAMPLES / "approve-then-publish.yaml")
+    assert [s.type for s in workflow.steps] == ["transform", "approval", "transform"]
+    result = run_example("approve-then-publish", {"title": "v2"})
+    assert result["steps"]["review"]["outputs"] == {"prompt": "Publish 'Release notes: v2'?"}
+    # Without a decision (only the runner and an approve give one) publish has no channel.
+    assert result["error"]["stepId"] == "publish" and "channel" in result["error"]["message"]
 
 
 def test_guarded_fail_stops_at_the_guard():

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from workflow_runs.approvals import DecisionRequest
 from workflow_runs.models import Status, WorkflowDefinition
 from workflow_runs.service import CancelRequest, ListQuery, canonical_uuid
 from workflow_runs_http.deadlines import answer_deadline
@@ -98,6 +99,31 @@ def dashboard(workflowId: UuidPath, principal: PrincipalDep, service: ServiceDep
           summary="A run with its activity runs")
 def get_run(runId: UuidPath, principal: PrincipalDep, service: ServiceDep) -> schemas.RunReply:
     return schemas.RunReply(workflowRun=service.get_run(principal.tenant, canonical_uuid(runId, "runId")))
+
+
+StepIdPath = Annotated[str, Path(description="a step id of the run's workflow", examples=["review"],
+                                 pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
+DecisionBody = Annotated[DecisionRequest | None, Body(description="optional")]
+
+
+@runs.post("/{runId}/steps/{stepId}/approve", response_model=schemas.RunReply,
+           responses=schemas.errors(400, 401, 404, 409, 413, 500),
+           summary="Approve a waiting approval step: it completes and the run goes on")
+def approve(runId: UuidPath, stepId: StepIdPath, principal: PrincipalDep, service: ServiceDep,
+            body: DecisionBody = None) -> schemas.RunReply:
+    run = service.decide_approval(principal.tenant, canonical_uuid(runId, "runId"), stepId, approve=True,
+                                  request=body or DecisionRequest())
+    return schemas.RunReply(workflowRun=run)
+
+
+@runs.post("/{runId}/steps/{stepId}/reject", response_model=schemas.RunReply,
+           responses=schemas.errors(400, 401, 404, 409, 413, 500),
+           summary="Reject a waiting approval step: it and the run fail")
+def reject(runId: UuidPath, stepId: StepIdPath, principal: PrincipalDep, service: ServiceDep,
+           body: DecisionBody = None) -> schemas.RunReply:
+    run = service.decide_approval(principal.tenant, canonical_uuid(runId, "runId"), stepId, approve=False,
+                                  request=body or DecisionRequest())
+    return schemas.RunReply(workflowRun=run)
 
 
 @workflows.put("/{workflowId}", response_model=schemas.WorkflowReply, responses=schemas.errors(400, 401, 413, 500),

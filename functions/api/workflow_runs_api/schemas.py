@@ -102,7 +102,9 @@ class ErrorReply(BaseModel):
 
 def errors(*codes: int) -> dict[int | str, dict]:
     text = {400: "Invalid input: `details` says what to fix", 401: "No credential, or a JWT that fails verification",
-            404: "Unknown, or another tenant's", 409: "Idempotency-Key reused with a different body, or by another caller",
+            404: "Unknown, or another tenant's",
+            409: "Idempotency-Key reused with a different body, or by another caller; or the approval step is not "
+                 "waiting for a decision (decided already, not reached, or the run ended)",
             413: "Body over the documented limit", 500: "Internal error (never a stack trace)"}
     return {code: {"model": ErrorReply, "description": text[code]} for code in codes}
 

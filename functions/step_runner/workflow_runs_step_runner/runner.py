@@ -10,7 +10,16 @@ repeated invocation, or a race with the reconciler harmless.
 Events (from infra/state_machine.asl.json or the local orchestrator):
   {"runId": …, "attempt": <$$.State.RetryCount, 0-based>}         run the next step
   {"action": "fail", "runId": …, "cause": {"Error": …, "Cause": …}}  the Catch path
-Reply: {"runId", "next": "step" | "wait" | "done" | "failed", "waitSeconds"}.
+  {"action": "approval", "runId": …, "attempt": …, "token": …}      park an approval step
+  {"action": "approval-timeout", "runId": …}                       its timeout fired
+Reply: {"runId", "next": "step" | "wait" | "approval" | "done" | "failed", "waitSeconds"}
+(and "timeoutSeconds" with "approval": the Approval state's TimeoutSecondsPath).
+
+Approval steps (docs/steps.md): RunStep does not run them; it answers `approval`, and the
+Approval state (`lambda:invoke.waitForTaskToken`) invokes the runner with the task token:
+the step renders its prompt and the activity run and the run go `waiting` with the sealed
+token in one transaction. The invocation returns at once; the execution waits, at no cost,
+until the API sends the token back (workflow_runs.approvals) or the timeout fires.
 
 DynamoDB writes per step (besides thinking): the activity as `running`, its end
 (`completed` / `failed` / `waiting`), and at most one run status change (→ running on the
@@ -28,10 +37,28 @@ from typing import Any, Protocol
 
 from workflow_runs.ending import end_from_outside, retry_lost_races
 from workflow_runs.errors import NotFound, TransitionRejected
-from workflow_runs.models import MAX_ATTEMPTS_CEILING, ActivityRun, RunError, Status, Step, utc_now
+from workflow_runs.models import (
+    MAX_ATTEMPTS_CEILING,
+    ActivityRun,
+    RunError,
+    Status,
+    Step,
+    approval_timeout_seconds,
+    utc_now,
+)
 from workflow_runs.secrets import StreamMasker
 from workflow_runs.settings import Settings
-from workflow_runs.states import NEXT_DONE, NEXT_FAILED, NEXT_STEP, NEXT_WAIT
+from workflow_runs.states import (
+    ACTION_APPROVAL_TIMED_OUT,
+    ACTION_FAIL,
+    ACTION_PARK_APPROVAL,
+    APPROVAL_STEP,
+    NEXT_APPROVAL,
+    NEXT_DONE,
+    NEXT_FAILED,
+    NEXT_STEP,
+    NEXT_WAIT,
+)
 from workflow_runs.store import RunRecord, RunStore
 
 from workflow_runs_step_runner.outputs import outputs_too_large
@@ -49,6 +76,12 @@ class StepRetryableError(Exception):
     Its class name is the contract: Lambda reports it as the error type, which becomes the
     Task state's Error, which the ASL's Retry matches (`ErrorEquals: ["StepRetryableError"]`).
     """
+
+
+class ApprovalNotParked(Exception):
+    """The Approval state's invocation could not park the step (it failed, or the run ended):
+    the task must not wait for a token nobody will send. Its class name reaches the ASL's
+    Catch, whose RecordFailure fails the run unless it ended already."""
 
 
 class Unsealer(Protocol):
@@ -82,8 +115,13 @@ def run_step(
         logger = get_logger()
     invocation = _Invocation(settings=settings, store=store, sealer=sealer, registry=registry, logger=logger)
     run_id = event["runId"]
-    if event.get("action") == "fail":
+    action = event.get("action")
+    if action == ACTION_FAIL:
         return invocation.record_failure(run_id, event.get("cause") or {})
+    if action == ACTION_PARK_APPROVAL:
+        return invocation.park_approval(run_id, str(event.get("token") or ""), int(event.get("attempt") or 0))
+    if action == ACTION_APPROVAL_TIMED_OUT:
+        return invocation.approval_timed_out(run_id)
     return invocation.advance(run_id, int(event.get("attempt") or 0))
 
 
@@ -100,6 +138,11 @@ def _reply(run_id: str, next_: str, wait_seconds: int = 0) -> dict[str, Any]:
     return {"runId": run_id, "next": next_, "waitSeconds": int(wait_seconds)}
 
 
+def _approval_reply(run_id: str, timeout_seconds: int) -> dict[str, Any]:
+    # TimeoutSecondsPath needs a positive integer.
+    return {**_reply(run_id, NEXT_APPROVAL), "timeoutSeconds": max(1, int(timeout_seconds))}
+
+
 class _Invocation:
     def __init__(self, *, settings: Settings, store: RunStore, sealer: Unsealer, registry: Registry, logger: Any):
         self.settings = settings
@@ -109,6 +152,8 @@ class _Invocation:
         self.log = logger
         self._env: dict[str, str] = {}
         self.secrets: list[str] = []
+        # The task token of the Approval state's invocation (None when running a step).
+        self._token: str | None = None
 
     # ------------------------------------------------------------------ normal path
 
@@ -132,12 +177,20 @@ class _Invocation:
         index_of = {s.id: i for i, s in enumerate(record.steps)}
         waiting = next((a for a in record.run.activity_runs if a.status is Status.WAITING), None)
         if waiting is not None:
+            step = record.steps[index_of[waiting.step_id]]
+            if step.type == APPROVAL_STEP:
+                # Still waiting for a decision (the execution came back without one, which
+                # only a lost task could do): park it again with a fresh token.
+                return _approval_reply(record.id, math.ceil(_remaining_approval(step, waiting)))
             record, early = self._resume_after_wait(record, waiting, index_of[waiting.step_id])
             if early is not None:
                 return early
         index = _next_step_index(record)
         if index is None:
             return self._complete(record)
+        if record.steps[index].type == APPROVAL_STEP:
+            # Run by the Approval state, which carries the task token the step waits on.
+            return _approval_reply(record.id, approval_timeout_seconds(record.steps[index]))
         return self._run(record, index, attempt=retry_count + 1)
 
     def _resume_after_wait(self, record: RunRecord, waiting: ActivityRun, index: int):
@@ -193,6 +246,8 @@ class _Invocation:
         outputs = self._mask(dict(outcome.outputs or {}))
         if (too_large := outputs_too_large(outputs)) is not None:
             return self._step_failed(record, index, activity, too_large, retryable=False)
+        if outcome.approval_timeout_seconds is not None:
+            return self._park(record, index, activity, outputs, outcome.approval_timeout_seconds, log_keys)
         if outcome.wait_seconds:
             parked = activity.model_copy(update={"status": Status.WAITING, "outputs": outputs, "updated_at": utc_now()})
             try:
@@ -219,6 +274,101 @@ class _Invocation:
                 self.log.info("run ended otherwise before it completed", extra={"run_id": run_id})
             return _reply(run_id, NEXT_DONE)
         return _reply(run_id, NEXT_STEP)
+
+    # ------------------------------------------------------------------ approvals
+
+    def park_approval(self, run_id: str, token: str, retry_count: int) -> dict[str, Any]:
+        """The Approval state's invocation: run the approval step with this task token (or,
+        when it waits already, give it this new token). Raises ApprovalNotParked when the
+        step cannot wait (it failed, or the run ended): the task must end, not wait."""
+        if not token:
+            raise ApprovalNotParked("the Approval state sent no task token")
+        self._token = token
+
+        def attempt() -> dict[str, Any]:
+            record = self._load(run_id)
+            if record is None or record.status.terminal:
+                raise ApprovalNotParked("the run ended before its approval step was reached")
+            self._unseal(record)
+            index_of = {s.id: i for i, s in enumerate(record.steps)}
+            waiting = next((a for a in record.run.activity_runs if a.status is Status.WAITING
+                            and record.steps[index_of[a.step_id]].type == APPROVAL_STEP), None)
+            if waiting is not None:
+                index = index_of[waiting.step_id]
+                step = record.steps[index]
+                sealed = self._seal_token(run_id, step.id, token)
+                if not self.store.replace_approval_token(record, index, waiting, sealed, approval_timeout_seconds(step)):
+                    raise TransitionRejected("the approval was decided or closed meanwhile")
+                self.log.info("approval waits with a new task token", extra={"run_id": run_id, "step_id": step.id})
+                return _approval_reply(run_id, approval_timeout_seconds(step))
+            next_index = _next_step_index(record)
+            if next_index is None or record.steps[next_index].type != APPROVAL_STEP:
+                raise ApprovalNotParked("the run's next step is not an approval step")
+            reply = self._run(record, next_index, attempt=retry_count + 1)
+            if reply["next"] == NEXT_STEP:
+                raise TransitionRejected("another writer moved the step; read again")
+            if reply["next"] != NEXT_APPROVAL:
+                raise ApprovalNotParked(f"the approval step {record.steps[next_index].id} did not wait ({reply['next']})")
+            return reply
+
+        return retry_lost_races(attempt)
+
+    def _park(self, record: RunRecord, index: int, activity: ActivityRun, outputs: dict[str, Any],
+              timeout_seconds: int, log_keys: dict[str, Any]) -> dict[str, Any]:
+        if self._token is None:
+            # An approval step only runs from the Approval state (RunStep answers `approval`).
+            return self._step_failed(record, index, activity, "an approval step ran without a task token", False)
+        run_id, step = record.id, record.steps[index]
+        parked = activity.model_copy(update={"status": Status.WAITING, "outputs": outputs, "updated_at": utc_now()})
+        sealed = self._seal_token(run_id, step.id, self._token)
+        try:
+            self.store.park_approval(record, index, parked, sealed, timeout_seconds)
+        except TransitionRejected:
+            return self._after_rejected_finish(run_id)
+        self.log.info("step waiting for a decision", extra={**log_keys, "timeout_seconds": timeout_seconds})
+        return _approval_reply(run_id, timeout_seconds)
+
+    def _seal_token(self, run_id: str, step_id: str, token: str) -> str:
+        from workflow_runs.approvals import seal_token
+        from workflow_runs.secrets import get_sealer
+
+        return seal_token(get_sealer(self.settings), run_id, step_id, token)
+
+    def approval_timed_out(self, run_id: str) -> dict[str, Any]:
+        """The Approval state's timeout fired (States.Timeout). The store decides: an
+        undecided approval fails with "approval timed out" (conditionally: a decision that
+        lands first wins); a decision stored before it whose callback was lost is applied
+        now — approved goes on, rejected fails the run."""
+        from workflow_runs.approvals import TIMED_OUT_MESSAGE
+        from workflow_runs.store.approvals import REJECTED, TIMED_OUT
+
+        def attempt() -> dict[str, Any]:
+            record = self._load(run_id)
+            if record is None:
+                return _reply(run_id, NEXT_DONE)
+            if record.status.terminal:
+                return _reply(run_id, NEXT_FAILED if record.status is Status.FAILED else NEXT_DONE)
+            index, activity = in_flight(record)
+            if index is None or record.steps[index].type != APPROVAL_STEP:
+                return _reply(run_id, NEXT_STEP)  # the approval was decided and the run went on
+            step = record.steps[index]
+            approval = self.store.get_approval(run_id, index)
+            decision = (approval or {}).get("decision")
+            if activity is not None and activity.status is Status.WAITING and decision is None:
+                error = RunError(message=TIMED_OUT_MESSAGE, step_id=step.id)
+                self.store.decide_approval(record, index, activity, TIMED_OUT, {"error": TIMED_OUT_MESSAGE}, error=error)
+                self.log.warning("approval timed out; the run fails", extra={"run_id": run_id, "step_id": step.id})
+                return _reply(run_id, NEXT_FAILED)
+            if decision in (REJECTED, TIMED_OUT):
+                # Decided, its step closed, but the run's end was never written (a crash between).
+                closed = next((a for a in reversed(record.run.activity_runs) if a.step_id == step.id), None)
+                message = str(((closed.outputs if closed else None) or {}).get("error") or TIMED_OUT_MESSAGE)
+                self.store.fail_after_decision(record, RunError(message=message, step_id=step.id))
+                return _reply(run_id, NEXT_FAILED)
+            # Not parked yet (the invocation never wrote it): enter the Approval state again.
+            return _reply(run_id, NEXT_STEP)
+
+        return retry_lost_races(attempt)
 
     def _close_interrupted_attempts(self, record: RunRecord, index: int, attempt: int) -> None:
         """An earlier invocation that died after opening its attempt (a Lambda service error
@@ -364,6 +514,11 @@ def in_flight(record: RunRecord) -> tuple[int | None, ActivityRun | None]:
         latest = max(open_runs, key=lambda a: (index_of.get(a.step_id, -1), a.attempt))
         return index_of.get(latest.step_id), latest
     return _next_step_index(record), None
+
+
+def _remaining_approval(step: Step, waiting: ActivityRun) -> float:
+    since = datetime.strptime(waiting.updated_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return approval_timeout_seconds(step) - (datetime.now(UTC) - since).total_seconds()
 
 
 def _remaining_wait(step: Step, waiting: ActivityRun) -> float:

@@ -31,6 +31,9 @@ class StepOutcome:
     outputs: dict[str, Any] = field(default_factory=dict)
     # Set by `wait`: the orchestrator waits this long, the step completes afterwards.
     wait_seconds: int | None = None
+    # Set by `approval`: the runner parks the step with the state machine's task token; it
+    # waits this long for a decision.
+    approval_timeout_seconds: int | None = None
 
 
 class StepError(Exception):

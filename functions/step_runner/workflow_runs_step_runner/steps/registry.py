@@ -17,6 +17,7 @@ TYPES: dict[str, str] = {
     "llm": "workflow_runs_step_runner.steps.llm:LlmStep",
     "wait": "workflow_runs_step_runner.steps.wait:WaitStep",
     "fail": "workflow_runs_step_runner.steps.fail:FailStep",
+    "approval": "workflow_runs_step_runner.steps.approval:ApprovalStep",
 }
 
 

@@ -9,6 +9,7 @@ Runs table (single table, streamed to the projector):
   run head       PK=RUN#<runId>   SK=R                 small and mutable: status, times, index keys
   sealed envs    PK=RUN#<runId>   SK=R#E               written once, only when the run has envs
   activity run   PK=RUN#<runId>   SK=R#A#<stepIndex:03d>#<attempt:02d>
+  approval       PK=RUN#<runId>   SK=R#P#<stepIndex:03d>    sealed task token, decision (never projected)
   thinking chunk PK=RUN#<runId>   SK=T#<activityRunId>#<seq:06d>   (TTL)
   workflow       PK=TEN#<t>#WFS   SK=WF#<wfId>         the latest version
   wf version     PK=TEN#<t>#WFS   SK=WV#<wfId>#<version:06d>   immutable; runs read their steps here
@@ -42,6 +43,7 @@ TTL_ATTRIBUTE = "expiresAt"
 RUN_SK = "R"
 ENVS_SK = "R#E"
 ACTIVITY_SK_PREFIX = "R#A#"
+APPROVAL_SK_PREFIX = "R#P#"
 THINKING_SK_PREFIX = "T#"
 WORKFLOW_SK_PREFIX = "WF#"
 VERSION_SK_PREFIX = "WV#"
@@ -93,6 +95,11 @@ def run_pk(run_id: str) -> str:
 
 def activity_sk(step_index: int, attempt: int) -> str:
     return f"{ACTIVITY_SK_PREFIX}{step_index:03d}#{attempt:02d}"
+
+
+def approval_sk(step_index: int) -> str:
+    """An approval step's decision and its sealed task token (never projected, never returned)."""
+    return f"{APPROVAL_SK_PREFIX}{step_index:03d}"
 
 
 def thinking_sk(activity_run_id: str, seq: int) -> str:

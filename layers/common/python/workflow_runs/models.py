@@ -19,7 +19,7 @@ from .states import (  # noqa: F401 - re-exported: models is where most code loo
 )
 
 MAX_ATTEMPTS_CEILING = 10  # the state machine's Retry upper bound; see docs/decisions.md
-STEP_TYPES = ("transform", "http", "llm", "wait", "fail")
+STEP_TYPES = ("transform", "http", "llm", "wait", "fail", "approval")
 INPUT_TYPES = ("string", "number", "integer", "boolean", "object", "array")
 _STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -66,7 +66,7 @@ class Retry(ApiModel):
 class Step(ApiModel):
     id: str
     name: str | None = Field(default=None, max_length=200)
-    type: Literal["transform", "http", "llm", "wait", "fail"]
+    type: Literal["transform", "http", "llm", "wait", "fail", "approval"]
     config: dict[str, Any] = Field(default_factory=dict)
     retry: Retry = Field(default_factory=Retry)
 
@@ -117,7 +117,24 @@ def _fail_rules(config: dict[str, Any]) -> list[str]:
     return [] if isinstance(config.get("message", ""), str) else ["config.message must be a string"]
 
 
+def _approval_rules(config: dict[str, Any]) -> list[str]:
+    problems = _needs_string(config, "prompt")
+    timeout = config.get("timeoutSeconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS)
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= MAX_WAIT_SECONDS:
+        problems.append(f"config.timeoutSeconds must be an integer from 1 to {MAX_WAIT_SECONDS}")
+    unknown = sorted(set(config) - {"prompt", "timeoutSeconds"})
+    if unknown:
+        problems.append(f"unknown config keys: {', '.join(unknown)} (an approval takes prompt and timeoutSeconds)")
+    return problems
+
+
+def approval_timeout_seconds(step: "Step") -> int:
+    """How long an approval step waits for a decision (validated when the workflow is PUT)."""
+    return int(step.config.get("timeoutSeconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS))
+
+
 MAX_WAIT_SECONDS = 365 * 24 * 3600  # a Standard execution lives at most a year
+DEFAULT_APPROVAL_TIMEOUT_SECONDS = 24 * 3600
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 STEP_CONFIG_RULES: dict[str, Any] = {
     "transform": _transform_rules,
@@ -125,6 +142,7 @@ STEP_CONFIG_RULES: dict[str, Any] = {
     "llm": lambda config: _needs_string(config, "prompt"),
     "wait": _wait_rules,
     "fail": _fail_rules,
+    "approval": _approval_rules,
 }
 
 

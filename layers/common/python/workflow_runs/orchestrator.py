@@ -33,6 +33,14 @@ class Orchestrator(Protocol):
         (a Standard run's execution)."""
         ...
 
+    def send_task_success(self, token: str, output: str) -> None:
+        """Resume the execution waiting on `token` (an approval step), with `output` (JSON)."""
+        ...
+
+    def send_task_failure(self, token: str, error: str, cause: str) -> None:
+        """End the task waiting on `token` with `error` (the ASL's Catch takes it)."""
+        ...
+
 
 class StepFunctionsOrchestrator:
     def __init__(self, state_machine_arn: str, express_state_machine_arn: str | None = None,
@@ -85,3 +93,9 @@ class StepFunctionsOrchestrator:
             return self.client.describe_execution(executionArn=self.execution_arn(run_id))["status"]
         except self.client.exceptions.ExecutionDoesNotExist:
             return None
+
+    def send_task_success(self, token: str, output: str) -> None:
+        self.client.send_task_success(taskToken=token, output=output)
+
+    def send_task_failure(self, token: str, error: str, cause: str) -> None:
+        self.client.send_task_failure(taskToken=token, error=error, cause=cause)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from .models import MAX_ATTEMPTS_CEILING, Step
 from .settings import Settings
-from .states import EXPRESS, EXPRESS_MAX_SECONDS, STANDARD  # noqa: F401 - EXPRESS_MAX_SECONDS re-exported
+from .states import APPROVAL_STEP, EXPRESS, EXPRESS_MAX_SECONDS, STANDARD  # noqa: F401 - EXPRESS_MAX_SECONDS re-exported
 
 EXPRESS_BUDGET_SECONDS = 240
 
@@ -41,6 +41,8 @@ def attempt_bound_seconds(step: Step, settings: Settings) -> float:
         return float(timeout) + QUICK_STEP_SECONDS
     if step.type == "llm":
         return STEP_RUNNER_TIMEOUT_SECONDS
+    if step.type == APPROVAL_STEP:
+        return float(step.config.get("timeoutSeconds") or 0)
     return QUICK_STEP_SECONDS
 
 
@@ -65,6 +67,11 @@ def bound_seconds(steps: Iterable[Step], settings: Settings) -> float:
 def choose(steps: Iterable[Step], settings: Settings) -> str:
     """`standard` or `express` for a new run, from `settings.orchestration`:
     `auto` picks Express when the run is bound to end within the budget."""
+    steps = list(steps)
+    if any(step.type == APPROVAL_STEP for step in steps):
+        # A person's decision comes back through a task token, and Express has no callbacks
+        # (.waitForTaskToken is Standard only): whatever ORCHESTRATION says.
+        return STANDARD
     if settings.orchestration in (STANDARD, EXPRESS):
         return settings.orchestration
     return EXPRESS if bound_seconds(steps, settings) <= EXPRESS_BUDGET_SECONDS else STANDARD

@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -34,6 +34,9 @@ from .serverkey import server_key
 from .settings import Settings
 from .store import NewRun, Page, RunRecord, RunStore
 from .waiting import Pacing, quiet_steps_of, wait_for_end
+
+if TYPE_CHECKING:
+    from .approvals import DecisionRequest
 
 logger = logging.getLogger("workflow_runs.service")
 
@@ -335,6 +338,14 @@ class RunService:
 
     def get_run(self, tenant: str, run_id: str) -> WorkflowRun:
         return self.store.get_run(tenant, run_id)
+
+    def decide_approval(self, tenant: str, run_id: str, step_id: str, *, approve: bool,
+                        request: "DecisionRequest") -> WorkflowRun:
+        """Approve or reject a waiting approval step, exactly once (workflow_runs.approvals)."""
+        from .approvals import decide  # noqa: PLC0415
+
+        return decide(self.store, self.orchestrator, self._sealer, tenant, run_id, step_id,
+                      approve=approve, request=request)
 
     def _sealer(self) -> Any:
         if self.sealer_factory is None:

@@ -71,6 +71,13 @@ NEXT_STEP = "step"
 NEXT_WAIT = "wait"
 NEXT_DONE = "done"
 NEXT_FAILED = "failed"
+# The next step is an approval: the state machine parks it with a task token (Approval state).
+NEXT_APPROVAL = "approval"
+# The step runner's actions besides running the next step (the event's `action`).
+ACTION_FAIL = "fail"
+ACTION_PARK_APPROVAL = "approval"
+ACTION_APPROVAL_TIMED_OUT = "approval-timeout"
+APPROVAL_STEP = "approval"
 
 # AWS: an Express execution runs at most five minutes (here so the reconciler needs no pydantic).
 EXPRESS_MAX_SECONDS = 300

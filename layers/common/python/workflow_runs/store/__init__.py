@@ -1,22 +1,24 @@
 """The run store: the only code in the project that talks to DynamoDB.
 
 Split by concern: `dynamo` (the client, and telling a lost condition from a busy table),
-`workflows`, `queries` (run reads, counts, list pages), `runs` (run writes), `events`
-(the event log) and `leases` (open SSE streams per tenant); DynamoDB JSON is `workflow_runs.marshal`, which the projector shares.
+`workflows`, `queries` (run reads, counts, list pages), `runs` (run writes), `approvals`
+(an approval's token and decision), `events` (the event log) and `leases` (open SSE streams
+per tenant); DynamoDB JSON is `workflow_runs.marshal`, which the projector shares.
 `RunStore` is all of them over one client.
 """
 
 from __future__ import annotations
 
+from .approvals import ApprovalWrites
 from .dynamo import ConditionFailed, Dynamo, dynamodb_client
 from .events import EventLog
 from .leases import StreamLease, StreamLeases
 from .records import ActivityWrite, NewRun, Page, RunRecord, StaleRun
-from .runs import RunWrites
 
 
-class RunStore(RunWrites, EventLog, StreamLeases):
-    """Workflows, runs, the event log and the stream leases of one deployment (two tables, one client)."""
+class RunStore(ApprovalWrites, EventLog, StreamLeases):
+    """Workflows, runs, approvals, the event log and the stream leases of one deployment (two
+    tables, one client)."""
 
 
 __all__ = [

@@ -102,12 +102,14 @@ class RunWrites(RunQueries):
         cancel_reason: str | None = None,
         activities: Sequence[ActivityWrite] = (),
         fenced: bool = False,
+        also: Sequence[dict[str, Any]] = (),
     ) -> RunRecord:
         """Move a run from its current status to `new`, with its counters, exactly once.
 
         `activities` ride in the same transaction (a step's start with the run's move to
         running), so readers never see one without the other. `fenced` also requires that
-        no step opened since `record` was read (ending a run from outside).
+        no step opened since `record` was read (ending a run from outside). `also`: more
+        transaction items of the same move (an approval's token or decision).
         Raises TransitionRejected when the stored status is no longer the one we read (or
         the move is not allowed, or an activity's own condition failed): the caller lost a
         race and must not act on the old state.
@@ -155,6 +157,7 @@ class RunWrites(RunQueries):
             },
             *self._counter_writes(record.tenant, run.id, run.workflow_id, run.workflow_name or "", {new: 1, old: -1}),
             *(self._activity_put(run.id, write) for write in activities),
+            *also,
         ]
         try:
             self.db.transact(writes)

@@ -1,0 +1,156 @@
+"""Approval steps: a person decides mid-run (docs/steps.md, "approval").
+
+The step runner parks an approval step with a Step Functions task token (sealed here, kept in
+the store, never returned or logged); `decide` records a decision exactly once and then
+hands the token back to Step Functions (SendTaskSuccess / SendTaskFailure), so nothing runs
+or polls while a run waits.
+
+Order matters: the decision is written to the store, conditionally, BEFORE Step Functions is
+told. Two concurrent decisions cannot both win, and a decision whose callback is lost (a
+crash, a callback that loses to the timeout) is still applied: the state machine's timeout
+path reads the stored decision first (docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from .ending import LostRaces, retry_lost_races
+from .errors import Conflict, NotFound, ValidationFailed
+from .models import ApiModel, RunError, Status, WorkflowRun, utc_now
+from .orchestrator import Orchestrator
+from .states import APPROVAL_STEP
+from .store import RunStore
+from .store.approvals import APPROVED, REJECTED, TIMED_OUT
+
+logger = logging.getLogger("workflow_runs.approvals")
+
+MAX_COMMENT_CHARS = 2000
+MAX_DECISION_OUTPUTS_BYTES = 16 * 1024
+RESERVED_OUTPUTS = ("approved", "comment", "decidedAt")
+REJECTED_MESSAGE = "rejected"
+TIMED_OUT_MESSAGE = "approval timed out"
+# The error a rejection ends the Approval task with (the ASL's Catch takes it to RecordFailure,
+# which finds the run failed already and changes nothing).
+REJECTED_ERROR = "ApprovalRejected"
+
+
+class DecisionRequest(ApiModel):
+    """The optional body of `…/approve` and `…/reject`."""
+
+    comment: str | None = Field(default=None, max_length=MAX_COMMENT_CHARS)
+    outputs: dict[str, Any] | None = Field(default=None, description="approve only; at most 16 KB as JSON")
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        reserved = sorted(set(value) & set(RESERVED_OUTPUTS))
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)} are set by the server")
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        if size > MAX_DECISION_OUTPUTS_BYTES:
+            raise ValueError(f"at most {MAX_DECISION_OUTPUTS_BYTES} bytes as JSON, got {size}")
+        return value
+
+
+# ---------------------------------------------------------------------------- the token
+
+
+def token_context(run_id: str, step_id: str) -> str:
+    """What a sealed token is bound to: another run's or another step's blob does not open."""
+    return f"{run_id}/approval/{step_id}"
+
+
+def seal_token(sealer: Any, run_id: str, step_id: str, token: str) -> str:
+    return str(sealer.seal({"taskToken": token}, token_context(run_id, step_id)))
+
+
+def open_token(sealer: Any, blob: str, run_id: str, step_id: str) -> str:
+    return str(sealer.unseal(blob, token_context(run_id, step_id))["taskToken"])
+
+
+# ---------------------------------------------------------------------------- deciding
+
+
+def decide(
+    store: RunStore,
+    orchestrator: Orchestrator,
+    sealer: Callable[[], Any],
+    tenant: str,
+    run_id: str,
+    step_id: str,
+    *,
+    approve: bool,
+    request: DecisionRequest,
+) -> WorkflowRun:
+    """Approve or reject a waiting approval step, once. NotFound: no such run for this
+    tenant, or no such step in its workflow. Conflict: the step is not waiting for a
+    decision (decided, not reached, not an approval step, or the run ended)."""
+    if not approve and request.outputs is not None:
+        raise ValidationFailed(["outputs: only an approval carries outputs"])
+    comment = request.comment
+    decision_id = str(uuid.uuid4())  # kept through this request's own retries
+
+    def attempt() -> tuple[Any, str, str]:
+        record = store.get_run_record(run_id, tenant)
+        index = next((i for i, s in enumerate(record.steps) if s.id == step_id), None)
+        if index is None:
+            raise NotFound(f"step {step_id} not found in the run's workflow")
+        if record.steps[index].type != APPROVAL_STEP:
+            raise Conflict(f"step {step_id} is not an approval step")
+        if record.status.terminal:
+            raise Conflict(f"the run has ended ({record.status.value})")
+        waiting = next((a for a in reversed(record.run.activity_runs)
+                        if a.step_id == step_id and a.status is Status.WAITING), None)
+        approval = store.get_approval(run_id, index)
+        if waiting is None and approval is not None and approval.get("decision") in (REJECTED, TIMED_OUT):
+            # Decided and its step closed, but the run's end never landed (the table stayed
+            # busy after the first write): finish it, then answer as for any decided step.
+            closed = next((a for a in reversed(record.run.activity_runs) if a.step_id == step_id), None)
+            message = str(((closed.outputs if closed else None) or {}).get("error") or REJECTED_MESSAGE)
+            store.fail_after_decision(record, RunError(message=message, step_id=step_id))
+        if waiting is None or approval is None or approval.get("activityRunId") != waiting.id:
+            raise Conflict(f"step {step_id} is not waiting for a decision")
+        if approval.get("decision"):
+            raise Conflict(f"step {step_id} was decided already")
+        decided_at = utc_now()
+        if approve:
+            outputs = {"approved": True, "comment": comment, "decidedAt": decided_at, **(request.outputs or {})}
+            updated = store.decide_approval(record, index, waiting, APPROVED, outputs, decision_id=decision_id)
+        else:
+            message = comment or REJECTED_MESSAGE
+            outputs = {"approved": False, "comment": comment, "decidedAt": decided_at, "error": message}
+            updated = store.decide_approval(record, index, waiting, REJECTED, outputs,
+                                            error=RunError(message=message, step_id=step_id), decision_id=decision_id)
+        return updated, approval["token"], comment or REJECTED_MESSAGE
+
+    try:
+        updated, sealed, message = retry_lost_races(attempt)
+    except LostRaces:
+        raise Conflict(f"step {step_id} kept changing; read the run and try again") from None
+    logger.info("approval decided", extra={"run_id": run_id, "step_id": step_id, "approved": approve})
+    _callback(orchestrator, sealer, run_id, step_id, sealed, approve, message)
+    return updated.run
+
+
+def _callback(orchestrator: Orchestrator, sealer: Callable[[], Any], run_id: str, step_id: str, sealed: str,
+              approve: bool, message: str) -> None:
+    """Tell the waiting execution. A failure here loses nothing: the decision is stored, and
+    the Approval state's timeout path applies it (the token itself is never logged)."""
+    try:
+        token = open_token(sealer(), sealed, run_id, step_id)
+        if approve:
+            orchestrator.send_task_success(token, json.dumps({"runId": run_id}))
+        else:
+            orchestrator.send_task_failure(token, REJECTED_ERROR, message[:256])
+    except Exception as exc:  # noqa: BLE001 - the decision stands; the execution learns it at its timeout
+        logger.warning("the waiting execution could not be told of the decision; its timeout path applies it",
+                       extra={"run_id": run_id, "step_id": step_id, "error_type": type(exc).__name__})

@@ -1,0 +1,221 @@
+"""Approval steps in the real state machine (infra/state_machine.asl.json) under moto's
+interpreter: the Approval state's `lambda:invoke.waitForTaskToken` stays RUNNING, with no
+invocation in flight, until the API's service sends the token back through Step Functions
+(SendTaskSuccess / SendTaskFailure) or its TimeoutSecondsPath passes. The step runner reads
+and writes DynamoDB Local."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from workflow_runs.approvals import DecisionRequest, open_token
+from workflow_runs.errors import Conflict
+from workflow_runs.models import Status
+from workflow_runs.orchestrator import StepFunctionsOrchestrator
+from workflow_runs.secrets import get_sealer
+from workflow_runs.service import RunService
+from workflow_runs.store import RunStore
+from workflow_runs_step_runner import handler as step_runner
+
+from tests.integration.sfn_harness import Machine, state_machine
+from tests.integration.test_state_machine import (  # noqa: F401 - lambda_settings is a fixture
+    TENANT,
+    TRANSFORM_A,
+    activities,
+    lambda_settings,
+    new_run,
+    wait_for_status,
+)
+
+pytestmark = pytest.mark.dynamodb_local
+
+REVIEW = {"id": "review", "type": "approval", "config": {"prompt": "Publish {{ inputs.topic }}?"}}
+QUICK_REVIEW = {"id": "review", "type": "approval", "config": {"prompt": "Publish?", "timeoutSeconds": 1}}
+NEXT = {"id": "b", "type": "transform", "config": {"output": "{{ steps.review.outputs.approved }}"}}
+
+
+def service_of(machine: Machine, store: RunStore, settings: Any) -> RunService:
+    return RunService(store, StepFunctionsOrchestrator(machine.arn, client=machine.client), settings)
+
+
+def parked(machine: Machine, store: RunStore, run_id: str) -> str:
+    """Start the run and return once its execution waits on the token with nothing running."""
+    arn = machine.start(run_id)
+    wait_for_status(store, run_id, Status.WAITING)
+    deadline = time.monotonic() + 5
+    while not any(e.get("action") == "approval" for e in machine.router.events) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return arn
+
+
+def test_approve_sends_the_token_and_the_run_goes_on(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+    run_id = new_run(local_store, [TRANSFORM_A, REVIEW, NEXT])
+
+    with state_machine(step_runner.handler) as machine:
+        arn = parked(machine, local_store, run_id)
+        time.sleep(0.3)
+        # Waiting costs nothing: the parking invocation returned, the execution waits on its token.
+        assert machine.status(arn) == "RUNNING"
+        invocations = len(machine.router.events)
+        during = activities(local_store, run_id)
+        after = service_of(machine, local_store, lambda_settings).decide_approval(
+            TENANT, run_id, "review", approve=True, request=DecisionRequest(comment="ok"))
+        status = machine.wait_until_ended(arn)
+        entered = machine.entered_states(arn)
+
+    assert invocations == 3  # RunStep (a), RunStep (answers "approval"), Approval (parks); nothing since
+    assert during == [("a", "completed", 1), ("review", "waiting", 1)]
+    assert after.status is Status.RUNNING
+    assert status == "SUCCEEDED"
+    assert entered == ["RunStep", "Route", "RunStep", "Route", "Approval", "RunStep", "Route", "Done"]
+    run = local_store.get_run(TENANT, run_id)
+    assert run.status is Status.COMPLETED
+    assert [(a.step_id, a.status.value) for a in run.activity_runs] == [
+        ("a", "completed"), ("review", "completed"), ("b", "completed")]
+    assert run.activity_runs[2].outputs == {"value": True}
+
+
+def test_reject_fails_the_task_and_the_run_keeps_the_rejection(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+    run_id = new_run(local_store, [REVIEW, NEXT])
+
+    with state_machine(step_runner.handler) as machine:
+        arn = parked(machine, local_store, run_id)
+        service_of(machine, local_store, lambda_settings).decide_approval(
+            TENANT, run_id, "review", approve=False, request=DecisionRequest(comment="not now"))
+        status = machine.wait_until_ended(arn)
+        entered = machine.entered_states(arn)
+
+    assert status == "FAILED"
+    assert entered == ["RunStep", "Route", "Approval", "RecordFailure", "StepFailed"]
+    run = local_store.get_run(TENANT, run_id)
+    assert run.status is Status.FAILED
+    assert run.error is not None and (run.error.message, run.error.step_id) == ("not now", "review")
+    assert activities(local_store, run_id) == [("review", "failed", 1)]
+
+
+def test_no_decision_within_timeout_seconds_fails_with_approval_timed_out(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+    run_id = new_run(local_store, [QUICK_REVIEW, NEXT])
+
+    with state_machine(step_runner.handler) as machine:
+        arn = parked(machine, local_store, run_id)
+        status = machine.wait_until_ended(arn, timeout=15)
+        entered = machine.entered_states(arn)
+        late = service_of(machine, local_store, lambda_settings)
+        with pytest.raises(Conflict):
+            late.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+
+    assert status == "FAILED"
+    assert entered == ["RunStep", "Route", "Approval", "ApprovalTimedOut", "Route", "StepFailed"]
+    run = local_store.get_run(TENANT, run_id)
+    assert run.error is not None and (run.error.message, run.error.step_id) == ("approval timed out", "review")
+    assert activities(local_store, run_id) == [("review", "failed", 1)]
+
+
+def test_an_approval_stored_before_the_timeout_is_applied_by_the_timeout_path(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+    """Approve vs timeout: the decision is stored, its SendTaskSuccess is lost (the API died
+    between the two, or the call lost to the timeout): the timeout path reads the store and
+    the run goes on — the stored decision is the one that counts."""
+    run_id = new_run(local_store, [QUICK_REVIEW, NEXT])
+
+    with state_machine(step_runner.handler) as machine:
+        arn = parked(machine, local_store, run_id)
+        service = service_of(machine, local_store, lambda_settings)
+        service.orchestrator.send_task_success = lambda token, output: None  # type: ignore[method-assign]
+        service.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+        status = machine.wait_until_ended(arn, timeout=15)
+        entered = machine.entered_states(arn)
+
+    assert status == "SUCCEEDED"
+    assert entered == ["RunStep", "Route", "Approval", "ApprovalTimedOut", "Route", "RunStep", "Route", "Done"]
+    assert local_store.get_run(TENANT, run_id).status is Status.COMPLETED
+
+
+def test_cancel_of_a_waiting_approval_ends_it_at_once(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+    run_id = new_run(local_store, [REVIEW, NEXT])
+
+    with state_machine(step_runner.handler) as machine:
+        arn = parked(machine, local_store, run_id)
+        service = service_of(machine, local_store, lambda_settings)
+        from workflow_runs.service import CancelRequest
+
+        [result] = service.cancel(TENANT, CancelRequest(run_ids=[run_id], reason="no longer needed"))
+        with pytest.raises(Conflict):
+            service.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+        # moto quirk: StopExecution marks the execution stopped, but its interpreter thread
+        # only notices once the callback wait returns (AWS aborts at once). Wake that wait
+        # with the stored token, as only this test can: the execution must end ABORTED,
+        # with no step run after the stop.
+        invocations = len(machine.router.events)
+        approval = local_store.get_approval(run_id, 0)
+        assert approval is not None
+        token = open_token(get_sealer(lambda_settings), approval["token"], run_id, "review")
+        machine.client.send_task_success(taskToken=token, output="{}")
+        status = machine.wait_until_ended(arn, timeout=5)
+
+    assert result.status == "cancelled"
+    assert status == "ABORTED"
+    assert len(machine.router.events) == invocations
+    run = local_store.get_run(TENANT, run_id)
+    assert (run.status, run.cancel_reason) == (Status.CANCELLED, "no longer needed")
+    assert activities(local_store, run_id) == [("review", "cancelled", 1)]
+
+
+def test_a_prompt_that_cannot_render_fails_the_run_instead_of_waiting(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+    run_id = new_run(local_store, [{"id": "review", "type": "approval",
+                                    "config": {"prompt": "{{ steps.nope.outputs.x }}"}}, NEXT])
+
+    with state_machine(step_runner.handler) as machine:
+        arn, status = machine.run(run_id)
+        entered = machine.entered_states(arn)
+
+    assert status == "FAILED"
+    assert entered == ["RunStep", "Route", "Approval", "RecordFailure", "StepFailed"]
+    run = local_store.get_run(TENANT, run_id)
+    assert run.error is not None and run.error.step_id == "review"
+    assert "undefined template variable" in run.error.message
+    assert activities(local_store, run_id) == [("review", "failed", 1)]
+
+
+def test_local_orchestrator_and_state_machine_leave_the_same_approval_histories(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+    """`workflow-runs dev` follows the Approval state as the deployed machine does: approve,
+    reject and timeout leave the same runs (ids and timestamps aside)."""
+    import functools
+
+    from workflow_runs_dev.orchestrator import LocalOrchestrator
+    from workflow_runs_step_runner.runner import run_step
+
+    def history(run_id: str) -> dict[str, Any]:
+        run = local_store.get_run(TENANT, run_id)
+        return {"status": run.status.value, "error": run.error.dump() if run.error else None,
+                "activities": [(a.step_id, a.status.value, {k: v for k, v in (a.outputs or {}).items()
+                                                          if k != "decidedAt"}) for a in run.activity_runs]}
+
+    def drive(service: RunService, start: Any, wait: Any) -> dict[str, dict[str, Any]]:
+        runs = {name: new_run(local_store, steps) for name, steps in
+                {"approve": [REVIEW, NEXT], "reject": [REVIEW, NEXT], "timeout": [QUICK_REVIEW, NEXT]}.items()}
+        for run_id in runs.values():
+            start(run_id)
+        for name, verb in (("approve", True), ("reject", False)):
+            wait_for_status(local_store, runs[name], Status.WAITING)
+            time.sleep(0.2)  # the token is stored with the waiting status; let the task take it up
+            service.decide_approval(TENANT, runs[name], "review", approve=verb, request=DecisionRequest(comment="c"))
+        for run_id in runs.values():
+            wait(run_id)
+        return {name: history(run_id) for name, run_id in runs.items()}
+
+    with state_machine(step_runner.handler) as machine:
+        moto = drive(service_of(machine, local_store, lambda_settings), machine.start,
+                     lambda run_id: machine.wait_until_ended(machine.execution_arn(run_id), timeout=15))
+    invoke = functools.partial(run_step, settings=lambda_settings, store=local_store, sealer=get_sealer(lambda_settings))
+    local = LocalOrchestrator(invoke=invoke, store=local_store, retry_interval_scale=0.001)
+    try:
+        local_histories = drive(RunService(local_store, local, lambda_settings), local.start,
+                                lambda run_id: local.join(run_id, timeout=15))
+    finally:
+        local.shutdown()
+
+    assert moto == local_histories
+    assert moto["approve"]["status"] == "completed" and moto["reject"]["error"] == {"message": "c", "stepId": "review"}
+    assert moto["timeout"]["error"] == {"message": "approval timed out", "stepId": "review"}
