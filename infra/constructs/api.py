@@ -138,6 +138,7 @@ class Api(Construct):
         )
         self._route_proxy(self.public_api, self.alias)
         self._route_streams(self.public_api, self.alias, stream_function)
+        self._route_viewer(self.public_api, stream_function)
         Validations.of(self.public_api).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-APIG3",
@@ -282,6 +283,20 @@ class Api(Construct):
         ]
         for method in methods:
             skip_checkov(method, "CKV_AWS_59", _OPEN_METHOD)
+
+    @staticmethod
+    def _route_viewer(api: apigw.RestApi, stream_function: lambda_.IFunction) -> None:
+        """The run viewer's static page (`/viewer/`), served by the stream function, on the
+        public API's origin: the page calls `../api/v1/…` relative to itself and sends its
+        token to its own origin only."""
+        page = apigw.LambdaIntegration(stream_function, proxy=True, allow_test_invoke=False,
+                                       response_transfer_mode=apigw.ResponseTransferMode.STREAM)
+        viewer = api.root.add_resource("viewer")
+        methods = [viewer.add_method("GET", page),
+                   viewer.add_resource("{file}").add_method("GET", page)]
+        for method in methods:
+            skip_checkov(method, "CKV_AWS_59", "The run viewer's static page and its two files: public "
+                         "content, no data; the page sends the caller's token to the API's own routes.")
 
 
 def private_api_policy(vpc_endpoint_id: str) -> iam.PolicyDocument:

@@ -39,6 +39,7 @@ STREAM_ASSET = "functions/stream"
 ADAPTER_PORT = "8080"
 # Function URLs stream for up to 15 minutes; a followed run ends its stream before that.
 STREAM_TIMEOUT = Duration.minutes(15)
+STREAM_END_MARGIN_SECONDS = 60
 # What the SSE clients send: auth, the multipart/JSON body, resume and retry headers
 # (../shared API "CORS": Authorization, Content-Type, Idempotency-Key, Last-Event-ID, If-Match).
 CORS_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id", "if-match"]
@@ -89,6 +90,9 @@ class Stream(Construct):
                     "AWS_LWA_READINESS_CHECK_PATH": "/health",
                     "PORT": ADAPTER_PORT,
                     "CORS_ALLOW_ORIGINS": ",".join(config.cors_allow_origins),
+                    # A stream ends cleanly (the client resumes) a minute before the function
+                    # would time out: a timeout is an error, and it would trip the alarm.
+                    "STREAM_MAX_SECONDS": str(int(STREAM_TIMEOUT.to_seconds()) - STREAM_END_MARGIN_SECONDS),
                     **orchestration.run_control_environment(config),
                 },
                 # The cap on streams open at once (API and function URL together).

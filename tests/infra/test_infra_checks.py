@@ -131,14 +131,15 @@ def test_rendered_state_machine_is_valid_asl_calling_the_step_runner(prod, tmp_p
         for k, r in prod.resources("AWS::Lambda::Function").items()
         if r["Properties"]["Handler"] == "workflow_runs_step_runner.handler.handler"
     )
-    # Both tasks invoke the step runner's `live` alias (its published, SnapStart version).
+    # Every task (run a step, fail the run, park and time out an approval) invokes the step
+    # runner's `live` alias (its published, SnapStart version).
     (alias,) = [
         k
         for k, r in prod.resources("AWS::Lambda::Alias").items()
         if r["Properties"]["FunctionName"] == {"Ref": step_runner}
     ]
-    tasks = [s for s in definition["States"].values() if s.get("Resource") == "arn:aws:states:::lambda:invoke"]
-    assert len(tasks) == 2
+    tasks = [s for s in definition["States"].values() if s.get("Resource", "").startswith("arn:aws:states:::lambda:invoke")]
+    assert sorted(t["Resource"].rsplit(":", 1)[1] for t in tasks) == ["invoke"] * 3 + ["invoke.waitForTaskToken"]
     assert {t["Parameters"]["FunctionName"] for t in tasks} == {PLACEHOLDER_ARN.format(alias)}
     assert PLACEHOLDER_ARN.format(step_runner) not in rendered
 

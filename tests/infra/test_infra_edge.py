@@ -11,6 +11,8 @@ import pytest
 
 from infra.sizing import RESERVED_CONCURRENCY
 from tests.infra.test_infra_template import (
+    methods_of,
+    rest_api,
     API_HANDLER,
     PROJECTOR_HANDLER,
     RECONCILER_HANDLER,
@@ -213,3 +215,23 @@ def test_with_several_origins_gateway_errors_echo_the_requests_origin(tmp_path, 
         headers = response["Properties"]["ResponseParameters"]
         assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == "method.request.header.Origin"
     assert env_of(synth, API_HANDLER)["CORS_ALLOW_ORIGINS"] == ",".join(origins)
+
+
+# --- the run viewer and clean stream ends ---------------------------------------------------
+
+
+def test_the_public_api_serves_the_run_viewer_from_the_stream_function(prod):
+    rest_api_id, _ = rest_api(prod, "REGIONAL")
+    stream_id, _ = function_by_handler(prod, STREAM_HANDLER)
+    methods = methods_of(prod, rest_api_id)
+    for key in [("GET", "/viewer"), ("GET", "/viewer/{file}")]:
+        integration = methods[key]["Integration"]
+        assert integration["Type"] == "AWS_PROXY" and stream_id in flatten(integration["Uri"])
+    private_id, _ = rest_api(prod, "PRIVATE")
+    assert not any(path.startswith("/viewer") for _, path in methods_of(prod, private_id))
+
+
+def test_a_stream_ends_cleanly_before_its_function_times_out(prod):
+    _, stream = function_by_handler(prod, STREAM_HANDLER)
+    max_seconds = int(stream["Properties"]["Environment"]["Variables"]["STREAM_MAX_SECONDS"])
+    assert 0 < max_seconds <= stream["Properties"]["Timeout"] - 30

@@ -270,6 +270,8 @@ def test_both_apis_proxy_every_other_path_and_every_preflight_to_the_api_functio
             "/api/v1/workflow-runs/{runId}",
             "/api/v1/workflow-runs/{runId}/{proxy+}",
         ]),
+        # the run viewer's page, on the public API only (tests/infra/test_infra_edge.py)
+        *([("GET", "/viewer"), ("GET", "/viewer/{file}")] if endpoint_type == "REGIONAL" else []),
     }
     for path in [
         "/api/v1/{proxy+}",
@@ -346,8 +348,6 @@ def test_every_function_shares_the_defaults(prod):
 def test_every_function_environment_is_a_valid_settings(prod):
     """The env names are Settings fields (upper-cased) and Settings.from_env accepts them."""
     platform = {"AWS_LAMBDA_EXEC_WRAPPER", "AWS_LWA_INVOKE_MODE", "AWS_LWA_READINESS_CHECK_PATH", "PORT"}
-    # Read by the shared CORS middleware of the HTTP apps (../shared API "CORS").
-    platform |= {"CORS_ALLOW_ORIGINS"}
     fields = {name.upper() for name in Settings.model_fields}
     for function in prod.resources("AWS::Lambda::Function").values():
         env = function["Properties"]["Environment"]["Variables"]

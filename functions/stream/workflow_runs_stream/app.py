@@ -15,11 +15,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
+from workflow_runs_http.cors import CorsMiddleware, origins_from_env
 from workflow_runs_http.errors import exception_handlers
 from workflow_runs_http.limits import BodyLimitMiddleware
 
 from .routes import stream_routes
+from .viewer import viewer_app
 
 if TYPE_CHECKING:
     from workflow_runs.service import RunService
@@ -44,9 +46,13 @@ def create_app(
     routes: list[BaseRoute] = [
         *stream_routes(),
         Route("/health", health, methods=["GET"]),
+        Mount("/viewer", app=viewer_app()),
     ]
-    # Outermost first: wrap the whole app here (one place), e.g. CORS before the body limit.
+    # Outermost first: CORS (from the settings, or in Lambda from CORS_ALLOW_ORIGINS, read
+    # without loading the settings' pydantic model), then the body limit.
+    origins = settings.cors_allow_origins if settings is not None else origins_from_env()
     middleware = [
+        Middleware(CorsMiddleware, allow_origins=origins),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes if settings else DEFAULT_MAX_BODY_BYTES),
     ]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers())

@@ -20,7 +20,8 @@ dev server wraps both apps of a listener, and each app may wrap itself for Lambd
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -36,6 +37,13 @@ EXPOSE_HEADERS = "Location, ETag, Retry-After"
 MAX_AGE_SECONDS = 600
 # Set in the scope by the outermost instance; inner ones see it and pass through.
 HANDLED = "workflow_runs.cors"
+
+
+def origins_from_env(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """`CORS_ALLOW_ORIGINS` (comma separated) for an app built before its settings are: the
+    stream app in Lambda, which loads its settings on the first request."""
+    raw = (os.environ if env is None else env).get("CORS_ALLOW_ORIGINS", "")
+    return tuple(o.strip() for o in raw.split(",") if o.strip())
 
 
 class CorsMiddleware:
