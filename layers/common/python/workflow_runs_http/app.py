@@ -28,7 +28,8 @@ def new_app(
     """`settings`, `service` and `verifier` are injected by the dev server and tests; in
     Lambda they are None and built from the environment on first use. `internal_listener`
     marks the dev server's internal port (the private API's stand-in)."""
-    app = FastAPI(title=title, version="1.0.0", description=description)
+    app = FastAPI(title=title, version="1.0.0", description=description,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = settings
     app.state.service = service
     app.state.verifier = verifier

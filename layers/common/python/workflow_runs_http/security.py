@@ -20,10 +20,12 @@ from functools import cache
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from starlette.concurrency import run_in_threadpool
 from workflow_runs.auth import Principal, get_verifier, internal_principal
 from workflow_runs.errors import Unauthorized
 from workflow_runs.settings import Settings, get_settings
+from workflow_runs.telemetry import correlate
+
+from .blocking import call_blocking
 
 logger = logging.getLogger("workflow_runs.http.security")
 
@@ -34,12 +36,18 @@ _LWA_EXEC_WRAPPER = "/opt/bootstrap"
 
 
 async def current_principal(request: Request) -> Principal:
+    principal = await _principal(request)
+    correlate(tenant=principal.tenant)  # the Lambda invocation's logs carry it from here on
+    return principal
+
+
+async def _principal(request: Request) -> Principal:
     settings = _settings(request)
     token = _bearer_token(request)
     if token is not None:
         verifier = getattr(request.app.state, "verifier", None) or get_verifier(settings)
-        # Off the event loop: a JWKS refetch is a blocking HTTP call.
-        return await run_in_threadpool(verifier.verify, token)
+        # Off the dev server's event loop: a JWKS refetch is a blocking HTTP call.
+        return await call_blocking(request, verifier.verify, token)
     if _is_internal(request, settings):
         return internal_principal(request.headers.get("x-tenant-id"))
     raise Unauthorized("missing bearer token")
