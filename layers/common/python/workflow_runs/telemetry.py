@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from functools import lru_cache, wraps
+from functools import cache, wraps
 from typing import Any
 
 NAMESPACE = "WorkflowRuns"
@@ -55,16 +55,16 @@ def in_lambda() -> bool:
 # ------------------------------------------------------------------ Powertools objects
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_logger(service: str) -> Any:
-    from aws_lambda_powertools import Logger  # noqa: PLC0415 - ~60 ms: only where it is used
+    from aws_lambda_powertools import Logger
 
     return Logger(service=service)
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_metrics(service: str) -> Any:
-    from aws_lambda_powertools import Metrics  # noqa: PLC0415
+    from aws_lambda_powertools import Metrics
 
     return Metrics(namespace=NAMESPACE, service=service)
 
@@ -76,9 +76,9 @@ def tracing_enabled() -> bool:
     return bool(os.environ.get("LAMBDA_TASK_ROOT")) and not disabled
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_tracer(service: str) -> Any:
-    from aws_lambda_powertools import Tracer  # noqa: PLC0415
+    from aws_lambda_powertools import Tracer
 
     return Tracer(service=service)
 
@@ -237,7 +237,7 @@ def lambda_init(prime: Callable[[], None], *, after_restore: Callable[[], None] 
 
 def _register_snapshot_hooks(after_restore: Callable[[], None] | None) -> None:
     try:
-        from snapshot_restore_py import (  # type: ignore[import-not-found]  # noqa: PLC0415
+        from snapshot_restore_py import (  # type: ignore[import-not-found]
             register_after_restore,
             register_before_snapshot,
         )
@@ -251,7 +251,7 @@ def forget_connections() -> None:
     """Drop every cached AWS client: they hold the init's credentials and would hold its
     connections. The factories build them again on first use (a DynamoDB client costs a
     few ms once the service model is loaded, which the snapshot keeps)."""
-    from workflow_runs.store.dynamo import dynamodb_client  # noqa: PLC0415
+    from workflow_runs.store.dynamo import dynamodb_client
 
     dynamodb_client.cache_clear()
 
