@@ -57,7 +57,7 @@ def prime() -> None:
 
     adapter = _adapter()
     _instrumented()
-    getattr(_default_service().orchestrator, "client", None)  # the store's and the orchestrator's clients made, not called
+    _ready_clients()
     # Routing, the middleware, the error handlers and the auth dependency: /health answers
     # 200, and a run read without credentials is refused before it reaches the store.
     for path, expected in (("/health", 200), ("/api/v1/workflow-runs/00000000-0000-4000-8000-000000000000", 401)):
@@ -79,7 +79,18 @@ def _after_restore() -> None:
     # Clients made again after the restore (fresh credentials, no inherited connection pool),
     # here rather than on the first request.
     _default_service.cache_clear()
-    getattr(_default_service().orchestrator, "client", None)
+    _ready_clients()
+
+
+def _ready_clients() -> None:
+    """The store's and the orchestrator's clients made, and the store's operations run once
+    answered in-process (no request leaves): a first request finds botocore ready."""
+    from workflow_runs.store import warm_up  # noqa: PLC0415
+    from workflow_runs_http.dependencies import _default_service  # noqa: PLC0415
+
+    service = _default_service()
+    getattr(service.orchestrator, "client", None)
+    warm_up(service.store.client)
 
 
 class _PrimingContext:

@@ -67,7 +67,7 @@ def prime() -> None:
     from workflow_runs_step_runner.steps import registry  # noqa: PLC0415
     from workflow_runs_step_runner.steps.templating import render_string  # noqa: PLC0415
 
-    collaborators()
+    _ready_clients()
     _instrumented()
     for type_name in registry.TYPES:
         registry.get(type_name)
@@ -80,7 +80,13 @@ def prime() -> None:
 
 def _after_restore() -> None:
     collaborators.cache_clear()  # the store's client made again: fresh credentials, no inherited connections
-    collaborators()
+    _ready_clients()
+
+
+def _ready_clients() -> None:
+    from workflow_runs.store import warm_up
+
+    warm_up(collaborators()["store"].client)  # answered in-process: nothing is sent
 
 
 telemetry.lambda_init(prime, after_restore=_after_restore)

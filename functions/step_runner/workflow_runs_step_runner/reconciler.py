@@ -198,14 +198,22 @@ def prime() -> None:
 
     import workflow_runs_step_runner.runner  # noqa: F401, PLC0415
 
-    collaborators()["orchestrator"].client  # noqa: B018 - made now, at init
+    _ready_clients()
     _instrumented()
     _failure_message("FAILED")
 
 
 def _after_restore() -> None:
     collaborators.cache_clear()  # clients made again: fresh credentials, no inherited connections
-    collaborators()["orchestrator"].client  # noqa: B018
+    _ready_clients()
+
+
+def _ready_clients() -> None:
+    from workflow_runs.store import warm_up
+
+    made = collaborators()
+    made["orchestrator"].client  # noqa: B018 - made now, not on the first sweep
+    warm_up(made["store"].client)  # answered in-process: nothing is sent
 
 
 telemetry.lambda_init(prime, after_restore=_after_restore)

@@ -348,7 +348,7 @@ def prime() -> None:
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType  # noqa: PLC0415
     from workflow_runs.models import WorkflowRun  # noqa: F401, PLC0415
 
-    _default_store()
+    _ready_client()
     _instrumented()
     BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
     keys_ = {keys.PK: {"S": keys.run_pk("00000000-0000-4000-8000-000000000000")}, keys.SK: {"S": keys.RUN_SK}}
@@ -360,7 +360,13 @@ def prime() -> None:
 
 def _after_restore() -> None:
     _default_store.cache_clear()  # the client made again: fresh credentials, no inherited connections
-    _default_store()
+    _ready_client()
+
+
+def _ready_client() -> None:
+    from workflow_runs.store import warm_up  # noqa: PLC0415
+
+    warm_up(_default_store().client)  # answered in-process: nothing is sent
 
 
 telemetry.lambda_init(prime, after_restore=_after_restore)

@@ -235,7 +235,13 @@ def lambda_init(prime: Callable[[], None], *, after_restore: Callable[[], None] 
     return True
 
 
+# The hooks this process registered, so the benchmarks can run them where there is no
+# SnapStart runtime (`simulate_snapshot_and_restore`).
+_registered: list[Callable[[], None] | None] = []
+
+
 def _register_snapshot_hooks(after_restore: Callable[[], None] | None) -> None:
+    _registered.append(after_restore)
     try:
         from snapshot_restore_py import (  # type: ignore[import-not-found]
             register_after_restore,
@@ -261,3 +267,12 @@ def restored(after_restore: Callable[[], None] | None = None) -> None:
     forget_connections()
     if after_restore is not None:
         after_restore()
+
+
+def simulate_snapshot_and_restore() -> None:
+    """What Lambda runs around a snapshot, for a process that did `lambda_init`: every
+    before-snapshot hook, then every after-restore hook, in their orders."""
+    for _ in _registered:
+        forget_connections()
+    for after_restore in _registered:
+        restored(after_restore)

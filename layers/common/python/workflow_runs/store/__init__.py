@@ -8,7 +8,7 @@ Split by concern: `dynamo` (the client, and telling a lost condition from a busy
 
 from __future__ import annotations
 
-from .dynamo import ConditionFailed, Dynamo, dynamodb_client
+from .dynamo import ConditionFailed, Dynamo, dynamodb_client, warm_up
 from .events import EventLog
 from .records import ActivityWrite, NewRun, Page, RunRecord, StaleRun
 from .runs import RunWrites
@@ -28,4 +28,5 @@ __all__ = [
     "RunStore",
     "StaleRun",
     "dynamodb_client",
+    "warm_up",
 ]
