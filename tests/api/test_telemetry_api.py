@@ -31,7 +31,26 @@ def execute(workflow_id: str) -> dict:
 
 
 @pytest.fixture
-def workflow_id(lambda_env: None) -> str:  # noqa: F811
+def in_lambda(monkeypatch: pytest.MonkeyPatch):
+    """As Lambda's runtime sets it, so the handler routes our stdlib loggers to Powertools;
+    their configuration is put back afterwards."""
+    import logging
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "workflow-runs-api")
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
+                    logging.getLogger(name).propagate) for name in telemetry.OUR_LOGGERS}
+    api_handler._instrumented.cache_clear()
+    yield
+    api_handler._instrumented.cache_clear()
+    for name, (handlers, level, propagate) in saved.items():
+        ours = logging.getLogger(name)
+        ours.handlers, ours.propagate = handlers, propagate
+        ours.setLevel(level)
+
+
+@pytest.fixture
+def workflow_id(lambda_env: None, in_lambda: None) -> str:  # noqa: F811
     point_logs_at_stdout(telemetry.API)
     workflow_id = str(uuid.uuid4())
     status, _ = call(rest_event("PUT", f"/api/v1/workflows/{workflow_id}", api_id=PRIVATE_API,

@@ -107,7 +107,9 @@ def instrument(service: str, handler: Handler, *,
     if service not in SERVICES:
         raise ValueError(f"unknown service {service!r}")
     logger, metrics = get_logger(service), get_metrics(service)
-    _route_our_loggers(logger)
+    if in_lambda():
+        # Only there: elsewhere (tests, a harness) these loggers keep their own configuration.
+        route_our_loggers(logger)
     # An invocation that emitted nothing (a GET, an empty batch) is normal, not a warning.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
 
@@ -168,7 +170,10 @@ def correlate(**keys: Any) -> None:
         invocation.logger.append_keys(**fresh)
 
 
-def _route_our_loggers(logger: Any) -> None:
+def route_our_loggers(logger: Any) -> None:
+    """Our stdlib loggers write through the function's Powertools handler (JSON, with the
+    correlation keys), and not also through the root logger (Lambda's runtime has a handler
+    there: every record would be written twice)."""
     handler = logger.registered_handler
     for name in OUR_LOGGERS:
         ours = logging.getLogger(name)
