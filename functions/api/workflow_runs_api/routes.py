@@ -40,10 +40,8 @@ Limit = Annotated[int, Query(ge=1, le=100, description="items per page, 1–100"
 async def execute(request: Request, principal: PrincipalDep, service: ServiceDep,
                   idempotency_key: IdempotencyKey = None) -> Response:
     body = await parse_execute(request)
-    from starlette.concurrency import run_in_threadpool  # noqa: PLC0415
-
-    run, ended = await run_in_threadpool(service.execute, principal.tenant, body, idempotency_key,
-                                         subject=principal.subject)
+    run, ended = await call_blocking(request, service.execute, principal.tenant, body, idempotency_key,
+                                     subject=principal.subject)
     reply = schemas.ExecuteReply(success=run.status is Status.COMPLETED, workflowRun=run)
     content = reply.model_dump(mode="json", by_alias=True)
     if ended:
