@@ -250,7 +250,7 @@ def run(quick: bool) -> SectionResult:
                 f"**{entry.label}**: the entry import holds because `{entry.module}` defers its work to the first "
                 f"invocation; import + that setup measures {ratio:.2f}× boto3 (boto3 itself included; see the "
                 "rows above and the breakdown), which a cold request pays all the same.")
-    first_request(result, rounds=3 if quick else 7)
+    first_request(result, rounds=1 if quick else 7, quick=quick)
     for subject in missed:
         lines = import_tree(subject.module)
         packages = sorted(by_package(lines, stdlib).items(), key=lambda kv: -kv[1])
@@ -292,11 +292,12 @@ FIRST_REQUEST = {"api": "first_request_after_init_api", "step-runner": "first_re
 FIRST_REQUEST_TARGET = 1.3
 
 
-def time_first_request(subject: str, endpoint: str) -> dict:
+def time_first_request(subject: str, endpoint: str, warm: int = 30) -> dict:
     """One simulated execution environment (bench/first_request.py): init as in Lambda, the
     SnapStart hooks, the first request, then warm ones."""
+    env = _env({"DYNAMODB_ENDPOINT_URL": endpoint, "BENCH_WARM_REQUESTS": str(warm)})
     out = subprocess.run([sys.executable, "-m", "bench.first_request", subject], capture_output=True, text=True,
-                         env=_env({"DYNAMODB_ENDPOINT_URL": endpoint}), timeout=180, check=False)
+                         env=env, timeout=180, check=False)
     line = next((line for line in out.stdout.splitlines() if line.startswith("RESULT ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"first request of {subject} failed: {out.stderr.strip()[-800:]}")
@@ -305,28 +306,28 @@ def time_first_request(subject: str, endpoint: str) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-def first_request(result: SectionResult, rounds: int) -> None:
+def first_request(result: SectionResult, rounds: int, quick: bool = False) -> None:
     from workflow_runs_dev import dynamodb_local
 
     db = dynamodb_local.start_dynamodb_local()
     try:
-        _first_request(result, rounds, db.endpoint_url)
+        _first_request(result, rounds, db.endpoint_url, warm=10 if quick else 30, warm_pass=not quick)
     finally:
         db.stop()
 
 
-def _first_request(result: SectionResult, rounds: int, endpoint: str) -> None:
+def _first_request(result: SectionResult, rounds: int, endpoint: str, *, warm: int, warm_pass: bool) -> None:
     ratios: dict[str, list[float]] = defaultdict(list)
     times: dict[str, list[tuple[float, float]]] = defaultdict(list)
     connects: dict[str, list[float]] = defaultdict(list)
     rng = random.Random(16)
-    for subject in FIRST_REQUEST:  # bytecode and page caches warm, DynamoDB Local's JIT too
-        time_first_request(subject, endpoint)
+    for subject in FIRST_REQUEST if warm_pass else []:  # bytecode and page caches warm, DynamoDB Local's JIT too
+        time_first_request(subject, endpoint, warm)
     for _ in range(rounds):
         order = list(FIRST_REQUEST)
         rng.shuffle(order)
         for subject in order:
-            sample = time_first_request(subject, endpoint)
+            sample = time_first_request(subject, endpoint, warm)
             warm = median(sample["warm"])
             ratios[subject].append(sample["first"] / warm)
             times[subject].append((sample["first"], warm))
@@ -348,7 +349,7 @@ def _first_request(result: SectionResult, rounds: int, endpoint: str) -> None:
         "module is the init phase; the SnapStart hooks run (before snapshot, after restore: clients made "
         "again, random reseeded); the connection to DynamoDB opened (a ListTables through the function's own "
         "client, timed apart: no connection survives a snapshot, so every restored environment pays it, "
-        "whatever its init did); then the first request and 30 warm ones, timed one by one, against a "
+        f"whatever its init did); then the first request and {warm} warm ones, timed one by one, against a "
         "DynamoDB Local over HTTP (fresh tables per sample; the runs written before the init). "
         "Figure: median over samples of first / median(warm).\n\n"
         + md_table(["function", "opening the connection (apart)", "first (median)", "warm (median)",
