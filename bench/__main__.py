@@ -40,7 +40,7 @@ SECTIONS = {
     "contention": ("bench.contention", "8. Contention: one tenant on a conflicting, throttling DynamoDB"),
 }
 SECTION_TIMEOUT = {False: 240, True: 80}  # seconds, per section (full, quick)
-LONG_SECTIONS = {"scale": 3, "contention": 2, "cold-start": 2}  # sections allowed a multiple of that (scale writes
+LONG_SECTIONS = {"scale": 3, "contention": 2, "cold-start": 3}  # sections allowed a multiple of that (scale writes
 # 10,000 runs; cold-start also simulates Lambda inits and their first requests)
 
 

@@ -250,7 +250,7 @@ def run(quick: bool) -> SectionResult:
                 f"**{entry.label}**: the entry import holds because `{entry.module}` defers its work to the first "
                 f"invocation; import + that setup measures {ratio:.2f}× boto3 (boto3 itself included; see the "
                 "rows above and the breakdown), which a cold request pays all the same.")
-    first_request(result, rounds=1 if quick else 7, quick=quick)
+    first_request(result, rounds=1 if quick else 5, quick=quick)
     for subject in missed:
         lines = import_tree(subject.module)
         packages = sorted(by_package(lines, stdlib).items(), key=lambda kv: -kv[1])
@@ -311,7 +311,7 @@ def first_request(result: SectionResult, rounds: int, quick: bool = False) -> No
 
     db = dynamodb_local.start_dynamodb_local()
     try:
-        _first_request(result, rounds, db.endpoint_url, warm=10 if quick else 30, warm_pass=not quick)
+        _first_request(result, rounds, db.endpoint_url, warm=10 if quick else 20, warm_pass=not quick)
     finally:
         db.stop()
 
@@ -321,8 +321,8 @@ def _first_request(result: SectionResult, rounds: int, endpoint: str, *, warm: i
     times: dict[str, list[tuple[float, float]]] = defaultdict(list)
     connects: dict[str, list[float]] = defaultdict(list)
     rng = random.Random(16)
-    for subject in FIRST_REQUEST if warm_pass else []:  # bytecode and page caches warm, DynamoDB Local's JIT too
-        time_first_request(subject, endpoint, warm)
+    if warm_pass:  # bytecode and page caches warm, DynamoDB Local's JIT too
+        time_first_request("step-runner", endpoint, warm)
     for _ in range(rounds):
         order = list(FIRST_REQUEST)
         rng.shuffle(order)
