@@ -102,7 +102,7 @@ async def get_run(request: Request, runId: UuidPath, principal: PrincipalDep) ->
     service = await service_of(request)
     run = await call_blocking(request, service.get_run, principal.tenant, canonical_uuid(runId, "runId"))
     # Serialised once by the reply model itself: FastAPI would dump, validate and dump it
-    # again for `response_model` (which still documents it). The hottest read of the API.
+    # again for `response_model` (which still documents it).
     return Response(schemas.RunReply(workflowRun=run).model_dump_json(by_alias=True), media_type="application/json")
 
 
