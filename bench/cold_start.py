@@ -328,9 +328,9 @@ def _first_request(result: SectionResult, rounds: int, endpoint: str, *, warm: i
         rng.shuffle(order)
         for subject in order:
             sample = time_first_request(subject, endpoint, warm)
-            warm = median(sample["warm"])
-            ratios[subject].append(sample["first"] / warm)
-            times[subject].append((sample["first"], warm))
+            warm_time = median(sample["warm"])
+            ratios[subject].append(sample["first"] / warm_time)
+            times[subject].append((sample["first"], warm_time))
             connects[subject].append(sample["connect"])
     rows = []
     for subject, key in FIRST_REQUEST.items():
