@@ -336,11 +336,11 @@ def _first_request(result: SectionResult, rounds: int, endpoint: str, *, warm: i
     for subject, key in FIRST_REQUEST.items():
         ratio = median(ratios[subject])
         first = median([f for f, _ in times[subject]])
-        warm = median([w for _, w in times[subject]])
+        warm_time = median([w for _, w in times[subject]])
         result.add(Figure(f"first request after the init phase / a warm request, {subject}",
-                          f"{ratio:.2f}× ({ms(first)} vs {ms(warm)})", f"≤ {FIRST_REQUEST_TARGET}×",
+                          f"{ratio:.2f}× ({ms(first)} vs {ms(warm_time)})", f"≤ {FIRST_REQUEST_TARGET}×",
                           ratio <= FIRST_REQUEST_TARGET, key=key, number=round(ratio, 3), unit="×"))
-        rows.append([subject, ms(median(connects[subject])), ms(first), ms(warm),
+        rows.append([subject, ms(median(connects[subject])), ms(first), ms(warm_time),
                      ", ".join(f"{r:.2f}" for r in sorted(ratios[subject]))])
     result.tables.append(
         "First request after the init phase (`python -m bench.first_request SUBJECT`, one fresh interpreter per "
