@@ -247,9 +247,10 @@ def run(quick: bool) -> SectionResult:
         ratio = median(samples[deferred.label]) / reference
         if ratio > entry.target and median(samples[entry.label]) / reference <= entry.target:
             result.notes.append(
-                f"**{entry.label}**: the entry import holds because `{entry.module}` defers its work to the first "
-                f"invocation; import + that setup measures {ratio:.2f}× boto3 (boto3 itself included; see the "
-                "rows above and the breakdown), which a cold request pays all the same.")
+                f"**{entry.label}**: the entry import holds because, outside Lambda, `{entry.module}` defers its "
+                f"work to the first invocation; import + that setup measures {ratio:.2f}× boto3 (boto3 itself "
+                "included; see the rows above and the breakdown). In Lambda the init phase does it (the *Lambda init "
+                "phase* rows), so with SnapStart a restored environment's first request does not pay it.")
     first_request(result, rounds=1 if quick else 5, quick=quick)
     for subject in missed:
         lines = import_tree(subject.module)
