@@ -41,7 +41,8 @@ SECTIONS = {
     "execute-wait": ("bench.execute_wait", "9. The blocking execute: answer lag and reads while waiting"),
 }
 SECTION_TIMEOUT = {False: 240, True: 80}  # seconds, per section (full, quick)
-LONG_SECTIONS = {"scale": 3, "contention": 2}  # sections allowed a multiple of that (scale writes 10,000 runs)
+LONG_SECTIONS = {"scale": 3, "contention": 2, "cold-start": 3}  # sections allowed a multiple of that (scale writes
+# 10,000 runs; cold-start also simulates Lambda inits and their first requests)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ class Subject:
     target: float | None  # ratio to `import boto3`
     then: str = ""  # statements run after the import (the first invocation's setup)
     key: str | None = None  # docs/benchmarks.json's name for the figure (else slugged from its label)
+    env: dict[str, str] | None = None  # set for the child: e.g. Lambda's, so the import is the init phase
 
 
 SUBJECTS = [
@@ -51,6 +52,27 @@ FIRST_INVOCATION = [
             "import aws_lambda_powertools.utilities.batch"),
 ]
 
+# The init phase in Lambda (no target; reported): the entry module imported where Lambda's
+# runtime sets AWS_LAMBDA_FUNCTION_NAME and AWS_LAMBDA_INITIALIZATION_TYPE, so it does its
+# heavy work then (imports, app, clients, the priming pass; no I/O). SnapStart snapshots
+# after it: a restored environment does not pay it.
+LAMBDA_INIT_ENV = {
+    "AWS_LAMBDA_FUNCTION_NAME": "bench",
+    "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "EXPRESS_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:bench-express",
+}
+LAMBDA_INIT = [
+    Subject("api: Lambda init phase", "workflow_runs_api.handler", None, env=LAMBDA_INIT_ENV),
+    Subject("step runner: Lambda init phase", "workflow_runs_step_runner.handler", None, env=LAMBDA_INIT_ENV),
+    Subject("projector: Lambda init phase", "workflow_runs_stream.projector", None, env=LAMBDA_INIT_ENV),
+    Subject("reconciler: Lambda init phase", "workflow_runs_step_runner.reconciler", None, env=LAMBDA_INIT_ENV),
+]
+INIT_KEYS = {"api: Lambda init phase": "lambda_init_api_vs_boto3",
+             "step runner: Lambda init phase": "lambda_init_step_runner_vs_boto3",
+             "projector: Lambda init phase": "lambda_init_projector_vs_boto3",
+             "reconciler: Lambda init phase": "lambda_init_reconciler_vs_boto3"}
+
 # Floors (no target): what a FastAPI app cannot go below, and the same without FastAPI.
 FLOORS = [
     Subject("floor: `import fastapi` (any FastAPI app)", "fastapi", None),
@@ -70,9 +92,10 @@ CHILD_ENV = {
 }
 
 
-def _env() -> dict[str, str]:
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(CHILD_ENV)
+    env.update(extra or {})
     return env
 
 
@@ -81,9 +104,9 @@ def _code(module: str, then: str = "") -> str:
     return f"import time; t=time.perf_counter(); {body}; print(time.perf_counter()-t)"
 
 
-def time_import(module: str, then: str = "") -> float:
+def time_import(module: str, then: str = "", env: dict[str, str] | None = None) -> float:
     out = subprocess.run([sys.executable, "-c", _code(module, then)], capture_output=True, text=True,
-                         env=_env(), timeout=60, check=False)
+                         env=_env(env), timeout=60, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"importing {module} failed: {out.stderr.strip()[-800:]}")
     return float(out.stdout.strip().splitlines()[-1])
@@ -159,7 +182,7 @@ def chain(lines: list[ImportLine], package: str) -> str:
 def run(quick: bool) -> SectionResult:
     rounds = 3 if quick else 15
     # Quick mode (CI) keeps the targets and drops the informational rows and breakdowns.
-    subjects = SUBJECTS if quick else SUBJECTS + FIRST_INVOCATION + FLOORS
+    subjects = SUBJECTS + LAMBDA_INIT if quick else SUBJECTS + LAMBDA_INIT + FIRST_INVOCATION + FLOORS
     result = SectionResult(
         "cold-start",
         "1. Cold init of the Lambda entry modules",
@@ -174,7 +197,7 @@ def run(quick: bool) -> SectionResult:
         ),
     )
     for subject in subjects:  # warm the bytecode caches and the page cache
-        time_import(subject.module, subject.then)
+        time_import(subject.module, subject.then, subject.env)
     time_import(REFERENCE)
     samples: dict[str, list[float]] = defaultdict(list)
     rng = random.Random(8)
@@ -185,7 +208,7 @@ def run(quick: bool) -> SectionResult:
             if subject is None:
                 samples[REFERENCE].append(time_import(REFERENCE))
             else:
-                samples[subject.label].append(time_import(subject.module, subject.then))
+                samples[subject.label].append(time_import(subject.module, subject.then, subject.env))
     reference = median(samples[REFERENCE])
     rows = [["`import boto3` (reference)", ms(reference), "1.00×", "—", "—"]]
     missed: list[Subject] = []
@@ -193,7 +216,8 @@ def run(quick: bool) -> SectionResult:
         value = median(samples[subject.label])
         ratio = value / reference
         holds = None if subject.target is None else ratio <= subject.target
-        statement = f"`import {subject.module}`" + (f" + `{subject.then}`" if subject.then else "")
+        statement = f"`import {subject.module}`" + (f" + `{subject.then}`" if subject.then else "") + (
+            " (in Lambda's environment: the init phase)" if subject.env else "")
         label = subject.label if subject.label.startswith("floor") else f"{subject.label}: {statement}"
         rows.append([label, ms(value), f"{ratio:.2f}×",
                      f"≤ {subject.target}×" if subject.target else "—",
@@ -205,6 +229,11 @@ def run(quick: bool) -> SectionResult:
                               unit="ratio" if subject.key else ""))
             if not holds:
                 missed.append(subject)
+        elif subject.label in INIT_KEYS:
+            result.add(Figure(f"Lambda init phase, {subject.label.split(':')[0]} (`{subject.module}`) / `import boto3`",
+                              f"{ratio:.2f}× ({ms(value)} vs {ms(reference)})", key=INIT_KEYS[subject.label],
+                              number=round(ratio, 3), unit="×",
+                              note="reported; SnapStart snapshots after it, so a restored environment skips it"))
     result.tables.append(md_table(["import", "median", "÷ boto3", "target", ""], rows))
 
     stdlib = frozenset(sys.stdlib_module_names)
@@ -225,9 +254,11 @@ def run(quick: bool) -> SectionResult:
         ratio = median(samples[deferred.label]) / reference
         if ratio > entry.target and median(samples[entry.label]) / reference <= entry.target:
             result.notes.append(
-                f"**{entry.label}**: the entry import holds because `{entry.module}` defers its work to the first "
-                f"invocation; import + that setup measures {ratio:.2f}× boto3 (boto3 itself included; see the "
-                "rows above and the breakdown), which a cold request pays all the same.")
+                f"**{entry.label}**: the entry import holds because, outside Lambda, `{entry.module}` defers its "
+                f"work to the first invocation; import + that setup measures {ratio:.2f}× boto3 (boto3 itself "
+                "included; see the rows above and the breakdown). In Lambda the init phase does it (the *Lambda init "
+                "phase* rows), so with SnapStart a restored environment's first request does not pay it.")
+    first_request(result, rounds=1 if quick else 5, quick=quick)
     for subject in missed:
         lines = import_tree(subject.module, subject.then)
         packages = sorted(by_package(lines, stdlib).items(), key=lambda kv: -kv[1])
@@ -260,6 +291,78 @@ def run(quick: bool) -> SectionResult:
             )
         result.notes.append(note)
     return result
+
+
+# ---------------------------------------------------------------- first request after init
+
+FIRST_REQUEST = {"api": "first_request_after_init_api", "step-runner": "first_request_after_init_step_runner",
+                 "projector": "first_request_after_init_projector"}
+FIRST_REQUEST_TARGET = 1.3
+
+
+def time_first_request(subject: str, endpoint: str, warm: int = 30) -> dict:
+    """One simulated execution environment (bench/first_request.py): init as in Lambda, the
+    SnapStart hooks, the first request, then warm ones."""
+    env = _env({"DYNAMODB_ENDPOINT_URL": endpoint, "BENCH_WARM_REQUESTS": str(warm)})
+    out = subprocess.run([sys.executable, "-m", "bench.first_request", subject], capture_output=True, text=True,
+                         env=env, timeout=180, check=False)
+    line = next((line for line in out.stdout.splitlines() if line.startswith("RESULT ")), None)
+    if out.returncode != 0 or line is None:
+        raise RuntimeError(f"first request of {subject} failed: {out.stderr.strip()[-800:]}")
+    import json
+
+    return json.loads(line[len("RESULT "):])
+
+
+def first_request(result: SectionResult, rounds: int, quick: bool = False) -> None:
+    from workflow_runs_dev import dynamodb_local
+
+    db = dynamodb_local.start_dynamodb_local()
+    try:
+        _first_request(result, rounds, db.endpoint_url, warm=10 if quick else 20, warm_pass=not quick)
+    finally:
+        db.stop()
+
+
+def _first_request(result: SectionResult, rounds: int, endpoint: str, *, warm: int, warm_pass: bool) -> None:
+    ratios: dict[str, list[float]] = defaultdict(list)
+    times: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    connects: dict[str, list[float]] = defaultdict(list)
+    rng = random.Random(16)
+    if warm_pass:  # bytecode and page caches warm, DynamoDB Local's JIT too
+        time_first_request("step-runner", endpoint, warm)
+    for _ in range(rounds):
+        order = list(FIRST_REQUEST)
+        rng.shuffle(order)
+        for subject in order:
+            sample = time_first_request(subject, endpoint, warm)
+            warm_time = median(sample["warm"])
+            ratios[subject].append(sample["first"] / warm_time)
+            times[subject].append((sample["first"], warm_time))
+            connects[subject].append(sample["connect"])
+    rows = []
+    for subject, key in FIRST_REQUEST.items():
+        ratio = median(ratios[subject])
+        first = median([f for f, _ in times[subject]])
+        warm_time = median([w for _, w in times[subject]])
+        result.add(Figure(f"first request after the init phase / a warm request, {subject}",
+                          f"{ratio:.2f}× ({ms(first)} vs {ms(warm_time)})", f"≤ {FIRST_REQUEST_TARGET}×",
+                          ratio <= FIRST_REQUEST_TARGET, key=key, number=round(ratio, 3), unit="×"))
+        rows.append([subject, ms(median(connects[subject])), ms(first), ms(warm_time),
+                     ", ".join(f"{r:.2f}" for r in sorted(ratios[subject]))])
+    result.tables.append(
+        "First request after the init phase (`python -m bench.first_request SUBJECT`, one fresh interpreter per "
+        f"sample, {rounds} samples each, interleaved): the environment set as Lambda sets it "
+        "(`AWS_LAMBDA_FUNCTION_NAME`, `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`), so importing the entry "
+        "module is the init phase; the SnapStart hooks run (before snapshot, after restore: clients made "
+        "again, random reseeded); the connection to DynamoDB opened (a ListTables through the function's own "
+        "client, timed apart: no connection survives a snapshot, so every restored environment pays it, "
+        f"whatever its init did); then the first request and {warm} warm ones, timed one by one, against a "
+        "DynamoDB Local over HTTP (fresh tables per sample; the runs written before the init). "
+        "Figure: median over samples of first / median(warm).\n\n"
+        + md_table(["function", "opening the connection (apart)", "first (median)", "warm (median)",
+                    "first ÷ warm, each sample"], rows)
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover - handy while tuning one module

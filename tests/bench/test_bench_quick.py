@@ -42,6 +42,9 @@ def test_quick_bench_writes_a_report_with_every_section(tmp_path: Path) -> None:
     for name in ("wcu_per_run_1", "wcu_per_run_3", "wcu_per_run_10", "hottest_key_wcu_per_run",
                  "tenant_ceiling_runs_per_s", "list_page_rcu_depth_1", "list_page_rcu_depth_1000",
                  "usd_per_million_runs_3", "contention_lost_transitions", "contention_runs_per_s",
-                 "execute_answer_lag_p50_ms", "execute_wait_reads_per_second"):
+                 "execute_answer_lag_p50_ms", "execute_wait_reads_per_second",
+                 "request_overhead_vs_powertools", "threads_started_per_invocation_by_the_shipped_handler",
+                 "first_request_after_init_api", "first_request_after_init_step_runner",
+                 "first_request_after_init_projector", "lambda_init_api_vs_boto3"):
         assert isinstance(figures[name]["value"], (int, float)), name
         assert set(figures[name]) >= {"value", "unit", "target", "holds"}

@@ -20,12 +20,16 @@ def create_app(
     verifier: Any | None = None,
     internal_listener: bool = False,
     dev_jwks: dict | None = None,
+    one_request_per_loop: bool = False,
 ) -> FastAPI:
+    """`one_request_per_loop`: the Lambda entry point's app, where one invocation owns the
+    event loop (see workflow_runs_http.blocking)."""
     app = new_app(
         title="Workflow Runs API",
         description="Execute workflows, watch each step live, cancel, list and count runs.",
         settings=settings, service=service, verifier=verifier, internal_listener=internal_listener,
     )
+    app.state.one_request_per_loop = one_request_per_loop
     app.include_router(runs)
     app.include_router(workflows)
     if dev_jwks is not None:

@@ -1,4 +1,10 @@
-"""Lambda entry point: Mangum adapts API Gateway REST proxy events to the FastAPI app."""
+"""Lambda entry point: Mangum adapts API Gateway REST proxy events to the FastAPI app.
+
+In Lambda the init phase does the heavy work (`prime`: imports, the app, the service and
+its clients, one request to `/health` through Mangum and the reply models warmed, no I/O),
+so with SnapStart a restored environment's first request costs what a warm one does.
+Anywhere else importing this module builds nothing: the app is built on first use.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ from typing import Any
 
 from mangum import Mangum
 
+from workflow_runs import telemetry
+
 
 @lru_cache(maxsize=1)
 def _adapter() -> Mangum:
@@ -14,9 +22,98 @@ def _adapter() -> Mangum:
 
     from .app import create_app  # noqa: PLC0415
 
-    settings = get_settings()
-    return Mangum(create_app(settings=settings), lifespan="off", api_gateway_base_path="/")
+    # One invocation owns Mangum's event loop: the routes' store calls run inline instead of
+    # on a worker thread that Mangum's per-invocation task would start afresh every time.
+    app = create_app(settings=get_settings(), one_request_per_loop=True)
+    return Mangum(app, lifespan="off", api_gateway_base_path="/")
+
+
+def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _adapter()(event, context)
+
+
+def _correlation(event: Any, context: Any) -> dict[str, Any]:
+    # API Gateway's request id is the one the caller sees (x-amzn-RequestId); the Lambda's
+    # own is in the log record as function_request_id.
+    request_context = (event or {}).get("requestContext") or {} if isinstance(event, dict) else {}
+    return {"request_id": request_context.get("requestId") or getattr(context, "aws_request_id", None)}
+
+
+@lru_cache(maxsize=1)
+def _instrumented() -> Any:
+    return telemetry.instrument(telemetry.API, _handle, correlation=_correlation)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _adapter()(event, context)
+    return _instrumented()(event, context)
+
+
+def prime() -> None:
+    """Everything a first request would otherwise build, without I/O."""
+    from workflow_runs.models import ActivityRun, Status, WorkflowRun  # noqa: PLC0415
+    from workflow_runs_http.dependencies import _default_service  # noqa: PLC0415
+
+    from . import schemas  # noqa: PLC0415
+
+    adapter = _adapter()
+    _instrumented()
+    _ready_clients()
+    # Routing, the middleware, the error handlers and the auth dependency: /health answers
+    # 200, and a run read without credentials is refused before it reaches the store.
+    for path, expected in (("/health", 200), ("/api/v1/workflow-runs/00000000-0000-4000-8000-000000000000", 401)):
+        reply = adapter(_priming_event(path), _PrimingContext())  # type: ignore[arg-type]  # duck-typed context
+        if reply.get("statusCode") != expected:
+            raise RuntimeError(f"priming request {path} answered {reply.get('statusCode')}, not {expected}")
+    # The reply models' validators and serializers (pydantic builds them lazily).
+    stamp = "2026-01-01T00:00:00.000Z"
+    run = WorkflowRun(id="00000000-0000-4000-8000-000000000000", workflow_id="00000000-0000-4000-8000-000000000001",
+                      workflow_name="priming", status=Status.COMPLETED, inputs=[], created_at=stamp, updated_at=stamp,
+                      activity_runs=[ActivityRun(id="a", step_id="s", step_name="s", status=Status.COMPLETED,
+                                                 attempt=1, created_at=stamp, updated_at=stamp)])
+    schemas.RunReply(workflowRun=run).model_dump_json(by_alias=True)
+
+
+def _after_restore() -> None:
+    from workflow_runs_http.dependencies import _default_service  # noqa: PLC0415
+
+    # Clients made again after the restore (fresh credentials, no inherited connection pool),
+    # here rather than on the first request.
+    _default_service.cache_clear()
+    _ready_clients()
+
+
+def _ready_clients() -> None:
+    """The store's and the orchestrator's clients made, and the store's operations run once
+    answered in-process (no request leaves): a first request finds botocore ready."""
+    from workflow_runs.store import warm_up  # noqa: PLC0415
+    from workflow_runs_http.dependencies import _default_service  # noqa: PLC0415
+
+    service = _default_service()
+    getattr(service.orchestrator, "client", None)
+    warm_up(service.store.client)
+
+
+class _PrimingContext:
+    function_name = "priming"
+    memory_limit_in_mb = 128
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:priming"
+    aws_request_id = "priming"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 60_000
+
+
+def _priming_event(path: str) -> dict[str, Any]:
+    headers = {"Host": "priming.invalid"}
+    return {
+        "resource": "/{proxy+}", "path": path, "httpMethod": "GET", "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()}, "queryStringParameters": None,
+        "multiValueQueryStringParameters": None, "pathParameters": {"proxy": path.lstrip("/")},
+        "stageVariables": None, "body": None, "isBase64Encoded": False,
+        "requestContext": {"resourcePath": "/{proxy+}", "httpMethod": "GET", "path": path, "stage": "priming",
+                           "requestId": "priming", "identity": {"sourceIp": "127.0.0.1"}},
+    }
+
+
+telemetry.lambda_init(prime, after_restore=_after_restore)

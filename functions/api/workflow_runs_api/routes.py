@@ -10,8 +10,10 @@ from fastapi.responses import JSONResponse
 from workflow_runs.approvals import DecisionRequest
 from workflow_runs.models import Status, WorkflowDefinition
 from workflow_runs.service import CancelRequest, ListQuery, canonical_uuid
+from workflow_runs_http.blocking import call_blocking
 from workflow_runs_http.deadlines import answer_deadline
 from workflow_runs_http.dependencies import ServiceDep
+from workflow_runs_http.dependencies import service as service_of
 from workflow_runs_http.errors import parse_query
 from workflow_runs_http.forms import EXECUTE_BODY, IdempotencyKey, parse_execute
 from workflow_runs_http.json_body import StrictJsonRoute
@@ -42,10 +44,8 @@ async def execute(request: Request, principal: PrincipalDep, service: ServiceDep
     # Counted from the request's arrival: auth, parsing and the start have used part of it.
     deadline = answer_deadline(request.scope, service.settings.execute_wait_seconds)
     body = await parse_execute(request)
-    from starlette.concurrency import run_in_threadpool  # noqa: PLC0415
-
-    run, ended = await run_in_threadpool(service.execute, principal.tenant, body, idempotency_key,
-                                         subject=principal.subject, deadline=deadline)
+    run, ended = await call_blocking(request, service.execute, principal.tenant, body, idempotency_key,
+                                     subject=principal.subject, deadline=deadline)
     reply = schemas.ExecuteReply(success=run.status is Status.COMPLETED, workflowRun=run)
     content = reply.model_dump(mode="json", by_alias=True)
     if ended:
@@ -65,13 +65,15 @@ def _base_path(request: Request) -> str:
 @runs.post("/cancel", response_model=schemas.CancelReply, responses=schemas.errors(400, 401, 404, 413, 500),
            response_model_exclude_none=True,  # `message` appears only when there is something to say
            summary="Cancel runs by id, or every non-terminal run of a workflow")
-def cancel(body: Annotated[CancelRequest, Body()], principal: PrincipalDep, service: ServiceDep) -> schemas.CancelReply:
-    return schemas.CancelReply(results=service.cancel(principal.tenant, body))
+async def cancel(request: Request, body: Annotated[CancelRequest, Body()], principal: PrincipalDep,
+                 service: ServiceDep) -> schemas.CancelReply:
+    return schemas.CancelReply(results=await call_blocking(request, service.cancel, principal.tenant, body))
 
 
 @runs.get("", response_model=schemas.RunList, responses=schemas.errors(400, 401, 500),
           summary="List runs, newest first")
-def list_runs(
+async def list_runs(
+    request: Request,
     principal: PrincipalDep,
     service: ServiceDep,
     workflowId: Annotated[str | None, Query(description="filter by workflow")] = None,
@@ -83,22 +85,29 @@ def list_runs(
 ) -> schemas.RunList:
     query = parse_query(ListQuery, workflowId=workflowId, status=status, page=page or 1, limit=limit,
                         search=search, nextToken=nextToken, pageGiven=page is not None)
-    result, number, token = service.list_runs(principal.tenant, query)
+    result, number, token = await call_blocking(request, service.list_runs, principal.tenant, query)
     return schemas.RunList(data=result.items, pagination=schemas.run_pagination(number, limit, result.total, token))
 
 
 @runs.get("/dashboard/{workflowId}", response_model=schemas.DashboardReply,
           responses=schemas.errors(400, 401, 404, 500), summary="Run counts per status of a workflow")
-def dashboard(workflowId: UuidPath, principal: PrincipalDep, service: ServiceDep) -> schemas.DashboardReply:
+async def dashboard(request: Request, workflowId: UuidPath, principal: PrincipalDep,
+                    service: ServiceDep) -> schemas.DashboardReply:
     workflow_id = canonical_uuid(workflowId, "workflowId")
-    counts = service.dashboard(principal.tenant, workflow_id)
+    counts = await call_blocking(request, service.dashboard, principal.tenant, workflow_id)
     return schemas.DashboardReply(workflowId=workflow_id, total=sum(counts.values()), counts=schemas.Counts(**counts))
 
 
 @runs.get("/{runId}", response_model=schemas.RunReply, responses=schemas.errors(400, 401, 404, 500),
           summary="A run with its activity runs")
-def get_run(runId: UuidPath, principal: PrincipalDep, service: ServiceDep) -> schemas.RunReply:
-    return schemas.RunReply(workflowRun=service.get_run(principal.tenant, canonical_uuid(runId, "runId")))
+async def get_run(request: Request, runId: UuidPath, principal: PrincipalDep) -> Response:
+    # The service is read as `ServiceDep` would read it, without a dependency to solve:
+    # FastAPI's dependency solving is the largest cost of the hottest read of the API.
+    service = await service_of(request)
+    run = await call_blocking(request, service.get_run, principal.tenant, canonical_uuid(runId, "runId"))
+    # Serialised once by the reply model itself: FastAPI would dump, validate and dump it
+    # again for `response_model` (which still documents it).
+    return Response(schemas.RunReply(workflowRun=run).model_dump_json(by_alias=True), media_type="application/json")
 
 
 StepIdPath = Annotated[str, Path(description="a step id of the run's workflow", examples=["review"],
@@ -109,40 +118,44 @@ DecisionBody = Annotated[DecisionRequest | None, Body(description="optional")]
 @runs.post("/{runId}/steps/{stepId}/approve", response_model=schemas.RunReply,
            responses=schemas.errors(400, 401, 404, 409, 413, 500),
            summary="Approve a waiting approval step: it completes and the run goes on")
-def approve(runId: UuidPath, stepId: StepIdPath, principal: PrincipalDep, service: ServiceDep,
-            body: DecisionBody = None) -> schemas.RunReply:
-    run = service.decide_approval(principal.tenant, canonical_uuid(runId, "runId"), stepId, approve=True,
-                                  request=body or DecisionRequest())
+async def approve(request: Request, runId: UuidPath, stepId: StepIdPath, principal: PrincipalDep,
+                  service: ServiceDep, body: DecisionBody = None) -> schemas.RunReply:
+    run = await call_blocking(request, service.decide_approval, principal.tenant, canonical_uuid(runId, "runId"),
+                              stepId, approve=True, request=body or DecisionRequest())
     return schemas.RunReply(workflowRun=run)
 
 
 @runs.post("/{runId}/steps/{stepId}/reject", response_model=schemas.RunReply,
            responses=schemas.errors(400, 401, 404, 409, 413, 500),
            summary="Reject a waiting approval step: it and the run fail")
-def reject(runId: UuidPath, stepId: StepIdPath, principal: PrincipalDep, service: ServiceDep,
-           body: DecisionBody = None) -> schemas.RunReply:
-    run = service.decide_approval(principal.tenant, canonical_uuid(runId, "runId"), stepId, approve=False,
-                                  request=body or DecisionRequest())
+async def reject(request: Request, runId: UuidPath, stepId: StepIdPath, principal: PrincipalDep,
+                  service: ServiceDep, body: DecisionBody = None) -> schemas.RunReply:
+    run = await call_blocking(request, service.decide_approval, principal.tenant, canonical_uuid(runId, "runId"),
+                              stepId, approve=False, request=body or DecisionRequest())
     return schemas.RunReply(workflowRun=run)
 
 
 @workflows.put("/{workflowId}", response_model=schemas.WorkflowReply, responses=schemas.errors(400, 401, 413, 500),
                summary="Create or replace a workflow (bumps its version)")
-def put_workflow(workflowId: UuidPath, body: Annotated[WorkflowDefinition, Body()], principal: PrincipalDep,
-                 service: ServiceDep) -> schemas.WorkflowReply:
+async def put_workflow(request: Request, workflowId: UuidPath, body: Annotated[WorkflowDefinition, Body()],
+                       principal: PrincipalDep, service: ServiceDep) -> schemas.WorkflowReply:
+    workflow_id = canonical_uuid(workflowId, "workflowId")
     return schemas.WorkflowReply(
-        workflow=service.put_workflow(principal.tenant, canonical_uuid(workflowId, "workflowId"), body)
+        workflow=await call_blocking(request, service.put_workflow, principal.tenant, workflow_id, body)
     )
 
 
 @workflows.get("/{workflowId}", response_model=schemas.WorkflowReply, responses=schemas.errors(400, 401, 404, 500),
                summary="A workflow")
-def get_workflow(workflowId: UuidPath, principal: PrincipalDep, service: ServiceDep) -> schemas.WorkflowReply:
-    return schemas.WorkflowReply(workflow=service.get_workflow(principal.tenant, canonical_uuid(workflowId, "workflowId")))
+async def get_workflow(request: Request, workflowId: UuidPath, principal: PrincipalDep,
+                       service: ServiceDep) -> schemas.WorkflowReply:
+    workflow_id = canonical_uuid(workflowId, "workflowId")
+    return schemas.WorkflowReply(workflow=await call_blocking(request, service.get_workflow, principal.tenant, workflow_id))
 
 
 @workflows.get("", response_model=schemas.WorkflowList, responses=schemas.errors(400, 401, 500),
                summary="The tenant's workflows, by name")
-def list_workflows(principal: PrincipalDep, service: ServiceDep, page: Page = 1, limit: Limit = 10) -> schemas.WorkflowList:
-    items, total = service.list_workflows(principal.tenant, page, limit)
+async def list_workflows(request: Request, principal: PrincipalDep, service: ServiceDep, page: Page = 1,
+                         limit: Limit = 10) -> schemas.WorkflowList:
+    items, total = await call_blocking(request, service.list_workflows, principal.tenant, page, limit)
     return schemas.WorkflowList(data=items, pagination=schemas.pagination(page, limit, total))

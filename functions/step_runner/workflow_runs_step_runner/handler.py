@@ -1,14 +1,18 @@
 """Lambda entry point of the step runner function (the state machine's RunStep and
 RecordFailure tasks; the reconciler's is `workflow_runs_step_runner.reconciler.handler`).
 
-Thin on purpose: collaborators come from cached factories built on the first invocation,
-so importing this module costs next to nothing and tests import it freely.
+Thin on purpose: collaborators come from cached factories. In Lambda the init phase builds
+them and primes the runner (`prime`, no I/O), so with SnapStart a restored environment's
+first step costs what a warm one does; anywhere else importing this module builds nothing
+and tests import it freely.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any
+
+from workflow_runs import telemetry
 
 
 class LazySealer:
@@ -33,7 +37,56 @@ def collaborators() -> dict[str, Any]:
     return {"settings": settings, "store": RunStore(settings), "sealer": LazySealer(settings)}
 
 
-def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+def _handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     from workflow_runs_step_runner.runner import run_step
 
     return run_step(event, **collaborators())
+
+
+def _correlation(event: Any, context: Any) -> dict[str, Any]:
+    # tenant and step_id are added by the runner once it has read the run.
+    return {"run_id": event.get("runId") if isinstance(event, dict) else None}
+
+
+@lru_cache(maxsize=1)
+def _instrumented() -> Any:
+    return telemetry.instrument(telemetry.STEP_RUNNER, _handle, correlation=_correlation)
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    return _instrumented()(event, context)
+
+
+def prime() -> None:
+    """What a first step would otherwise load or build, without I/O: the runner, every step
+    type (and what it imports: the template engine, httpx, …), the models' validators, the
+    store and its client, the Powertools objects."""
+    from workflow_runs.models import ActivityRun, Status, utc_now  # noqa: PLC0415
+
+    from workflow_runs_step_runner import runner  # noqa: PLC0415
+    from workflow_runs_step_runner.steps import registry  # noqa: PLC0415
+    from workflow_runs_step_runner.steps.templating import render_string  # noqa: PLC0415
+
+    _ready_clients()
+    _instrumented()
+    for type_name in registry.TYPES:
+        registry.get(type_name)
+    render_string("{{ inputs.topic }}", {"inputs": {"topic": "priming"}, "steps": {}})
+    now = utc_now()
+    activity = ActivityRun(id=runner.activity_run_id("priming", 0, 1), step_id="s", step_name="s",
+                           status=Status.RUNNING, attempt=1, created_at=now, updated_at=now)
+    activity.model_copy(update={"status": Status.COMPLETED}).model_dump(mode="json", by_alias=True)
+
+
+def _after_restore() -> None:
+    collaborators.cache_clear()  # the store's client made again: fresh credentials, no inherited connections
+    _ready_clients()
+
+
+def _ready_clients() -> None:
+    from workflow_runs.store import warm_up
+
+    warm_up(collaborators()["store"].client)  # answered in-process: nothing is sent
+
+
+telemetry.lambda_init(prime, after_restore=_after_restore)

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
+from workflow_runs import telemetry
 from workflow_runs.states import EXPRESS, EXPRESS_ENDED, EXPRESS_MAX_SECONDS
 
 if TYPE_CHECKING:  # the handler imports the domain lazily (cold start)
@@ -122,6 +123,8 @@ def settle(store: EndingStore, run_id: str, execution_status: str | None, *, log
     if ending.record is None:
         log.warning("execution of an unknown run", extra={"run_id": run_id})
     if ending.changed:
+        if ending.record is not None:
+            telemetry.run_ended(ending.record.status.value, ending.record.run.orchestration)
         log.warning("run settled by the reconciler",
                     extra={"run_id": run_id, "execution_status": execution_status, "was": ending.before.value
                            if ending.before else None})
@@ -148,9 +151,7 @@ def _iso(moment: datetime) -> str:
 
 
 def _logger() -> Any:
-    from workflow_runs_step_runner._log import get_logger
-
-    return get_logger()
+    return telemetry.get_logger(telemetry.RECONCILER)
 
 
 @lru_cache(maxsize=1)
@@ -169,5 +170,50 @@ def collaborators() -> dict[str, Any]:
     }
 
 
-def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+def _handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     return reconcile(event, **collaborators())
+
+
+def _correlation(event: Any, context: Any) -> dict[str, Any]:
+    detail = event.get("detail") if isinstance(event, dict) else None
+    return {"run_id": detail.get("name") if isinstance(detail, dict) else None}
+
+
+@lru_cache(maxsize=1)
+def _instrumented() -> Any:
+    return telemetry.instrument(telemetry.RECONCILER, _handle, correlation=_correlation)
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Lambda entry point: Powertools Logger (run_id of a status change), Metrics (RunsEnded
+    of every run it settles), Tracer."""
+    return _instrumented()(event, context)
+
+
+def prime() -> None:
+    """The init phase in Lambda: the domain imported, the store and the orchestrator built
+    (their clients made, not called), the Powertools objects ready. No I/O."""
+    import workflow_runs.ending  # noqa: F401, PLC0415
+    import workflow_runs.models  # noqa: F401, PLC0415
+
+    import workflow_runs_step_runner.runner  # noqa: F401, PLC0415
+
+    _ready_clients()
+    _instrumented()
+    _failure_message("FAILED")
+
+
+def _after_restore() -> None:
+    collaborators.cache_clear()  # clients made again: fresh credentials, no inherited connections
+    _ready_clients()
+
+
+def _ready_clients() -> None:
+    from workflow_runs.store import warm_up
+
+    made = collaborators()
+    made["orchestrator"].client  # noqa: B018 - made now, not on the first sweep
+    warm_up(made["store"].client)  # answered in-process: nothing is sent
+
+
+telemetry.lambda_init(prime, after_restore=_after_restore)

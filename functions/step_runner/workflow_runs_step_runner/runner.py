@@ -35,6 +35,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from workflow_runs import telemetry
 from workflow_runs.ending import end_from_outside, retry_lost_races
 from workflow_runs.errors import NotFound, TransitionRejected
 from workflow_runs.models import (
@@ -228,12 +229,15 @@ class _Invocation:
             # a TransitionRejected is a lost race: advance() reads again.
             record = self.store.transition_run(record, Status.RUNNING, activities=[(index, activity, None)])
         log_keys = {"run_id": run_id, "step_id": step.id, "step_type": step.type, "attempt": attempt}
+        telemetry.correlate(tenant=record.tenant, step_id=step.id)
         self.log.info("step started", extra=log_keys)
         context, flush_thinking = self._context(record, step, activity)
+        elapsed = telemetry.started_clock()
         try:
             try:
                 outcome = self.registry.get(step.type).run(context)
             finally:
+                telemetry.step_duration(step.type, elapsed())
                 flush_thinking()  # before the step's end is written, so readers see it first
         except StepError as exc:
             return self._step_failed(record, index, activity, self._mask(exc.message), exc.retryable)
@@ -266,6 +270,7 @@ class _Invocation:
             # every SSE reader) after the step's, which one transaction would not promise.
             try:
                 self.store.transition_run(record, Status.COMPLETED)
+                telemetry.run_ended(Status.COMPLETED.value, record.run.orchestration)
                 self.log.info("run completed", extra={"run_id": run_id})
             except TransitionRejected:
                 # Only a real rejection lands here (a conflict is retried, a busy table raises
@@ -404,6 +409,7 @@ class _Invocation:
             self.store.transition_run(record, Status.FAILED, error=RunError(message=message, step_id=step.id))
         except TransitionRejected:
             return _reply(run_id, NEXT_DONE)  # it ended otherwise meanwhile (cancelled)
+        telemetry.run_ended(Status.FAILED.value, record.run.orchestration)
         return _reply(run_id, NEXT_FAILED)
 
     def _after_rejected_finish(self, run_id: str) -> dict[str, Any]:
@@ -421,6 +427,7 @@ class _Invocation:
         # step, or an earlier invocation stopped between two writes).
         if record.status is not Status.COMPLETED:
             self.store.transition_run(record, Status.COMPLETED)  # TransitionRejected: read again
+            telemetry.run_ended(Status.COMPLETED.value, record.run.orchestration)
         return _reply(record.id, NEXT_DONE)
 
     def _context(self, record: RunRecord, step: Step, activity: ActivityRun) -> tuple[StepContext, Callable[[], None]]:
@@ -471,6 +478,7 @@ class _Invocation:
 
         ending = end_from_outside(self.store, run_id, Status.FAILED, error=error_of)
         if ending.changed and ending.record is not None:
+            telemetry.run_ended(Status.FAILED.value, ending.record.run.orchestration)
             error = ending.record.run.error
             self.log.warning("run failed by the state machine's Catch", extra={
                 "run_id": run_id, "step_id": error.step_id if error else None, "error": error.message if error else None})

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from workflow_runs import keys
+from workflow_runs import keys, telemetry
 from workflow_runs.marshal import NotDynamoJson, plain
 from workflow_runs.states import (
     CLOSING_EVENTS,
@@ -81,7 +82,27 @@ class Event:
 
 
 def handler(event: dict[str, Any], context: Any, *, store: RunStore | None = None) -> dict[str, Any]:
-    """Project one batch; answer the partial batch response the event source mapping reads."""
+    """Project one batch; answer the partial batch response the event source mapping reads.
+    In Lambda (no `store` given): with the function's Powertools Logger, Tracer and Metrics
+    (ProjectionLag per projected record). The dev server's poller passes its store and
+    calls the projection directly."""
+    if store is None:
+        return _instrumented()(event, context)
+    return project_batch(event, context, store=store)
+
+
+@lru_cache(maxsize=1)
+def _instrumented() -> Callable[[Any, Any], dict[str, Any]]:
+    def in_lambda(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return project_batch(event, context, store=_default_store(), lag=telemetry.projection_lag)
+
+    return telemetry.instrument(telemetry.PROJECTOR, in_lambda)
+
+
+def project_batch(event: dict[str, Any], context: Any, *, store: RunStore,
+                  lag: Callable[[float], None] | None = None) -> dict[str, Any]:
+    """One batch through Powertools' batch processor. `lag(ms)` hears, for each record
+    projected, how long after its change reached the stream (ApproximateCreationDateTime)."""
     if not event.get("Records"):
         return {"batchItemFailures": []}  # Powertools refuses an empty batch; nothing to do
     from aws_lambda_powertools.utilities.batch import (  # noqa: PLC0415 - deferred: cold start
@@ -90,13 +111,12 @@ def handler(event: dict[str, Any], context: Any, *, store: RunStore | None = Non
         process_partial_response,
     )
 
-    store = store if store is not None else _default_store()
     # A processor per batch: it carries the batch's results, and the poller may call us
     # from its own thread.
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
     return process_partial_response(  # type: ignore[return-value]  # a TypedDict of that shape
         event={**event, "Records": terminal_records_last(event["Records"])},
-        record_handler=_record_handler(store),
+        record_handler=_record_handler(store, lag),
         processor=processor,
         context=context,
     )
@@ -125,7 +145,7 @@ def _is_terminal_run_change(raw: Any) -> bool:
     return isinstance(new, dict) and new.get("S") in TERMINAL and new != old
 
 
-def _record_handler(store: RunStore) -> Callable[[Any], list[Event]]:
+def _record_handler(store: RunStore, lag: Callable[[float], None] | None = None) -> Callable[[Any], list[Event]]:
     stalled: set[str] = set()  # runs with a transient failure earlier in this batch
 
     def project_in_order(record: Any) -> list[Event]:
@@ -136,7 +156,7 @@ def _record_handler(store: RunStore) -> Callable[[Any], list[Event]]:
             logger.info("record held back behind a failed one", extra={"run_id": run_id, "sequence": sequence})
             raise HeldBack(f"an earlier record of run {run_id} failed in this batch")
         try:
-            return project(raw, store)
+            events = project(raw, store)
         except PoisonRecord as exc:
             logger.error("poisoned stream record", extra={"run_id": run_id, "sequence": sequence, "reason": str(exc)})
             raise
@@ -145,6 +165,10 @@ def _record_handler(store: RunStore) -> Callable[[Any], list[Event]]:
             if run_id is not None:
                 stalled.add(run_id)
             raise
+        created = (raw.get("dynamodb") or {}).get("ApproximateCreationDateTime")
+        if lag is not None and events and isinstance(created, (int, float)) and not isinstance(created, bool):
+            lag(max(0.0, time.time() - float(created)) * 1000)
+        return events
 
     return project_in_order
 
@@ -312,3 +336,37 @@ def _json_attribute(image: dict, name: str) -> Any:
         return json.loads(value)
     except ValueError:
         raise PoisonRecord(f"attribute {name} is not JSON") from None
+
+
+# ------------------------------------------------------------------ Lambda init phase
+
+
+def prime() -> None:
+    """The init phase in Lambda (SnapStart keeps it): the store and its client, Powertools'
+    batch processor, the models, and one synthetic batch planned against a store that is
+    never called (a run's `running` change needs no read). No I/O."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType  # noqa: PLC0415
+    from workflow_runs.models import WorkflowRun  # noqa: F401, PLC0415
+
+    _ready_client()
+    _instrumented()
+    BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
+    keys_ = {keys.PK: {"S": keys.run_pk("00000000-0000-4000-8000-000000000000")}, keys.SK: {"S": keys.RUN_SK}}
+    priming = {"eventName": "MODIFY", "dynamodb": {
+        "Keys": keys_, "SequenceNumber": "1", "NewImage": {**keys_, "status": {"S": "running"}},
+        "OldImage": {**keys_, "status": {"S": "scheduled"}}}}
+    plan(priming, _default_store())
+
+
+def _after_restore() -> None:
+    _default_store.cache_clear()  # the client made again: fresh credentials, no inherited connections
+    _ready_client()
+
+
+def _ready_client() -> None:
+    from workflow_runs.store import warm_up  # noqa: PLC0415
+
+    warm_up(_default_store().client)  # answered in-process: nothing is sent
+
+
+telemetry.lambda_init(prime, after_restore=_after_restore)

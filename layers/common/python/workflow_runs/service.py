@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from . import run_class
+from . import run_class, telemetry
 from .ending import end_from_outside
 from .errors import PayloadTooLarge, TransitionRejected, Unavailable, ValidationFailed
 from .models import (
@@ -228,6 +228,9 @@ class RunService:
                 orchestration=run_class.choose(workflow.steps, self.settings),
             )
         )
+        telemetry.correlate(run_id=record.id)
+        if created:
+            telemetry.run_started(record.run.orchestration)
         if created or record.status is Status.SCHEDULED:
             # A repeat of a request whose first attempt died before starting resumes the start;
             # the execution name is the run id, so starting twice starts once.
@@ -240,9 +243,11 @@ class RunService:
         except Exception:
             logger.exception("could not start the orchestration", extra={"run_id": record.id})
             try:
-                return self.store.transition_run(
+                failed = self.store.transition_run(
                     record, Status.FAILED, error=RunError(message="the run could not be started; try again")
                 )
+                telemetry.run_ended(Status.FAILED.value, record.run.orchestration)
+                return failed
             except TransitionRejected:
                 return self.store.get_run_record(record.id)
         return record
@@ -295,6 +300,7 @@ class RunService:
                 return CancelResult(run_id=run_id, status="not_eligible", message="run was already cancelled")
             return CancelResult(run_id=run_id, status="already_completed",
                                 message=f"run already {ending.record.status.value}")
+        telemetry.run_ended(Status.CANCELLED.value, ending.record.run.orchestration)
         return self._stop(run_id, reason, started=ending.before is not Status.SCHEDULED,
                           orchestration=ending.record.run.orchestration)
 

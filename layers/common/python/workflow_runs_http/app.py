@@ -42,7 +42,8 @@ def new_app(
     Lambda they are None and built from the environment on first use. `internal_listener`
     marks the dev server's internal port (the private API's stand-in). CORS follows
     `settings.cors_allow_origins` (none without settings)."""
-    app = EdgeApp(title=title, version="1.0.0", description=description)
+    app = EdgeApp(title=title, version="1.0.0", description=description,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = settings
     app.state.service = service
     app.state.verifier = verifier

@@ -22,10 +22,10 @@ import os
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from workflow_runs.errors import Unauthorized
 
+from .blocking import call_blocking
 from .collaborators import settings_of
 
 if TYPE_CHECKING:
@@ -48,8 +48,8 @@ async def resolve_principal(request: Request) -> Principal:
     token = _bearer_token(request)
     if token is not None:
         verifier = getattr(request.app.state, "verifier", None) or get_verifier(settings)
-        # Off the event loop: a JWKS refetch is a blocking HTTP call.
-        return await run_in_threadpool(verifier.verify, token)
+        # Off the dev server's event loop: a JWKS refetch is a blocking HTTP call.
+        return await call_blocking(request, verifier.verify, token)
     if _is_internal(request, settings):
         return internal_principal(request.headers.get("x-tenant-id"))
     raise Unauthorized("missing bearer token")

@@ -10,7 +10,7 @@ per tenant); DynamoDB JSON is `workflow_runs.marshal`, which the projector share
 from __future__ import annotations
 
 from .approvals import ApprovalWrites
-from .dynamo import ConditionFailed, Dynamo, dynamodb_client
+from .dynamo import ConditionFailed, Dynamo, dynamodb_client, warm_up
 from .events import EventLog
 from .leases import StreamLease, StreamLeases
 from .records import ActivityWrite, NewRun, Page, RunRecord, StaleRun
@@ -33,4 +33,5 @@ __all__ = [
     "StreamLease",
     "StreamLeases",
     "dynamodb_client",
+    "warm_up",
 ]
