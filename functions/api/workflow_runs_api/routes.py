@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from workflow_runs.models import Status, WorkflowDefinition
+from workflow_runs.models import Status, WorkflowPut
 from workflow_runs.service import CancelRequest, ListQuery, canonical_uuid
 from workflow_runs_http.dependencies import ServiceDep
 from workflow_runs_http.errors import parse_query
+from workflow_runs_http.etags import IfMatch, etag, if_match_version
 from workflow_runs_http.forms import EXECUTE_BODY, IdempotencyKey, parse_execute
 from workflow_runs_http.json_body import StrictJsonRoute
 from workflow_runs_http.security import PrincipalDep
@@ -97,19 +98,41 @@ def get_run(runId: UuidPath, principal: PrincipalDep, service: ServiceDep) -> sc
     return schemas.RunReply(workflowRun=service.get_run(principal.tenant, canonical_uuid(runId, "runId")))
 
 
-@workflows.put("/{workflowId}", response_model=schemas.WorkflowReply, responses=schemas.errors(400, 401, 413, 500),
-               summary="Create or replace a workflow (bumps its version)")
-def put_workflow(workflowId: UuidPath, body: Annotated[WorkflowDefinition, Body()], principal: PrincipalDep,
-                 service: ServiceDep) -> schemas.WorkflowReply:
-    return schemas.WorkflowReply(
-        workflow=service.put_workflow(principal.tenant, canonical_uuid(workflowId, "workflowId"), body)
-    )
+@runs.post(
+    "/{runId}/retry",
+    status_code=202,
+    response_model=schemas.RetryReply,
+    responses={202: {"description": "The retry started: follow `Location`",
+                     "headers": {"Location": {"schema": {"type": "string"}, "description": "the new run"}}},
+               **schemas.errors(400, 401, 404, 409, 500)},
+    summary="Retry a failed run from the step that failed",
+)
+def retry_run(runId: UuidPath, request: Request, principal: PrincipalDep, service: ServiceDep,
+              idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    run = service.retry(principal.tenant, canonical_uuid(runId, "runId"), idempotency_key, subject=principal.subject)
+    content = schemas.RetryReply(workflowRun=run).model_dump(mode="json", by_alias=True)
+    return JSONResponse(content, status_code=202, headers={"Location": f"{_base_path(request)}{RUNS}/{run.id}"})
 
 
-@workflows.get("/{workflowId}", response_model=schemas.WorkflowReply, responses=schemas.errors(400, 401, 404, 500),
+@workflows.put("/{workflowId}", response_model=schemas.WorkflowReply,
+               responses={200: {"headers": schemas.ETAG_HEADER}, **schemas.errors(400, 401, 409, 413, 500)},
+               summary="Create or replace a workflow (bumps its version); `version` / If-Match make it conditional")
+def put_workflow(workflowId: UuidPath, body: Annotated[WorkflowPut, Body()], principal: PrincipalDep,
+                 service: ServiceDep, response: Response, if_match: IfMatch = None) -> schemas.WorkflowReply:
+    workflow = service.replace_workflow(principal.tenant, canonical_uuid(workflowId, "workflowId"), body,
+                                        if_match_version(if_match))
+    response.headers["ETag"] = etag(workflow.version)
+    return schemas.WorkflowReply(workflow=workflow)
+
+
+@workflows.get("/{workflowId}", response_model=schemas.WorkflowReply,
+               responses={200: {"headers": schemas.ETAG_HEADER}, **schemas.errors(400, 401, 404, 500)},
                summary="A workflow")
-def get_workflow(workflowId: UuidPath, principal: PrincipalDep, service: ServiceDep) -> schemas.WorkflowReply:
-    return schemas.WorkflowReply(workflow=service.get_workflow(principal.tenant, canonical_uuid(workflowId, "workflowId")))
+def get_workflow(workflowId: UuidPath, principal: PrincipalDep, service: ServiceDep,
+                 response: Response) -> schemas.WorkflowReply:
+    workflow = service.get_workflow(principal.tenant, canonical_uuid(workflowId, "workflowId"))
+    response.headers["ETag"] = etag(workflow.version)
+    return schemas.WorkflowReply(workflow=workflow)
 
 
 @workflows.get("", response_model=schemas.WorkflowList, responses=schemas.errors(400, 401, 500),

@@ -340,7 +340,8 @@ class _Invocation:
         if record.sealed_envs:
             # An envs blob that cannot be opened is not retryable and must fail the run:
             # raising here reaches the Catch, whose RecordFailure does exactly that.
-            self._env = dict(self.sealer.unseal(record.sealed_envs, record.id))
+            # A retry keeps the failed run's blob, bound to that run's id (`sealed_for`).
+            self._env = dict(self.sealer.unseal(record.sealed_envs, record.sealed_for or record.id))
         self.secrets = [v for v in self._env.values() if isinstance(v, str) and v]
 
     def _mask(self, value: Any) -> Any:
