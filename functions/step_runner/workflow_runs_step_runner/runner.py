@@ -128,6 +128,8 @@ class _Invocation:
         return retry_lost_races(attempt)
 
     def _advance(self, record: RunRecord, retry_count: int) -> dict[str, Any]:
+        if record.run.retry_of and record.status is Status.SCHEDULED and not record.run.activity_runs:
+            record = self._inherit_completed_steps(record)
         self._unseal(record)
         index_of = {s.id: i for i, s in enumerate(record.steps)}
         waiting = next((a for a in record.run.activity_runs if a.status is Status.WAITING), None)
@@ -139,6 +141,19 @@ class _Invocation:
         if index is None:
             return self._complete(record)
         return self._run(record, index, attempt=retry_count + 1)
+
+    def _inherit_completed_steps(self, record: RunRecord) -> RunRecord:
+        """A retry whose copied steps are not there yet (the API's copy met a busy table, or
+        the run reused nothing): copy them now, before the first step, with the same
+        conditional write the API uses, so it starts at the failed step either way."""
+        from workflow_runs.retries import plan_retry  # noqa: PLC0415 - only retries need it
+
+        source = self.store.get_run_record(record.run.retry_of or "", record.tenant)
+        plan = plan_retry(source, record.id)
+        if plan.reused and self.store.copy_reused(record.id, plan.reused):
+            self.log.info("retry inherited its completed steps",
+                          extra={"run_id": record.id, "retry_of": source.id, "reused": len(plan.reused)})
+        return self.store.get_run_record(record.id) if plan.reused else record
 
     def _resume_after_wait(self, record: RunRecord, waiting: ActivityRun, index: int):
         remaining = _remaining_wait(record.steps[index], waiting)

@@ -302,7 +302,13 @@ class RunService:
         if created or record.status is Status.SCHEDULED:
             if not created:  # a repeat resuming a start that died: the plan is the first retry's
                 plan = retries.plan_retry(source, record.id)
-            self.store.copy_reused(record.id, plan.reused)
+            try:
+                self.store.copy_reused(record.id, plan.reused)
+            except Unavailable:
+                # The run exists and must start: the step runner makes the same copy (the
+                # same conditional write, the same ids) before its first step.
+                logger.warning("copying the reused steps met a busy table; the step runner copies them",
+                               extra={"run_id": record.id})
             record = self._start_execution(record)
         return self.store.get_run(tenant, record.id)
 
