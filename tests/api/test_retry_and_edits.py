@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from workflow_runs.models import ActivityRun, RunError, Status, utc_now
 from workflow_runs.service import ExecuteRequest
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from workflow_runs_dev.dynamodb_local import free_port
 
 from tests.support import ScriptedServer

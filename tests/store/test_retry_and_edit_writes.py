@@ -69,9 +69,9 @@ def fail_after_two_steps(store: RunStore, workflow: Any, *, calm: Callable[[Call
     record = calm(lambda: store.transition_run(record, Status.RUNNING, activities=[(0, step(0, Status.RUNNING), None)]))
     for index in range(3):
         if index:
-            assert calm(lambda: store.put_activity(run_id, index, step(index, Status.RUNNING)))
+            assert calm(lambda i=index: store.put_activity(run_id, i, step(i, Status.RUNNING)))
         final = Status.COMPLETED if index < 2 else Status.FAILED
-        assert calm(lambda: store.finish_activity(run_id, index, step(index, final), [Status.RUNNING]))
+        assert calm(lambda i=index, f=final: store.finish_activity(run_id, i, step(i, f), [Status.RUNNING]))
     calm(lambda: store.transition_run(record, Status.FAILED, error=RunError(message="c broke", step_id="c")))
     return run_id
 
@@ -151,7 +151,7 @@ def test_two_editors_of_one_version_at_once_one_wins_one_is_409(local_store: Run
     for version in range(1, 6):  # each round its own race, both editors having read `version`
         barrier.reset()
         with ThreadPoolExecutor(max_workers=2) as pool:
-            outcomes = sorted(pool.map(lambda name: edit(name, version), ["one", "two"]))
+            outcomes = sorted(pool.map(lambda name, v=version: edit(name, v), ["one", "two"]))
         assert outcomes in (["409", "one"], ["409", "two"]), outcomes
         stored = local_store.get_workflow(TENANT, workflow_id)
         assert (stored.version, stored.name) == (version + 1, outcomes[1])
@@ -224,9 +224,8 @@ def test_conditional_edits_under_conflicts_and_throttles_apply_each_edit_once(fa
             try:
                 version = until_done(lambda: store.get_workflow(TENANT, workflow_id)).version
                 name = f"edit-{n}"
-                until_done(lambda: store.put_workflow(TENANT, workflow_id,
-                                                      DEFINITION.model_copy(update={"name": name}),
-                                                      expected_version=version))
+                until_done(lambda v=version, edited=name: store.put_workflow(
+                    TENANT, workflow_id, DEFINITION.model_copy(update={"name": edited}), expected_version=v))
                 with lock:
                     applied.append(name)
                 return

@@ -146,7 +146,7 @@ class _Invocation:
         """A retry whose copied steps are not there yet (the API's copy met a busy table, or
         the run reused nothing): copy them now, before the first step, with the same
         conditional write the API uses, so it starts at the failed step either way."""
-        from workflow_runs.retries import plan_retry  # noqa: PLC0415 - only retries need it
+        from workflow_runs.retries import plan_retry  # only retries need it
 
         source = self.store.get_run_record(record.run.retry_of or "", record.tenant)
         plan = plan_retry(source, record.id)

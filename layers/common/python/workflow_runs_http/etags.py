@@ -6,7 +6,6 @@ import re
 from typing import Annotated
 
 from fastapi import Header
-
 from workflow_runs.errors import ValidationFailed
 
 _ONE_VERSION = re.compile(r'^"([1-9][0-9]{0,17})"$')
