@@ -21,6 +21,7 @@ import httpx
 import pytest
 from workflow_runs_dev.dynamodb_local import free_port
 
+from tests.integration.sse_helpers import events_of, read_stream
 from tests.support import ScriptedServer
 
 pytestmark = pytest.mark.dynamodb_local
@@ -131,6 +132,13 @@ def test_retry_runs_from_the_failed_step_and_reuses_the_completed_ones(dev: Dev,
     assert server.requests == 2
     again = dev.public.get(f"{RUNS}/{source['id']}").json()["workflowRun"]
     assert (again["status"], again["retriedBy"]) == ("failed", done["id"])
+    # Its event stream names the run first, then the copied step, then the steps it ran.
+    _, frames = read_stream(dev.public, "GET", f"{location}/events")
+    events = [(f.event, (f.content or {}).get("stepId"), (f.content or {}).get("status")) for f in events_of(frames)]
+    assert events[0] == ("workflow-run", None, "scheduled")
+    steps = [(step, status) for name, step, status in events if name == "activity-run"]
+    assert steps[0] == ("a", "completed") and ("a", "running") not in steps
+    assert steps[-1] == ("c", "completed") and events[-1][0] == "result"
 
 
 def test_retry_on_the_internal_listener_is_scoped_by_the_tenant_it_names(dev: Dev):
