@@ -337,3 +337,116 @@ def test_local_orchestrator_and_state_machine_leave_the_same_history(local_setti
     assert history(local_store, under_local["retry"])["activities"][:2] == [
         ("fetch", "failed", 1, {"error": "http: GET https://example.com answered 503"}),
         ("fetch", "completed", 2, {"statusCode": 200, "attempt": 2})]
+
+
+# ---------------------------------------------------------------------------- retry of a failed run
+
+
+class MachineStarter:
+    """The service's orchestrator port over the moto machine (start only: what a retry needs)."""
+
+    def __init__(self, machine: Machine):
+        self.machine = machine
+
+    def start(self, run_id: str, orchestration: str = "standard") -> None:
+        self.machine.start(run_id)
+
+    def stop(self, run_id: str, reason: str | None = None, orchestration: str = "standard") -> bool:
+        return False
+
+    def describe(self, run_id: str) -> str | None:
+        return None
+
+
+def retry_workflow(store: RunStore, url: str) -> str:
+    definition = WorkflowDefinition.model_validate({
+        "name": "Retried", "inputs": [{"name": "topic", "type": "string", "required": True}],
+        "steps": [TRANSFORM_A,
+                  {"id": "fetch", "type": "http", "config": {"url": url}},  # one attempt: a 500 fails the run
+                  {"id": "c", "type": "transform",
+                   "config": {"output": {"echo": "{{ steps.a.outputs.value }}!", "tokenLength": "{{ env.TOKEN | length }}"}}}]})
+    workflow_id = str(uuid.uuid4())
+    store.put_workflow(TENANT, workflow_id, definition)
+    return workflow_id
+
+
+def test_retry_starts_at_the_failed_step_with_the_completed_steps_reused(lambda_settings, local_store,
+                                                                          server_factory):
+    from workflow_runs.service import ExecuteRequest, RunService  # noqa: PLC0415
+
+    server = server_factory(500, 200)
+    workflow_id = retry_workflow(local_store, server.url)
+
+    with state_machine(step_runner.handler) as machine:
+        service = RunService(local_store, MachineStarter(machine), lambda_settings)
+        failed = service.start_run(TENANT, ExecuteRequest(workflow_id=workflow_id, inputs={"topic": "tides"},
+                                                          envs={"TOKEN": "s3cret-value"}))
+        assert machine.wait_until_ended(machine.execution_arn(failed.id)) == "FAILED"
+        invocations_before = len(machine.router.events)
+        retry = service.retry(TENANT, failed.id)
+        arn = machine.execution_arn(retry.id)
+        status = machine.wait_until_ended(arn)
+        entered = machine.entered_states(arn)
+        retry_steps = machine.router.events[invocations_before:]
+
+    assert status == "SUCCEEDED"
+    # The retry's execution ran fetch and c only: a is not run again.
+    assert entered == ["RunStep", "Route", "RunStep", "Route", "Done"]
+    assert [e["runId"] for e in retry_steps] == [retry.id, retry.id]
+    assert server.requests == 2  # one failed fetch in the first run, one good one in the retry
+    source, done = local_store.get_run(TENANT, failed.id), local_store.get_run(TENANT, retry.id)
+    assert (source.status, source.retried_by, source.error.step_id) == (Status.FAILED, retry.id, "fetch")
+    assert (done.status, done.retry_of) == (Status.COMPLETED, failed.id)
+    assert [(a.step_id, a.status.value, a.reused) for a in done.activity_runs] == [
+        ("a", "completed", True), ("fetch", "completed", False), ("c", "completed", False)]
+    source_a = next(a for a in source.activity_runs if a.step_id == "a")
+    assert done.activity_runs[0].outputs == source_a.outputs == {"value": "tides"}
+    # c read the reused step's outputs, and the envs sealed for the failed run.
+    assert done.activity_runs[2].outputs == {"echo": "tides!", "tokenLength": 12}
+
+
+class Passing:
+    def run(self, ctx: Any) -> StepOutcome:
+        return StepOutcome(outputs={"ok": 1})
+
+
+@pytest.mark.parametrize("driver", ["state machine", "local orchestrator"])
+def test_a_retry_whose_steps_were_not_copied_yet_gets_them_from_the_step_runner(lambda_settings, local_settings,
+                                                                                 local_store, driver: str):
+    from workflow_runs.retries import plan_retry  # noqa: PLC0415
+
+    run_id = new_run(local_store, [TRANSFORM_A, {"id": "guard", "type": "fail", "config": {"message": "no"}},
+                                   TRANSFORM_B])
+    invoke = functools.partial(run_step, settings=local_settings, store=local_store,
+                               sealer=get_sealer(local_settings))
+    with state_machine(invoke) as machine:
+        assert machine.run(run_id)[1] == "FAILED"
+    source = local_store.get_run_record(run_id)
+    # The guard passes this time: the retry runs the same version, so the test swaps the
+    # step type the runner finds for `fail` (its registry), not the workflow.
+    passing = Registry(fail=Passing())
+    retry_id = str(uuid.uuid4())
+    workflow = local_store.workflow_version(TENANT, source.run.workflow_id, source.workflow_version)
+    # The retry as the API writes it, minus the copy (as if that write met a busy table).
+    local_store.create_retry(NewRun(run_id=retry_id, tenant=TENANT, workflow=workflow, inputs=source.run.inputs,
+                                    retry_of=run_id), source)
+    assert local_store.get_run(TENANT, retry_id).activity_runs == []
+    invoke = functools.partial(run_step, settings=local_settings, store=local_store,
+                               sealer=get_sealer(local_settings), registry=passing)
+
+    if driver == "state machine":
+        with state_machine(invoke) as machine:
+            assert machine.run(retry_id)[1] == "SUCCEEDED"
+    else:
+        local = LocalOrchestrator(invoke=invoke, store=local_store, retry_interval_scale=0.001)
+        try:
+            local.start(retry_id, "standard")
+            assert local.join(retry_id, timeout=20) == "SUCCEEDED"
+        finally:
+            local.shutdown()
+
+    done = local_store.get_run(TENANT, retry_id)
+    assert done.status is Status.COMPLETED
+    assert [(a.step_id, a.reused, a.outputs) for a in done.activity_runs] == [
+        ("a", True, {"value": "tides"}), ("guard", False, {"ok": 1}), ("b", False, {"echo": "tides!"})]
+    assert [a.id for a in done.activity_runs[:1]] == [a.id for _, a in plan_retry(source, retry_id).reused]

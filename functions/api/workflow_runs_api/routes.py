@@ -6,15 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-
 from workflow_runs.approvals import DecisionRequest
-from workflow_runs.models import Status, WorkflowDefinition
+from workflow_runs.models import Status, WorkflowPut
 from workflow_runs.service import CancelRequest, ListQuery, canonical_uuid
 from workflow_runs_http.blocking import call_blocking
 from workflow_runs_http.deadlines import answer_deadline
 from workflow_runs_http.dependencies import ServiceDep
 from workflow_runs_http.dependencies import service as service_of
 from workflow_runs_http.errors import parse_query
+from workflow_runs_http.etags import IfMatch, etag, if_match_version
 from workflow_runs_http.forms import EXECUTE_BODY, IdempotencyKey, parse_execute
 from workflow_runs_http.json_body import StrictJsonRoute
 from workflow_runs_http.security import PrincipalDep
@@ -135,22 +135,44 @@ async def reject(request: Request, runId: UuidPath, stepId: StepIdPath, principa
     return schemas.RunReply(workflowRun=run)
 
 
-@workflows.put("/{workflowId}", response_model=schemas.WorkflowReply, responses=schemas.errors(400, 401, 413, 500),
-               summary="Create or replace a workflow (bumps its version)")
-async def put_workflow(request: Request, workflowId: UuidPath, body: Annotated[WorkflowDefinition, Body()],
-                       principal: PrincipalDep, service: ServiceDep) -> schemas.WorkflowReply:
-    workflow_id = canonical_uuid(workflowId, "workflowId")
-    return schemas.WorkflowReply(
-        workflow=await call_blocking(request, service.put_workflow, principal.tenant, workflow_id, body)
-    )
+@runs.post(
+    "/{runId}/retry",
+    status_code=202,
+    response_model=schemas.RetryReply,
+    responses={202: {"description": "The retry started: follow `Location`",
+                     "headers": {"Location": {"schema": {"type": "string"}, "description": "the new run"}}},
+               **schemas.errors(400, 401, 404, 409, 500)},
+    summary="Retry a failed run from the step that failed",
+)
+async def retry_run(runId: UuidPath, request: Request, principal: PrincipalDep, service: ServiceDep,
+                    idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    run = await call_blocking(request, service.retry, principal.tenant, canonical_uuid(runId, "runId"),
+                              idempotency_key, subject=principal.subject)
+    content = schemas.RetryReply(workflowRun=run).model_dump(mode="json", by_alias=True)
+    return JSONResponse(content, status_code=202, headers={"Location": f"{_base_path(request)}{RUNS}/{run.id}"})
 
 
-@workflows.get("/{workflowId}", response_model=schemas.WorkflowReply, responses=schemas.errors(400, 401, 404, 500),
+@workflows.put("/{workflowId}", response_model=schemas.WorkflowReply,
+               responses={200: {"headers": schemas.ETAG_HEADER}, **schemas.errors(400, 401, 409, 413, 500)},
+               summary="Create or replace a workflow (bumps its version); `version` / If-Match make it conditional")
+async def put_workflow(request: Request, workflowId: UuidPath, body: Annotated[WorkflowPut, Body()],
+                       principal: PrincipalDep, service: ServiceDep, response: Response,
+                       if_match: IfMatch = None) -> schemas.WorkflowReply:
+    workflow = await call_blocking(request, service.replace_workflow, principal.tenant,
+                                   canonical_uuid(workflowId, "workflowId"), body, if_match_version(if_match))
+    response.headers["ETag"] = etag(workflow.version)
+    return schemas.WorkflowReply(workflow=workflow)
+
+
+@workflows.get("/{workflowId}", response_model=schemas.WorkflowReply,
+               responses={200: {"headers": schemas.ETAG_HEADER}, **schemas.errors(400, 401, 404, 500)},
                summary="A workflow")
-async def get_workflow(request: Request, workflowId: UuidPath, principal: PrincipalDep,
-                       service: ServiceDep) -> schemas.WorkflowReply:
-    workflow_id = canonical_uuid(workflowId, "workflowId")
-    return schemas.WorkflowReply(workflow=await call_blocking(request, service.get_workflow, principal.tenant, workflow_id))
+async def get_workflow(request: Request, workflowId: UuidPath, principal: PrincipalDep, service: ServiceDep,
+                       response: Response) -> schemas.WorkflowReply:
+    workflow = await call_blocking(request, service.get_workflow, principal.tenant,
+                                   canonical_uuid(workflowId, "workflowId"))
+    response.headers["ETag"] = etag(workflow.version)
+    return schemas.WorkflowReply(workflow=workflow)
 
 
 @workflows.get("", response_model=schemas.WorkflowList, responses=schemas.errors(400, 401, 500),

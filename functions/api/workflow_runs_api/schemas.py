@@ -11,6 +11,7 @@ from workflow_runs.service import CancelResult
 
 RUN_ID = "0b8f6c1e-7d6a-4c55-9a55-5f4b1d2c3e4f"
 WORKFLOW_ID = "6f1c2d3e-4b5a-4c6d-8e7f-8091a2b3c4d5"
+RETRY_ID = "9d3e1f2a-6b5c-4d4e-8f7a-1b2c3d4e5f60"
 STAMP = "2026-11-28T12:00:00.000Z"
 RUN_EXAMPLE: dict[str, Any] = {
     "id": RUN_ID, "workflowId": WORKFLOW_ID, "workflowName": "Summarise", "status": "completed",
@@ -46,6 +47,20 @@ class ExecuteReply(BaseModel):
     workflowRun: WorkflowRun
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"success": True, "workflowRun": RUN_EXAMPLE}]})
+
+
+class RetryReply(BaseModel):
+    success: Literal[True] = True
+    workflowRun: WorkflowRun = Field(description="the new run: `retryOf` names the failed run; the steps it "
+                                                 "completed are copied with `reused: true`")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"success": True, "workflowRun": {
+        **RUN_EXAMPLE, "id": RETRY_ID, "status": "scheduled", "retryOf": RUN_ID,
+        "activityRuns": [{**RUN_EXAMPLE["activityRuns"][0], "id": "5c2e7d2f-8e7b-5d66-8b66-6a5c2e3d4f51",
+                          "reused": True}]}}]})
+
+
+ETAG_HEADER = {"ETag": {"schema": {"type": "string"}, "description": 'the workflow\'s version, quoted: `"3"`'}}
 
 
 class RunList(BaseModel):
@@ -103,8 +118,9 @@ class ErrorReply(BaseModel):
 def errors(*codes: int) -> dict[int | str, dict]:
     text = {400: "Invalid input: `details` says what to fix", 401: "No credential, or a JWT that fails verification",
             404: "Unknown, or another tenant's",
-            409: "Idempotency-Key reused with a different body, or by another caller; or the approval step is not "
-                 "waiting for a decision (decided already, not reached, or the run ended)",
+            409: "Idempotency-Key reused with a different body, or by another caller; the approval step is not "
+                 "waiting for a decision (decided already, not reached, or the run ended); a retry of a run "
+                 "that is not failed (or was retried already); a stale workflow `version` / If-Match",
             413: "Body over the documented limit", 500: "Internal error (never a stack trace)"}
     return {code: {"model": ErrorReply, "description": text[code]} for code in codes}
 

@@ -174,6 +174,8 @@ class _Invocation:
         return retry_lost_races(attempt)
 
     def _advance(self, record: RunRecord, retry_count: int) -> dict[str, Any]:
+        if record.run.retry_of and record.status is Status.SCHEDULED and not record.run.activity_runs:
+            record = self._inherit_completed_steps(record)
         self._unseal(record)
         index_of = {s.id: i for i, s in enumerate(record.steps)}
         waiting = next((a for a in record.run.activity_runs if a.status is Status.WAITING), None)
@@ -193,6 +195,19 @@ class _Invocation:
             # Run by the Approval state, which carries the task token the step waits on.
             return _approval_reply(record.id, approval_timeout_seconds(record.steps[index]))
         return self._run(record, index, attempt=retry_count + 1)
+
+    def _inherit_completed_steps(self, record: RunRecord) -> RunRecord:
+        """A retry whose copied steps are not there yet (the API's copy met a busy table, or
+        the run reused nothing): copy them now, before the first step, with the same
+        conditional write the API uses, so it starts at the failed step either way."""
+        from workflow_runs.retries import plan_retry  # only retries need it
+
+        source = self.store.get_run_record(record.run.retry_of or "", record.tenant)
+        plan = plan_retry(source, record.id)
+        if plan.reused and self.store.copy_reused(record.id, plan.reused):
+            self.log.info("retry inherited its completed steps",
+                          extra={"run_id": record.id, "retry_of": source.id, "reused": len(plan.reused)})
+        return self.store.get_run_record(record.id) if plan.reused else record
 
     def _resume_after_wait(self, record: RunRecord, waiting: ActivityRun, index: int):
         remaining = _remaining_wait(record.steps[index], waiting)
@@ -498,7 +513,8 @@ class _Invocation:
         if record.sealed_envs:
             # An envs blob that cannot be opened is not retryable and must fail the run:
             # raising here reaches the Catch, whose RecordFailure does exactly that.
-            self._env = dict(self.sealer.unseal(record.sealed_envs, record.id))
+            # A retry keeps the failed run's blob, bound to that run's id (`sealed_for`).
+            self._env = dict(self.sealer.unseal(record.sealed_envs, record.sealed_for or record.id))
         self.secrets = [v for v in self._env.values() if isinstance(v, str) and v]
 
     def _mask(self, value: Any) -> Any:

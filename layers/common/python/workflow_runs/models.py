@@ -180,6 +180,20 @@ class Workflow(WorkflowDefinition):
     updated_at: str
 
 
+class WorkflowPut(WorkflowDefinition):
+    """A PUT body: a definition, or the whole object GET returned. `id` must name the path's
+    workflow, `version` (when given) is a precondition, `createdAt`/`updatedAt` are ignored:
+    the server owns them."""
+
+    id: str | None = None
+    version: int | None = Field(default=None, ge=1)
+    created_at: str | None = Field(default=None, max_length=64)
+    updated_at: str | None = Field(default=None, max_length=64)
+
+    def definition(self) -> WorkflowDefinition:
+        return WorkflowDefinition.model_validate(self.model_dump(exclude={"id", "version", "created_at", "updated_at"}))
+
+
 class RunInput(ApiModel):
     name: str
     value: Any
@@ -199,6 +213,9 @@ class ActivityRun(ApiModel):
     attempt: int = Field(ge=1)
     created_at: str
     updated_at: str
+    # True for a step's activity run copied from the failed run this run retries: its outputs
+    # are that run's, and the step did not run again.
+    reused: bool = False
 
 
 class WorkflowRunSummary(ApiModel):
@@ -217,6 +234,9 @@ class WorkflowRun(WorkflowRunSummary):
     cancel_reason: str | None = None
     # The run class, chosen when the run starts (workflow_runs.run_class); never changes.
     orchestration: Literal["standard", "express"] = "standard"
+    # A retry of a failed run names the run it retries; the failed run names its retry.
+    retry_of: str | None = None
+    retried_by: str | None = None
 
 
 def value_matches_type(value: Any, type_name: str) -> bool:

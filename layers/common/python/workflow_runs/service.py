@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from . import run_class, telemetry
+from . import retries, run_class, telemetry
 from .ending import end_from_outside
-from .errors import PayloadTooLarge, TransitionRejected, Unavailable, ValidationFailed
+from .errors import Conflict, PayloadTooLarge, TransitionRejected, Unavailable, ValidationFailed
 from .models import (
     ApiModel,
     InputsInvalid,
@@ -25,6 +25,7 @@ from .models import (
     Status,
     Workflow,
     WorkflowDefinition,
+    WorkflowPut,
     WorkflowRun,
     resolve_inputs,
 )
@@ -192,6 +193,19 @@ class RunService:
     def put_workflow(self, tenant: str, workflow_id: str, definition: WorkflowDefinition) -> Workflow:
         return self.store.put_workflow(tenant, workflow_id, definition)
 
+    def replace_workflow(self, tenant: str, workflow_id: str, body: WorkflowPut,
+                         if_match: int | None = None) -> Workflow:
+        """A PUT: a definition, or the object GET returned. Its `id` must be the path's; its
+        `version` and `if_match` (If-Match), when given, are preconditions on the stored
+        version, checked by the store in the write itself."""
+        if body.id is not None and body.id.lower() != workflow_id:
+            raise ValidationFailed([f"id: must be the workflow id of the path ({workflow_id})"])
+        expected = {v for v in (body.version, if_match) if v is not None}
+        if len(expected) > 1:
+            raise Conflict(f"version {body.version} and If-Match \"{if_match}\" disagree; at most one can be current")
+        return self.store.put_workflow(tenant, workflow_id, body.definition(),
+                                       expected_version=expected.pop() if expected else None)
+
     def get_workflow(self, tenant: str, workflow_id: str) -> Workflow:
         return self.store.get_workflow(tenant, workflow_id)
 
@@ -273,6 +287,49 @@ class RunService:
             return WorkflowRun.model_validate(outcome.run), True
         final = self.store.get_run(tenant, run.id)
         return final, outcome.ended or final.status.terminal
+
+    def retry(self, tenant: str, run_id: str, idempotency_key: str | None = None, *, subject: str = "") -> WorkflowRun:
+        """Start a new run of a failed run's workflow version, inputs and envs, carrying the
+        steps it completed (workflow_runs.retries). Exactly one retry per failed run: the
+        store marks the failed run `retriedBy` in the same transaction that creates the
+        retry. An idempotent repeat returns the first retry (and resumes its start)."""
+        source = self.store.get_run_record(run_id, tenant)  # another tenant's run: NotFound
+        if not idempotency_key and (source.status is not Status.FAILED or source.run.retried_by):
+            # (With a key, the write decides: a repeat must find its first retry even now.)
+            raise Conflict(self.store.not_retryable(run_id))
+        retry_id = str(uuid.uuid4())
+        plan = retries.plan_retry(source, retry_id)
+        workflow = self.store.workflow_version(tenant, source.run.workflow_id, source.workflow_version)
+        fingerprint = (self._fingerprinter()(subject, retries.retry_fingerprint_body(run_id))
+                       if idempotency_key else None)
+        record, created = self.store.create_retry(
+            NewRun(
+                run_id=retry_id,
+                tenant=tenant,
+                workflow=workflow,
+                inputs=source.run.inputs,
+                # The blob stays bound to the run it was sealed for; the API never opens it.
+                sealed_envs=source.sealed_envs,
+                sealed_for=(source.sealed_for or source.id) if source.sealed_envs else None,
+                idempotency_key=idempotency_key,
+                request_hash=fingerprint,
+                orchestration=run_class.choose(retries.steps_to_run(source, plan), self.settings),
+                retry_of=run_id,
+            ),
+            source,
+        )
+        if created or record.status is Status.SCHEDULED:
+            if not created:  # a repeat resuming a start that died: the plan is the first retry's
+                plan = retries.plan_retry(source, record.id)
+            try:
+                self.store.copy_reused(record.id, plan.reused)
+            except Unavailable:
+                # The run exists and must start: the step runner makes the same copy (the
+                # same conditional write, the same ids) before its first step.
+                logger.warning("copying the reused steps met a busy table; the step runner copies them",
+                               extra={"run_id": record.id})
+            record = self._start_execution(record)
+        return self.store.get_run(tenant, record.id)
 
     def cancel(self, tenant: str, request: CancelRequest) -> list[CancelResult]:
         if request.workflow_id:

@@ -50,9 +50,10 @@ class RunQueries(WorkflowStore):
         order = {st.id: i for i, st in enumerate(steps)}
         activities = [activity_from(plain(item)) for sk, item in rows.items() if sk.startswith(keys.ACTIVITY_SK_PREFIX)]
         activities.sort(key=lambda a: (a.created_at, order.get(a.step_id, 0), a.attempt))
-        envs = plain(rows[keys.ENVS_SK]).get("envs") if keys.ENVS_SK in rows else None
+        envs_row = plain(rows[keys.ENVS_SK]) if keys.ENVS_SK in rows else {}
         return RunRecord(run=run_from(head, activities), tenant=head["tenant"], workflow_version=head["workflowVersion"],
-                         steps=steps, sealed_envs=envs, step_seq=int(head.get("stepSeq") or 0))
+                         steps=steps, sealed_envs=envs_row.get("envs"), step_seq=int(head.get("stepSeq") or 0),
+                         sealed_for=envs_row.get("sealedFor"))
 
     def get_run(self, tenant: str, run_id: str) -> WorkflowRun:
         """The public run (no steps needed: one Query), read consistently: a GET right after
@@ -269,6 +270,8 @@ def run_from(head: dict[str, Any], activities: list[ActivityRun]) -> WorkflowRun
         error=RunError.model_validate(error) if error else None,
         cancel_reason=head.get("cancelReason"),
         orchestration=head.get("orchestration") or STANDARD,
+        retry_of=head.get("retryOf"),
+        retried_by=head.get("retriedBy"),
     )
 
 
@@ -282,4 +285,5 @@ def activity_from(row: dict[str, Any]) -> ActivityRun:
         attempt=row["attempt"],
         created_at=row["createdAt"],
         updated_at=row["updatedAt"],
+        reused=bool(row.get("reused")),
     )

@@ -22,6 +22,8 @@ class RunRecord:
     steps: list[Step]
     sealed_envs: str | None = None
     step_seq: int = 0
+    # The run id the envs blob is bound to: this run's, or (a retry) the failed run's.
+    sealed_for: str | None = None
 
     @property
     def id(self) -> str:
@@ -58,6 +60,9 @@ class NewRun:
     request_hash: str | None = None
     orchestration: str = STANDARD
     created_at: str = field(default_factory=utc_now)
+    # A retry: the failed run it retries, and the run id its (copied) envs blob is bound to.
+    retry_of: str | None = None
+    sealed_for: str | None = None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,17 @@ class RunWrites(RunQueries):
         With an idempotency key, the key is claimed in the same transaction: a repeat with
         the same request returns the first run (created=False); a different request → Conflict.
         """
+        try:
+            self.db.transact(self._creation_writes(new))
+        except ConditionFailed:
+            if new.idempotency_key:
+                return self._replay_idempotent(new), False
+            raise
+        return self._created_record(new), True
+
+    def _creation_writes(self, new: NewRun) -> list[dict[str, Any]]:
+        """The one transaction that creates a run: its head (conditional on not existing), its
+        sealed envs, its counters and its idempotency claim, in that order."""
         wf = new.workflow
         status = Status.SCHEDULED
         head = {
@@ -46,6 +57,7 @@ class RunWrites(RunQueries):
             "stepSeq": n(0),
             # Set once here, so the run class costs no write of its own.
             "orchestration": s(new.orchestration),
+            **({"retryOf": s(new.retry_of)} if new.retry_of else {}),
             keys.ACTIVE.partition: s(keys.active_partition(keys.shard_of(new.run_id, keys.ACTIVE_SHARDS))),
             **{k: s(v) for k, v in keys.run_index_keys(new.tenant, new.run_id, wf.id, wf.name, status.value).items()},
         }
@@ -54,6 +66,8 @@ class RunWrites(RunQueries):
         ]
         if new.sealed_envs:
             envs = {**key(keys.run_pk(new.run_id), keys.ENVS_SK), "envs": s(new.sealed_envs)}
+            if new.sealed_for and new.sealed_for != new.run_id:
+                envs["sealedFor"] = s(new.sealed_for)
             writes.append({"Put": {"TableName": self.runs_table, "Item": envs}})
         writes += self._counter_writes(new.tenant, new.run_id, wf.id, wf.name, {status: 1})
         if new.idempotency_key:
@@ -66,17 +80,16 @@ class RunWrites(RunQueries):
             writes.append(
                 {"Put": {"TableName": self.runs_table, "Item": claim, "ConditionExpression": "attribute_not_exists(PK)"}}
             )
-        try:
-            self.db.transact(writes)
-        except ConditionFailed:
-            if new.idempotency_key:
-                return self._replay_idempotent(new), False
-            raise
-        run = WorkflowRun(id=new.run_id, workflow_id=wf.id, workflow_name=wf.name, status=status,
+        return writes
+
+    @staticmethod
+    def _created_record(new: NewRun) -> RunRecord:
+        wf = new.workflow
+        run = WorkflowRun(id=new.run_id, workflow_id=wf.id, workflow_name=wf.name, status=Status.SCHEDULED,
                           inputs=new.inputs, created_at=new.created_at, updated_at=new.created_at,
-                          orchestration=new.orchestration)
+                          orchestration=new.orchestration, retry_of=new.retry_of)
         return RunRecord(run=run, tenant=new.tenant, workflow_version=wf.version, steps=list(wf.steps),
-                         sealed_envs=new.sealed_envs), True
+                         sealed_envs=new.sealed_envs, sealed_for=new.sealed_for)
 
     def _replay_idempotent(self, new: NewRun) -> RunRecord:
         claim = self.db.get(
@@ -172,7 +185,8 @@ class RunWrites(RunQueries):
             }
         )
         return RunRecord(run=updated, tenant=record.tenant, workflow_version=record.workflow_version,
-                         steps=record.steps, sealed_envs=record.sealed_envs, step_seq=record.step_seq + opens)
+                         steps=record.steps, sealed_envs=record.sealed_envs, step_seq=record.step_seq + opens,
+                         sealed_for=record.sealed_for)
 
     def _counter_writes(
         self, tenant: str, run_id: str, workflow_id: str, name: str, deltas: dict[Status, int]
@@ -319,7 +333,7 @@ class RunWrites(RunQueries):
 
 
 def activity_item(run_id: str, step_index: int, activity: ActivityRun) -> dict[str, Any]:
-    item = {
+    item: dict[str, Any] = {
         **key(keys.run_pk(run_id), keys.activity_sk(step_index, activity.attempt)),
         "id": s(activity.id),
         "stepId": s(activity.step_id),
@@ -332,4 +346,6 @@ def activity_item(run_id: str, step_index: int, activity: ActivityRun) -> dict[s
         item["stepName"] = s(activity.step_name)
     if activity.outputs is not None:
         item["outputs"] = js(activity.outputs)
+    if activity.reused:
+        item["reused"] = {"BOOL": True}
     return item

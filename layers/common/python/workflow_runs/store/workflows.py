@@ -14,16 +14,24 @@ from ..marshal import js, json_of, key, n, plain, s
 
 
 class WorkflowStore(StoreBase):
-    def put_workflow(self, tenant: str, workflow_id: str, definition: WorkflowDefinition) -> Workflow:
+    def put_workflow(self, tenant: str, workflow_id: str, definition: WorkflowDefinition,
+                     expected_version: int | None = None) -> Workflow:
         """Create or replace; the version goes up by one, conditionally on the one we read.
         Writes the new version's immutable copy, registers its name as a series, and makes
         sure the workflow's counter shards exist and know the name (the dashboard and a
-        workflow's list read them)."""
+        workflow's list read them).
+
+        `expected_version` (an editor's precondition: the version it read) makes the write
+        conditional on the stored head still having it, in the same transaction: Conflict
+        when it has not (or there is no workflow), and no read-again-and-bump — of two
+        editors who read the same version, one wins and the other is told."""
         head_key = key(keys.workflows_pk(tenant), keys.workflow_sk(workflow_id))
         now = utc_now()
         for _ in range(5):
             current = self.db.get(TableName=self.runs_table, Key=head_key, ConsistentRead=True)
             old = plain(current) if current else None
+            if expected_version is not None and (old is None or old["version"] != expected_version):
+                raise Conflict(_stale(workflow_id, expected_version, old["version"] if old else None))
             workflow = Workflow(
                 id=workflow_id,
                 version=(old["version"] + 1) if old else 1,
@@ -56,8 +64,21 @@ class WorkflowStore(StoreBase):
                 self.db.transact(writes)
                 return workflow
             except ConditionFailed:
+                if expected_version is not None:
+                    # The head's `version = :v` (:v is the expected version) failed: another
+                    # editor's PUT landed between our read and our write.
+                    raise Conflict(_stale(workflow_id, expected_version, None, lost_race=True)) from None
                 continue  # a concurrent PUT won; read again and bump past it
         raise Conflict("the workflow is being changed concurrently; try again")
+
+    def workflow_version(self, tenant: str, workflow_id: str, version: int) -> Workflow:
+        """One immutable version of a workflow, as it was written (what a run of it executes)."""
+        item = self.db.get(
+            TableName=self.runs_table, Key=key(keys.workflows_pk(tenant), keys.version_sk(workflow_id, version))
+        )
+        if not item:
+            raise NotFound(f"workflow {workflow_id} version {version} not found")
+        return workflow_from(plain(item))
 
     def _series_writes(self, tenant: str, workflow_id: str, name: str) -> list[dict]:
         series = {
@@ -122,6 +143,15 @@ class WorkflowStore(StoreBase):
             ExpressionAttributeValues={":pk": s(keys.workflows_pk(tenant)), ":p": s(prefix)},
         )
         return [(r["workflowId"], r["workflowName"]) for r in map(plain, rows)]
+
+
+def _stale(workflow_id: str, expected: int, stored: int | None, *, lost_race: bool = False) -> str:
+    if lost_race:
+        return (f"workflow {workflow_id} is no longer at version {expected}: another change landed first; "
+                "GET it again and re-apply your edit")
+    if stored is None:
+        return f"workflow {workflow_id} does not exist, so it is not at version {expected}"
+    return f"workflow {workflow_id} is at version {stored}, not {expected}: GET it again and re-apply your edit"
 
 
 def workflow_from(row: dict) -> Workflow:
