@@ -181,10 +181,17 @@ def run(quick: bool) -> SectionResult:
     get_settings.cache_clear()
     settings = get_settings()
     service = RunService(InMemoryStore({(TENANT, RUN_ID): sample_run()}), NoOrchestrator(), settings)
+    from workflow_runs import telemetry
+    from workflow_runs_api import handler as api_handler
+
+    bare_reference = powertools_handler(service, settings)
     handlers = {
         "subject": mangum_handler(service),
-        "reference": powertools_handler(service, settings),
+        # The same Powertools Logger/Metrics/Tracer wrapper as the shipped handler: a
+        # Powertools app is instrumented too, so the ratio is the frameworks' own overhead.
+        "reference": telemetry.instrument(telemetry.API, bare_reference, correlation=api_handler._correlation),
         "variant": uninstrumented(service),
+        "bare_reference": bare_reference,
     }
     context = Context()
 
@@ -204,12 +211,12 @@ def run(quick: bool) -> SectionResult:
     clock = time.perf_counter
     for i in range(rounds):
         # Rotate who goes first, so none always runs right after another's cache effects.
-        for name in names[i % 3:] + names[: i % 3]:
+        for name in names[i % len(names):] + names[: i % len(names)]:
             event = rest_event()
             started = clock()
             handlers[name](event, context)
             times[name].append(clock() - started)
-    s, r, v = (median(times[name]) for name in names)
+    s, r, v, b = (median(times[name]) for name in names)
     ratio = s / r
     result = SectionResult(
         "request-overhead",
@@ -220,19 +227,21 @@ def run(quick: bool) -> SectionResult:
             "store faked in memory (a run with 3 activity runs), and through a Powertools "
             "`APIGatewayRestResolver` serving the same route with the same service, principal rules "
             "(private-API call: request-context `apiId` + `X-Tenant-Id`, no JWT on either side) and reply "
-            "model. A third is the shipped Mangum adapter without the Powertools instrumentation "
-            "(`workflow_runs_api.handler._handle`). All answers are checked equal first. {warmup} warm-up rounds, then {rounds} rounds "
+            "model. Both carry the same Powertools Logger/Metrics/Tracer wrapper (`workflow_runs.telemetry.instrument`), "
+            "so the ratio is the frameworks' own per-request cost. The same pair without that wrapper (the shipped "
+            "Mangum adapter `workflow_runs_api.handler._handle` and the bare resolver) is timed beside them. All answers are checked equal first. {warmup} warm-up rounds, then {rounds} rounds "
             "timed request by request, rotating which handler goes first. Figure: median(Mangum/FastAPI) / "
             "median(Powertools)."
         ),
     )
     result.add(
-        Figure("per-request time, the shipped handler (Mangum + FastAPI, Powertools Logger/Metrics/Tracer) / "
-               "Powertools resolver (`GET /{runId}`)",
+        Figure("per-request time, the shipped handler (Mangum + FastAPI) / Powertools resolver (`GET /{runId}`), "
+               "both with the same Powertools Logger/Metrics/Tracer wrapper",
                f"{ratio:.2f}× ({us(s)} vs {us(r)})", f"≤ {TARGET}×", ratio <= TARGET,
                key="request_overhead_vs_powertools", number=round(ratio, 3), unit="×"),
-        Figure("the same handler without the Powertools Logger/Metrics/Tracer wrapper / Powertools resolver",
-               f"{v / r:.2f}× ({us(v)})", note="what the instrumentation costs per request"),
+        Figure("the same pair without the Logger/Metrics/Tracer wrapper: Mangum + FastAPI / bare Powertools resolver",
+               f"{v / b:.2f}× ({us(v)} vs {us(b)})", key="request_overhead_vs_powertools_uninstrumented",
+               number=round(v / b, 3), unit="×", note=f"the wrapper costs {us(s - v)} per request"),
         Figure("threads started per invocation by the shipped handler", f"{threads:.1f}",
                key="threads_started_per_invocation_by_the_shipped_handler", number=threads),
     )

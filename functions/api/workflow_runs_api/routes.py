@@ -17,7 +17,7 @@ from workflow_runs_http.errors import parse_query
 from workflow_runs_http.etags import IfMatch, etag, if_match_version
 from workflow_runs_http.forms import EXECUTE_BODY, IdempotencyKey, parse_execute
 from workflow_runs_http.json_body import StrictJsonRoute
-from workflow_runs_http.security import PrincipalDep
+from workflow_runs_http.security import PrincipalDep, current_principal
 
 from . import schemas
 
@@ -100,9 +100,11 @@ async def dashboard(request: Request, workflowId: UuidPath, principal: Principal
 
 @runs.get("/{runId}", response_model=schemas.RunReply, responses=schemas.errors(400, 401, 404, 500),
           summary="A run with its activity runs")
-async def get_run(request: Request, runId: UuidPath, principal: PrincipalDep) -> Response:
-    # The service is read as `ServiceDep` would read it, without a dependency to solve:
-    # FastAPI's dependency solving is the largest cost of the hottest read of the API.
+async def get_run(request: Request, runId: UuidPath) -> Response:
+    # The caller and the service are found as `PrincipalDep` and `ServiceDep` would find
+    # them, without dependencies to solve: FastAPI's dependency solving is the largest cost
+    # of the hottest read of the API.
+    principal = await current_principal(request)
     service = await service_of(request)
     run = await call_blocking(request, service.get_run, principal.tenant, canonical_uuid(runId, "runId"))
     # Serialised once by the reply model itself: FastAPI would dump, validate and dump it
