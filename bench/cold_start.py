@@ -358,7 +358,9 @@ def _first_request(result: SectionResult, rounds: int, endpoint: str, *, warm: i
         "again, random reseeded); the connection to DynamoDB opened (a ListTables through the function's own "
         "client, timed apart: no connection survives a snapshot, so every restored environment pays it, "
         f"whatever its init did); then the first request and {warm} warm ones, timed one by one, against a "
-        "DynamoDB Local over HTTP (fresh tables per sample; the runs written before the init). "
+        "DynamoDB Local over HTTP (fresh tables per sample; the runs written before the init; as many requests of "
+        "the same kind sent first from another interpreter, so DynamoDB Local's JVM has compiled those paths, "
+        "a warm-up DynamoDB itself does not need). "
         "Figure: median over samples of first / median(warm).\n\n"
         + md_table(["function", "opening the connection (apart)", "first (median)", "warm (median)",
                     "first ÷ warm, each sample"], rows)
