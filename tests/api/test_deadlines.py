@@ -32,11 +32,17 @@ INTERNAL = {"X-Tenant-Id": "acme"}
 
 @dataclass
 class LambdaContext:
-    """What Lambda hands the handler; only the remaining time matters here."""
+    """What Lambda hands the handler (every attribute the Powertools Logger reads); only the
+    remaining time matters here."""
 
     remaining_ms: float
     aws_request_id: str = "req-1"
     function_name: str = "api"
+    function_version: str = "1"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:api:live"
+    log_group_name: str = "/aws/lambda/api"
+    log_stream_name: str = "api"
 
     def get_remaining_time_in_millis(self) -> int:
         return int(self.remaining_ms)
