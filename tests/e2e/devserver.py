@@ -1,5 +1,5 @@
-"""`workflow-runs dev` started as a user starts it (a subprocess on free ports), for the
-viewer's browser tests and the client CLI's terminal tests; and workflows put over HTTP."""
+"""`workflow-runs dev` started as a user starts it (a subprocess on free ports), for every
+end-to-end test that talks to it over HTTP, a browser or a terminal; and workflows put over HTTP."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from workflow_runs_dev.dynamodb_local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = "/api/v1/workflow-runs"
+THREE_STEP = "0f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d02"  # examples/three-step-transform.yaml
 WORKFLOWS = "/api/v1/workflows"
 
 
@@ -69,13 +70,16 @@ class DevServer:
 
 
 @contextmanager
-def dev_server(*extra: str, env: dict[str, str] | None = None) -> Iterator[DevServer]:
+def dev_server(*extra: str, env: dict[str, str] | None = None, examples: bool = False) -> Iterator[DevServer]:
+    """`extra` arguments for `workflow-runs dev`; `env` over this process's environment
+    (less the settings a test session sets for itself); `examples` loads examples/."""
     port, internal_port = free_port(), free_port()
     environment = {k: v for k, v in os.environ.items()
                    if k not in ("JWKS_URL", "RUNS_TABLE", "EVENTS_TABLE", "WORKFLOW_RUNS_URL", "WORKFLOW_RUNS_TOKEN")}
     environment.update(env or {})
     process = subprocess.Popen(
-        [console_script(), "dev", "--port", str(port), "--internal-port", str(internal_port), "--no-examples", *extra],
+        [console_script(), "dev", "--port", str(port), "--internal-port", str(internal_port),
+         *(() if examples else ("--no-examples",)), *extra],
         cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     assert process.stdout is not None

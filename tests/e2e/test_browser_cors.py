@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from workflow_runs_dev.dynamodb_local import free_port
 
-from tests.e2e.test_dev_server import ROOT, THREE_STEP, DevServer, console_script
+from tests.e2e.devserver import THREE_STEP, DevServer, dev_server
 from tests.integration.sse_helpers import ServerThread
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -118,33 +115,9 @@ def page_port() -> int:
 
 @pytest.fixture(scope="module")
 def cors_dev_server(page_port: int) -> Iterator[DevServer]:
-    port, internal_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("JWKS_URL", "RUNS_TABLE", "EVENTS_TABLE",
-                                                             "CORS_ALLOW_ORIGINS")}
-    process = subprocess.Popen(
-        [console_script(), "dev", "--port", str(port), "--internal-port", str(internal_port), "--dynamodb", "moto",
-         "--cors-origin", f"http://127.0.0.1:{page_port}", "--cors-origin", "http://localhost:5173"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        lines.append(line)
-        if line.startswith("Ctrl-C stops everything"):
-            break
-    banner = "".join(lines)
-    if process.poll() is not None or "Ctrl-C" not in banner:
-        process.kill()
-        pytest.fail(f"workflow-runs dev did not start:\n{banner}")
-    yield DevServer(process, banner, port, internal_port)
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with dev_server("--dynamodb", "moto", "--cors-origin", f"http://127.0.0.1:{page_port}",
+                    "--cors-origin", "http://localhost:5173", env={"CORS_ALLOW_ORIGINS": ""}, examples=True) as server:
+        yield server
 
 
 def _site(server: DevServer) -> PageSite:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,58 +13,16 @@ from typing import Iterator
 
 import httpx
 import pytest
-
 from workflow_runs_dev.dynamodb_local import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-THREE_STEP = "0f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d02"
-RUNS = "/api/v1/workflow-runs"
-
-
-class DevServer:
-    def __init__(self, process: subprocess.Popen, banner: str, port: int, internal_port: int):
-        self.process = process
-        self.banner = banner
-        self.public = f"http://127.0.0.1:{port}"
-        self.internal = f"http://127.0.0.1:{internal_port}"
-        match = re.search(r"^export TOKEN=(\S+)$", banner, re.MULTILINE)
-        self.token = match.group(1) if match else None
-
-
-def console_script() -> str:
-    script = Path(sys.executable).with_name("workflow-runs")
-    return str(script) if script.exists() else shutil.which("workflow-runs") or "workflow-runs"
+from tests.e2e.devserver import ROOT, RUNS, THREE_STEP, DevServer, console_script
+from tests.e2e.devserver import dev_server as start_dev_server
 
 
 @pytest.fixture(scope="module")
 def dev_server() -> Iterator[DevServer]:
-    port, internal_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("JWKS_URL", "RUNS_TABLE", "EVENTS_TABLE")}
-    process = subprocess.Popen(
-        [console_script(), "dev", "--port", str(port), "--internal-port", str(internal_port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        lines.append(line)
-        if line.startswith("Ctrl-C stops everything"):
-            break
-    banner = "".join(lines)
-    if process.poll() is not None or "Ctrl-C" not in banner:
-        process.kill()
-        pytest.fail(f"workflow-runs dev did not start:\n{banner}")
-    server = DevServer(process, banner, port, internal_port)
-    yield server
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with start_dev_server(examples=True) as server:
+        yield server
 
 
 def test_banner_says_which_database_and_prints_a_dev_token(dev_server: DevServer):

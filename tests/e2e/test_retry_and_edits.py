@@ -4,38 +4,28 @@ orchestrator and the real step runner drive the retry."""
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from workflow_runs_dev.dynamodb_local import free_port
 
+from tests.e2e.devserver import RUNS, WORKFLOWS, DevServer
+from tests.e2e.devserver import dev_server as start_dev_server
 from tests.integration.sse_helpers import events_of, read_stream
 from tests.support import ScriptedServer
 
 pytestmark = pytest.mark.dynamodb_local
 
-ROOT = Path(__file__).resolve().parents[2]
-RUNS = "/api/v1/workflow-runs"
-WORKFLOWS = "/api/v1/workflows"
 
 
 class Dev:
-    def __init__(self, port: int, internal_port: int, token: str):
-        self.public = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=40,
-                                   headers={"Authorization": f"Bearer {token}"})
-        self.internal_url = f"http://127.0.0.1:{internal_port}"
+    def __init__(self, server: DevServer):
+        self.public = httpx.Client(base_url=server.public, timeout=40, headers=server.headers)
+        self.internal_url = server.internal
 
     def internal(self, tenant: str) -> httpx.Client:
         return httpx.Client(base_url=self.internal_url, timeout=40, headers={"X-Tenant-Id": tenant})
@@ -44,33 +34,10 @@ class Dev:
 @pytest.fixture(scope="module")
 def dev(dynamodb_local_endpoint: str) -> Iterator[Dev]:
     suffix = uuid.uuid4().hex[:10]
-    port, internal_port = free_port(), free_port()
-    env = {**{k: v for k, v in os.environ.items() if k != "JWKS_URL"},
-           "RUNS_TABLE": f"runs-{suffix}", "EVENTS_TABLE": f"events-{suffix}",
+    env = {"RUNS_TABLE": f"runs-{suffix}", "EVENTS_TABLE": f"events-{suffix}",
            "HTTP_STEP_ALLOWED_HOSTS": "127.0.0.1", "EXECUTE_WAIT_SECONDS": "20"}
-    script = Path(sys.executable).with_name("workflow-runs")
-    command = str(script) if script.exists() else shutil.which("workflow-runs") or "workflow-runs"
-    process = subprocess.Popen([command, "dev", "--port", str(port), "--internal-port", str(internal_port),
-                                "--dynamodb-endpoint", dynamodb_local_endpoint],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (lines and lines[-1].startswith("Ctrl-C stops everything")):
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        lines.append(line)
-    banner = "".join(lines)
-    token = re.search(r"^export TOKEN=(\S+)$", banner, re.MULTILINE)
-    if process.poll() is not None or token is None:
-        process.kill()
-        pytest.fail(f"workflow-runs dev did not start:\n{banner}")
-    yield Dev(port, internal_port, token.group(1))
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with start_dev_server("--dynamodb-endpoint", dynamodb_local_endpoint, env=env, examples=True) as server:
+        yield Dev(server)
 
 
 @pytest.fixture

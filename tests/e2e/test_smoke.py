@@ -3,20 +3,17 @@ a healthy server, and fails when a difference is injected between the server and
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from workflow_runs_dev.dynamodb_local import free_port
 
 from scripts import smoke
-from tests.e2e.test_dev_server import ROOT, DevServer, console_script
+from tests.e2e.devserver import ROOT, DevServer
+from tests.e2e.devserver import dev_server as start_dev_server
 
 Rewrite = Callable[[httpx.Request, bytes], bytes]
 
@@ -42,28 +39,8 @@ class Tampering(httpx.BaseTransport):
 @pytest.fixture(scope="module")
 def dev_server() -> Iterator[DevServer]:
     """`workflow-runs dev` as a user starts it (its own signing key and dev token)."""
-    port, internal_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("JWKS_URL", "RUNS_TABLE", "EVENTS_TABLE")}
-    process = subprocess.Popen(
-        [console_script(), "dev", "--port", str(port), "--internal-port", str(internal_port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    lines: list[str] = []
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and not (lines and lines[-1].startswith("Ctrl-C")):
-        line = process.stdout.readline() if process.stdout else ""
-        if not line and process.poll() is not None:
-            break
-        lines.append(line)
-    if process.poll() is not None or not lines or not lines[-1].startswith("Ctrl-C"):
-        process.kill()
-        pytest.fail("workflow-runs dev did not start:\n" + "".join(lines))
-    yield DevServer(process, "".join(lines), port, internal_port)
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with start_dev_server(examples=True) as server:
+        yield server
 
 
 def argv(server: DevServer) -> list[str]:
