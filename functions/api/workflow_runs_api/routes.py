@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from workflow_runs.approvals import DecisionRequest
+from workflow_runs.auth import Principal
 from workflow_runs.models import Status, WorkflowPut
-from workflow_runs.service import CancelRequest, ListQuery, canonical_uuid
+from workflow_runs.service import CancelRequest, ListQuery, RunService, canonical_uuid
 from workflow_runs_http.blocking import call_blocking
 from workflow_runs_http.deadlines import answer_deadline
 from workflow_runs_http.dependencies import ServiceDep
@@ -122,18 +123,21 @@ DecisionBody = Annotated[DecisionRequest | None, Body(description="optional")]
            summary="Approve a waiting approval step: it completes and the run goes on")
 async def approve(request: Request, runId: UuidPath, stepId: StepIdPath, principal: PrincipalDep,
                   service: ServiceDep, body: DecisionBody = None) -> schemas.RunReply:
-    run = await call_blocking(request, service.decide_approval, principal.tenant, canonical_uuid(runId, "runId"),
-                              stepId, approve=True, request=body or DecisionRequest())
-    return schemas.RunReply(workflowRun=run)
+    return await _decide(request, runId, stepId, principal, service, body, approve=True)
 
 
 @runs.post("/{runId}/steps/{stepId}/reject", response_model=schemas.RunReply,
            responses=schemas.errors(400, 401, 404, 409, 413, 500),
            summary="Reject a waiting approval step: it and the run fail")
 async def reject(request: Request, runId: UuidPath, stepId: StepIdPath, principal: PrincipalDep,
-                  service: ServiceDep, body: DecisionBody = None) -> schemas.RunReply:
-    run = await call_blocking(request, service.decide_approval, principal.tenant, canonical_uuid(runId, "runId"),
-                              stepId, approve=False, request=body or DecisionRequest())
+                 service: ServiceDep, body: DecisionBody = None) -> schemas.RunReply:
+    return await _decide(request, runId, stepId, principal, service, body, approve=False)
+
+
+async def _decide(request: Request, run_id: str, step_id: str, principal: Principal, service: RunService,
+                  body: DecisionRequest | None, *, approve: bool) -> schemas.RunReply:
+    run = await call_blocking(request, service.decide_approval, principal.tenant, canonical_uuid(run_id, "runId"),
+                              step_id, approve=approve, request=body or DecisionRequest())
     return schemas.RunReply(workflowRun=run)
 
 
