@@ -9,12 +9,14 @@ import uuid
 
 import pytest
 from fastapi.testclient import TestClient
+from workflow_runs import telemetry
 from workflow_runs.models import Status
 from workflow_runs.service import ExecuteRequest
 from workflow_runs_api.app import create_app
 from workflow_runs_step_runner.runner import run_step
 
 from tests.api.conftest import Api
+from tests.telemetry_support import metrics
 
 RUNS = "/api/v1/workflow-runs"
 TOKEN = "sfn-task-token-of-the-approval"
@@ -121,3 +123,18 @@ def test_bad_ids_are_400_and_no_credential_is_401(api: Api):
     assert api.client.post(f"{RUNS}/not-a-uuid/steps/review/approve", headers=api.headers()).status_code == 400
     assert api.client.post(f"{RUNS}/{uuid.uuid4()}/steps/9bad/approve", headers=api.headers()).status_code == 400
     assert api.client.post(f"{RUNS}/{uuid.uuid4()}/steps/review/approve").status_code == 401
+
+
+def test_a_rejection_counts_the_run_it_ends(api: Api, capsys: pytest.CaptureFixture[str]):
+    """The run ends in the API here (not in the step runner): RunsEnded{failed} is emitted
+    by the invocation that decided it."""
+    run_id = parked_run(api)
+    capsys.readouterr()
+
+    def invocation(_event: object, _context: object) -> int:
+        return api.client.post(f"{RUNS}/{run_id}/steps/review/reject", headers=api.headers(), json={}).status_code
+
+    assert telemetry.instrument(telemetry.API, invocation)({}, None) == 200
+
+    ended = [m for m in metrics(capsys.readouterr().out) if m.name == "RunsEnded"]
+    assert [m.dimensions for m in ended] == [{"service": "api", "Status": "failed", "RunClass": "standard"}]
