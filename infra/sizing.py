@@ -28,6 +28,10 @@ RESERVED_CONCURRENCY = {
     "stream": 100,
 }
 
+# Streams one tenant may hold open at once (the stream function's STREAM_MAX_PER_TENANT,
+# refused with 429 beyond it); a stage with many tenants lowers it below the stream cap.
+STREAM_MAX_PER_TENANT = 100
+
 # Batches the projector processes at once per shard of the runs table's stream (1–10);
 # records of one run (one partition key) stay in order.
 PROJECTOR_PARALLELIZATION_FACTOR = 4

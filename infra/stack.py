@@ -19,7 +19,7 @@ from infra.constructs.functions import SERVICE_NAME, Functions
 from infra.constructs.observability import Observability
 from infra.constructs.orchestration import Orchestration
 from infra.constructs.stream import Stream
-from infra.sizing import RESERVED_CONCURRENCY
+from infra.sizing import RESERVED_CONCURRENCY, STREAM_MAX_PER_TENANT
 
 
 class WorkflowRunsStack(Stack):
@@ -68,6 +68,7 @@ class WorkflowRunsStack(Stack):
             apis=[a for a in (api.public_api, api.private_api) if a is not None],
             projector=stream.projector,
             stream_concurrency=config.stream_concurrency or RESERVED_CONCURRENCY["stream"],
+            stream_max_per_tenant=STREAM_MAX_PER_TENANT,
         )
 
         # One origin for a browser app: blocking calls and streams both under PublicApiUrl.

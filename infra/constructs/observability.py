@@ -39,8 +39,9 @@ FUNCTION_ERRORS_PER_5_MINUTES = 5
 METRICS_NAMESPACE = "WorkflowRuns"
 RUN_CLASSES = ("standard", "express")
 # Services that may end a run as failed: the step runner (a step failed), the reconciler
-# (an execution failed, timed out or was aborted, or a stale run swept).
-RUN_ENDING_SERVICES = ("step-runner", "reconciler")
+# (an execution failed, timed out or was aborted, or a stale run swept), the API (a start
+# that failed, an approval rejected).
+RUN_ENDING_SERVICES = ("api", "step-runner", "reconciler")
 FAILED_RUNS_PER_5_MINUTES = 5
 STREAMS_REFUSED_PER_5_MINUTES = 10
 # Alarm when the streams open at once reach this share of the stream function's cap.
@@ -60,6 +61,7 @@ class Observability(Construct):
         apis: Sequence[apigw.RestApi],
         projector: lambda_.Function,
         stream_concurrency: int,
+        stream_max_per_tenant: int,
     ) -> None:
         super().__init__(scope, construct_id)
         self.alarms: list[cloudwatch.Alarm] = []
@@ -162,13 +164,26 @@ class Observability(Construct):
             STREAMS_REFUSED_PER_5_MINUTES,
             "Streams refused by the per-tenant cap (429): a tenant opens more than STREAM_MAX_PER_TENANT",
         )
-        open_streams = app_metric("OpenStreams", "stream", statistic="Maximum", period=ONE_MINUTE)
+        # Each open stream holds one stream function: the function's own concurrency is the
+        # number of streams open at once, all tenants together.
+        streams_open = functions["stream"].metric("ConcurrentExecutions", statistic="Maximum", period=ONE_MINUTE)
         alarm(
             "OpenStreamsNearCap",
-            open_streams,
+            streams_open,
             max(1, int(stream_concurrency * OPEN_STREAMS_SHARE)),
             f"Open streams near the stream function's concurrency cap ({stream_concurrency}): new streams "
             "will be throttled",
+            periods=3,
+        )
+        # OpenStreams: the opening tenant's own streams (its leases), so its Maximum is the
+        # busiest tenant's count against STREAM_MAX_PER_TENANT.
+        tenant_streams = app_metric("OpenStreams", "stream", statistic="Maximum", period=ONE_MINUTE)
+        alarm(
+            "TenantOpenStreamsNearCap",
+            tenant_streams,
+            max(1, int(stream_max_per_tenant * OPEN_STREAMS_SHARE)),
+            f"A tenant holds streams near its cap (STREAM_MAX_PER_TENANT = {stream_max_per_tenant}): more "
+            "will be refused with 429",
             periods=3,
         )
         for name, function in functions.items():
@@ -259,8 +274,8 @@ class Observability(Construct):
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
-                title="Streams: open (max), refused",
-                left=[open_streams],
+                title="Streams: open (all tenants; the busiest tenant's), refused",
+                left=[streams_open, tenant_streams],
                 right=[streams_refused],
                 left_annotations=[
                     cloudwatch.HorizontalAnnotation(value=stream_concurrency, label="stream function cap")

@@ -25,7 +25,7 @@ from infra.constructs.data import Data
 from infra.constructs.functions import Functions, FunctionSpec
 from infra.constructs.orchestration import Orchestration
 from infra.constructs.queues import failure_queue
-from infra.sizing import MEMORY_MB, PROJECTOR_PARALLELIZATION_FACTOR, RESERVED_CONCURRENCY
+from infra.sizing import MEMORY_MB, PROJECTOR_PARALLELIZATION_FACTOR, RESERVED_CONCURRENCY, STREAM_MAX_PER_TENANT
 
 # The Lambda Web Adapter layer, pinned here and nowhere else. AWS publishes the same
 # version number in every commercial region (LWA docs, "Zip Packages"); a region that
@@ -93,6 +93,7 @@ class Stream(Construct):
                     # A stream ends cleanly (the client resumes) a minute before the function
                     # would time out: a timeout is an error, and it would trip the alarm.
                     "STREAM_MAX_SECONDS": str(int(STREAM_TIMEOUT.to_seconds()) - STREAM_END_MARGIN_SECONDS),
+                    "STREAM_MAX_PER_TENANT": str(STREAM_MAX_PER_TENANT),
                     **orchestration.run_control_environment(config),
                 },
                 # The cap on streams open at once (API and function URL together).

@@ -179,9 +179,14 @@ def test_alarms_watch_the_functions_metrics(prod):
     simple = {(a.get("Namespace"), a.get("MetricName")): a for a in alarms if "MetricName" in a}
     assert simple[("WorkflowRuns", "ProjectionLag")]["Dimensions"] == [{"Name": "service", "Value": "projector"}]
     assert simple[("WorkflowRuns", "StreamsRefused")]["Dimensions"] == [{"Name": "service", "Value": "stream"}]
-    open_streams = simple[("WorkflowRuns", "OpenStreams")]
-    assert open_streams["Statistic"] == "Maximum"
-    assert 0 < open_streams["Threshold"] < RESERVED_CONCURRENCY["stream"]
+    tenant_streams = simple[("WorkflowRuns", "OpenStreams")]  # the busiest tenant's, against its own cap
+    assert tenant_streams["Statistic"] == "Maximum"
+    _, stream = function_by_handler(prod, STREAM_HANDLER)
+    per_tenant = int(stream["Properties"]["Environment"]["Variables"]["STREAM_MAX_PER_TENANT"])
+    assert 0 < tenant_streams["Threshold"] < per_tenant
+    all_streams = simple[("AWS/Lambda", "ConcurrentExecutions")]  # every tenant's, against the function's cap
+    assert all_streams["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function_by_handler(prod, STREAM_HANDLER)[0]}}]
+    assert 0 < all_streams["Threshold"] < RESERVED_CONCURRENCY["stream"]
     (failed,) = [a for a in alarms if "Metrics" in a]  # the one metric-math alarm
     summed = [m["MetricStat"]["Metric"] for m in failed["Metrics"] if "MetricStat" in m]
     assert {m["MetricName"] for m in summed} == {"RunsEnded"}
