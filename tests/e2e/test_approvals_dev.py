@@ -29,9 +29,15 @@ def http(dev_server: DevServer) -> Iterator[httpx.Client]:  # noqa: F811
 
 
 def start(http: httpx.Client, workflow_id: str = EXAMPLE, inputs: dict[str, Any] | None = None) -> str:
+    """A blocking execute: it answers 202 with `Location` as soon as the approval waits (a
+    person decides; the run cannot end before), not when EXECUTE_WAIT_SECONDS (25) runs out."""
+    began = time.monotonic()
     response = http.post(f"{RUNS}/execute", json={"workflowId": workflow_id, "inputs": {"title": "v2"} if inputs is None else inputs})
-    assert response.status_code in (200, 202), response.text
-    return response.json()["workflowRun"]["id"]
+    assert response.status_code == 202, response.text
+    assert time.monotonic() - began < 10
+    run = response.json()["workflowRun"]
+    assert response.headers["location"].endswith(f"{RUNS}/{run['id']}")
+    return run["id"]
 
 
 def until(http: httpx.Client, run_id: str, status: str, timeout: float = 20) -> dict[str, Any]:

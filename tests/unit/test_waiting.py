@@ -160,3 +160,36 @@ def test_only_wait_steps_are_quiet():
         {"id": "a", "type": "wait", "config": {"seconds": 3}},
         {"id": "c", "type": "transform", "config": {"output": "x"}}]})
     assert quiet_steps_of(definition.steps) == {"a": 3.0}
+
+
+def test_a_step_waiting_for_a_person_ends_the_wait_at_once_without_an_end():
+    # Given a run whose approval step starts waiting at 0.4 s (its other steps busy before)
+    timeline = [(0.1, "activity-run"), (0.4, ("activity-run", {"content": {"stepId": "review", "status": "waiting"}}))]
+    log = ScriptedLog(timeline)
+
+    outcome = wait_for_end(log, "run-1", 25.0, PACING, parked_steps={"review"}, monotonic=log.monotonic,
+                           sleep=log.sleep)
+
+    # Then the waiter stops soon after the waiting event, not at the deadline, and says not ended
+    assert outcome.ended is False and outcome.run is None
+    assert log.now <= 0.4 + PACING.poll_max  # read at the follower's pace, answered at the first read after it
+
+
+def test_a_step_not_parked_that_waits_does_not_end_the_wait():
+    timeline = [(0.4, ("activity-run", {"content": {"stepId": "pause", "status": "waiting"}})), (2.0, "result")]
+    log = ScriptedLog(timeline)
+
+    outcome = wait_for_end(log, "run-1", 25.0, PACING, parked_steps={"review"}, monotonic=log.monotonic,
+                           sleep=log.sleep)
+
+    assert outcome.ended is True and 2.0 <= log.now < 2.0 + 2 * PACING.poll_max
+
+
+def test_parked_steps_are_the_approval_steps():
+    from types import SimpleNamespace
+
+    from workflow_runs.waiting import parked_steps_of
+
+    steps = [SimpleNamespace(id="a", type="transform"), SimpleNamespace(id="r", type="approval"),
+             SimpleNamespace(id="w", type="wait")]
+    assert parked_steps_of(steps) == {"r"}

@@ -34,7 +34,7 @@ from .pages import open_token, seal_token
 from .serverkey import server_key
 from .settings import Settings
 from .store import NewRun, Page, RunRecord, RunStore
-from .waiting import Pacing, quiet_steps_of, wait_for_end
+from .waiting import Pacing, parked_steps_of, quiet_steps_of, wait_for_end
 
 if TYPE_CHECKING:
     from .approvals import DecisionRequest
@@ -282,7 +282,7 @@ class RunService:
             return run, False
         # The run's end reaches its event log as the closing event: wake on it.
         outcome = wait_for_end(self.store, run.id, deadline, Pacing.from_settings(self.settings),
-                               quiet_steps=quiet_steps_of(workflow.steps))
+                               quiet_steps=quiet_steps_of(workflow.steps), parked_steps=parked_steps_of(workflow.steps))
         if outcome.run is not None:
             return WorkflowRun.model_validate(outcome.run), True
         final = self.store.get_run(tenant, run.id)

@@ -13,6 +13,10 @@ needs no reads while it waits: once its `waiting` event is read, the waiter hold
 until shortly before the step is due, then reads at `poll_min`, so the end that follows it
 is seen at once, for fewer reads than backing off would cost.
 
+A step that waits for a person (an `approval` step: `parked_steps`) ends the wait as soon
+as its `waiting` event is read: the run cannot end before someone decides, so the caller
+gets its 202 with `Location` at once instead of at the deadline.
+
 A log that stays idle for `close_grace` seconds has the run's status read once (a
 projection running behind, or failed, must not hold the answer to the deadline).
 """
@@ -20,11 +24,11 @@ projection running behind, or failed, must not hold the answer to the deadline).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .states import CLOSING_EVENTS, EVENT_ACTIVITY, EVENT_THINKING, Status
+from .states import APPROVAL_STEP, CLOSING_EVENTS, EVENT_ACTIVITY, EVENT_THINKING, Status
 
 PAGE_SIZE = 100
 # A quiet step's hold ends this long before it is due (the waiting event is read a little
@@ -77,11 +81,13 @@ def wait_for_end(
     pacing: Pacing,
     *,
     quiet_steps: Mapping[str, float] | None = None,
+    parked_steps: Collection[str] = (),
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> WaitOutcome:
     """Block until the run's closing event is in its log (ended) or `deadline` (a
-    `monotonic()` time) passes. `quiet_steps`: step id → seconds it waits."""
+    `monotonic()` time) passes, or one of `parked_steps` waits for a decision (not ended).
+    `quiet_steps`: step id → seconds it waits."""
     cursor: str | None = None
     delay = pacing.poll_min
     idle_since: float | None = None
@@ -95,6 +101,8 @@ def wait_for_end(
             if name in CLOSING_EVENTS:
                 carried = data.get("workflowRun") if isinstance(data, dict) else None
                 return WaitOutcome(True, carried if isinstance(carried, dict) else None)
+            if _waiting_step(name, data) in parked_steps:
+                return WaitOutcome(False)
             hold = _quiet_for(name, data, quiet_steps)
         if len(page) == PAGE_SIZE:
             continue  # more is waiting: read on at once
@@ -129,13 +137,24 @@ def wait_for_end(
             delay = min(delay * 2, pacing.poll_max if not page else min(pacing.poll_max, THINKING_POLL_MAX_SECONDS))
 
 
+def _waiting_step(name: str, data: Any) -> str | None:
+    """The step id of an activity event that says its step is `waiting`, else None."""
+    content = data.get("content") if isinstance(data, dict) else None
+    if name == EVENT_ACTIVITY and isinstance(content, dict) and content.get("status") == Status.WAITING.value:
+        return str(content.get("stepId"))
+    return None
+
+
 def _quiet_for(name: str, data: Any, quiet_steps: Mapping[str, float]) -> float:
     """How long the run stays quiet after this event: a quiet step's `waiting` starts its
     wait; any later event of the run cancels an earlier hold."""
-    content = data.get("content") if isinstance(data, dict) else None
-    if name == EVENT_ACTIVITY and isinstance(content, dict) and content.get("status") == Status.WAITING.value:
-        return float(quiet_steps.get(str(content.get("stepId")), 0.0))
-    return 0.0
+    step_id = _waiting_step(name, data)
+    return float(quiet_steps.get(step_id, 0.0)) if step_id is not None else 0.0
+
+
+def parked_steps_of(steps: Iterable[Any]) -> frozenset[str]:
+    """The steps of a workflow that wait for a person: `approval` steps."""
+    return frozenset(step.id for step in steps if step.type == APPROVAL_STEP)
 
 
 def quiet_steps_of(steps: Iterable[Any]) -> dict[str, float]:
