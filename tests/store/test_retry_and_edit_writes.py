@@ -12,18 +12,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import boto3
 import pytest
-from botocore.config import Config
 from workflow_runs.errors import Conflict, Unavailable
 from workflow_runs.models import ActivityRun, RunError, RunInput, Status, WorkflowDefinition, utc_now
 from workflow_runs.retries import plan_retry
 from workflow_runs.service import RunService
-from workflow_runs.settings import Settings
 from workflow_runs.store import NewRun, RunStore
 from workflow_runs_dev.faults import FaultInjector
 
-from tests.store.test_store_under_faults import until_done
+from tests.store.test_store_under_faults import (
+    faulty,  # noqa: F401 - a fixture
+    until_done,
+)
 
 pytestmark = pytest.mark.dynamodb_local
 
@@ -160,17 +160,6 @@ def test_two_editors_of_one_version_at_once_one_wins_one_is_409(local_store: Run
 # ------------------------------------------------------------------ under injected faults
 
 
-@pytest.fixture
-def faulty(local_settings: Settings, dynamodb_local_endpoint: str):
-    client = boto3.session.Session().client(
-        "dynamodb", endpoint_url=dynamodb_local_endpoint,
-        config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32))
-    faults = FaultInjector(conflict_rate=0.4, throttle_rate=0.2, seed=17)
-    faults.attach(client)
-    store = RunStore(local_settings, client=client)
-    store.db.sleep = lambda _: None
-    yield store, faults
-    faults.detach()
 
 
 def test_retries_under_conflicts_and_throttles_make_one_retry_per_run_with_its_steps(faulty):

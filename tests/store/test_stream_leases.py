@@ -9,14 +9,11 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 import pytest
-from botocore.config import Config
 from workflow_runs import keys
-from workflow_runs.errors import Unavailable
-from workflow_runs.settings import Settings
 from workflow_runs.store import RunStore
-from workflow_runs_dev.faults import FaultInjector
+
+from tests.store.test_store_under_faults import faulty, until_done  # noqa: F401 - faulty is a fixture
 
 TTL = 900
 
@@ -102,29 +99,6 @@ def test_concurrent_openers_never_exceed_the_limit(local_store: RunStore):
     assert local_store.open_streams("busy") == 10
 
 
-@pytest.fixture
-def faulty(local_settings: Settings, dynamodb_local_endpoint: str):
-    client = boto3.session.Session().client(
-        "dynamodb", endpoint_url=dynamodb_local_endpoint,
-        config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32))
-    faults = FaultInjector(conflict_rate=0.4, throttle_rate=0.2, seed=5)
-    faults.attach(client)
-    store = RunStore(local_settings, client=client)
-    store.db.sleep = lambda _: None
-    yield store, faults
-    faults.detach()
-
-
-def until_done(call, tries: int = 30):
-    """A stream that meets Unavailable answers 503; its client tries again."""
-    for _ in range(tries - 1):
-        try:
-            return call()
-        except Unavailable:
-            continue
-    return call()
-
-
 @pytest.mark.dynamodb_local
 def test_leases_under_conflicts_and_throttles_keep_the_cap_exact_and_lose_no_slot(faulty):
     store, faults = faulty
@@ -144,6 +118,10 @@ def test_leases_under_conflicts_and_throttles_keep_the_cap_exact_and_lose_no_slo
     assert len(granted) == limit
     assert len({lease.slot for lease in granted}) == limit
     assert faults.stats["injected"] > 0
+    # Throttles met the lease writes. TransactionConflict cannot: no transaction touches a
+    # lease item, and two openers of one slot race on its condition (ConditionalCheckFailed,
+    # which the 40 concurrent openers above and here meet), as they would in AWS.
+    assert faults.stats["throttle_provisioned"] + faults.stats["throttle_throttling"] > 0
 
     # When they all close on the busy table, every slot comes back
     with ThreadPoolExecutor(8) as pool:
