@@ -29,6 +29,7 @@ import anyio
 from anyio import to_thread
 
 from workflow_runs.states import CLOSING_EVENTS
+from workflow_runs.waiting import Pacing
 
 from .cursors import START, is_closing
 
@@ -47,11 +48,11 @@ class EventLog(Protocol):
 
 
 @dataclass(frozen=True)
-class FollowPolicy:
-    poll_min: float = 0.05
-    poll_max: float = 1.0
-    # How often an idle stream looks whether its run is still worth waiting for.
-    close_grace: float = 10.0
+class FollowPolicy(Pacing):
+    """The log reader's pacing (`workflow_runs.waiting.Pacing`, which the blocking execute
+    shares), and what only a stream has: how long a run's closing event may lag, and its
+    own longest life."""
+
     # How long after a run's end its closing event may still be on its way (projection lag).
     lag_limit: float = 300.0
     # A stream's longest life: then it ends without a closing event, and the client resumes.
@@ -59,11 +60,8 @@ class FollowPolicy:
 
     @classmethod
     def from_settings(cls, settings: Any) -> FollowPolicy:
-        poll_min = max(0.001, float(settings.sse_poll_min_seconds))
-        poll_max = max(poll_min, float(settings.sse_poll_max_seconds))
-        # Ten polls at the idle pace: the projector lags by far less; a log whose events
-        # expired (TTL) stays silent forever.
-        return cls(poll_min=poll_min, poll_max=poll_max, close_grace=max(10 * poll_max, 1.0),
+        pacing = Pacing.from_settings(settings)
+        return cls(poll_min=pacing.poll_min, poll_max=pacing.poll_max, close_grace=pacing.close_grace,
                    max_seconds=float(settings.stream_max_seconds))
 
 

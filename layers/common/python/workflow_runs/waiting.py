@@ -67,6 +67,8 @@ class Pacing:
     def from_settings(cls, settings: Any) -> Pacing:
         poll_min = max(0.001, float(settings.sse_poll_min_seconds))
         poll_max = max(poll_min, float(settings.sse_poll_max_seconds))
+        # Ten polls at the idle pace: the projector lags by far less; a log whose events
+        # expired (TTL) stays silent forever.
         return cls(poll_min=poll_min, poll_max=poll_max, close_grace=max(10 * poll_max, 1.0))
 
     def next_delay(self, delay: float, got_events: bool) -> float:
