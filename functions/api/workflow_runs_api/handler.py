@@ -51,7 +51,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def prime() -> None:
     """Everything a first request would otherwise build, without I/O."""
     from workflow_runs.models import ActivityRun, Status, WorkflowRun  # noqa: PLC0415
-    from workflow_runs_http.dependencies import _default_service  # noqa: PLC0415
 
     from . import schemas  # noqa: PLC0415
 
@@ -60,59 +59,79 @@ def prime() -> None:
     _ready_clients()
     # Routing, the middleware, the error handlers and the auth dependency: /health answers
     # 200, and a run read without credentials is refused before it reaches the store.
-    for path, expected in (("/health", 200), ("/api/v1/workflow-runs/00000000-0000-4000-8000-000000000000", 401)):
-        reply = adapter(_priming_event(path), _PrimingContext())  # type: ignore[arg-type]  # duck-typed context
-        if reply.get("statusCode") != expected:
-            raise RuntimeError(f"priming request {path} answered {reply.get('statusCode')}, not {expected}")
+    for path, expected in (("/health", 200), (f"/api/v1/workflow-runs/{_PRIMING_RUN}", 401)):
+        _rehearse(adapter, _priming_event(path), expected)
     # The reply models' validators and serializers (pydantic builds them lazily).
     stamp = "2026-01-01T00:00:00.000Z"
-    run = WorkflowRun(id="00000000-0000-4000-8000-000000000000", workflow_id="00000000-0000-4000-8000-000000000001",
+    run = WorkflowRun(id=_PRIMING_RUN, workflow_id="00000000-0000-4000-8000-000000000001",
                       workflow_name="priming", status=Status.COMPLETED, inputs=[], created_at=stamp, updated_at=stamp,
                       activity_runs=[ActivityRun(id="a", step_id="s", step_name="s", status=Status.COMPLETED,
                                                  attempt=1, created_at=stamp, updated_at=stamp)])
     schemas.RunReply(workflowRun=run).model_dump_json(by_alias=True)
+    _rehearse_a_run_read()  # last: what it leaves warm is what the first request needs
+
+
+def _rehearse_a_run_read() -> None:
+    """`GET /{runId}` as a VPC-internal caller sends it, through the whole handler (Powertools'
+    wrapper included: its logs and metrics go nowhere), the store's Query answered in this
+    process with a run as the store writes it, until the path's code is specialized. Needs
+    the private API's id (the stack sets it); without one the 401 above is all there is."""
+    from workflow_runs.settings import get_settings  # noqa: PLC0415
+    from workflow_runs.store import rehearsal  # noqa: PLC0415
+    from workflow_runs_http.dependencies import _default_service  # noqa: PLC0415
+
+    private_api_ids = get_settings().private_api_ids
+    if not private_api_ids:
+        return
+    store = _default_service().store
+    items = rehearsal.run_items(store, "priming", _PRIMING_RUN)
+    event = _priming_event(f"/api/v1/workflow-runs/{_PRIMING_RUN}", tenant="priming", api_id=private_api_ids[0])
+    rehearsed = telemetry.instrument(telemetry.API, _handle, correlation=_correlation, traced=False)
+    answers = {"Query": {"Items": items, "Count": len(items), "ScannedCount": len(items)}}
+    with telemetry.rehearsal(telemetry.API), rehearsal.answered_here(store.client, answers):
+        for _ in range(rehearsal.REHEARSALS):
+            _rehearse(rehearsed, event, 200)
+
+
+def _rehearse(handle: Any, event: dict[str, Any], expected: int) -> None:
+    reply = handle(event, telemetry.RehearsalContext())
+    if reply.get("statusCode") != expected:
+        raise RuntimeError(f"priming request {event['path']} answered {reply.get('statusCode')}, not {expected}")
 
 
 def _after_restore() -> None:
     from workflow_runs_http.dependencies import _default_service  # noqa: PLC0415
 
-    # Clients made again after the restore (fresh credentials, no inherited connection pool),
+    # Clients made again after the restore (their credentials could not renew themselves),
     # here rather than on the first request.
     _default_service.cache_clear()
     _ready_clients()
 
 
 def _ready_clients() -> None:
-    """The store's and the orchestrator's clients made, and the store's operations run once
-    answered in-process (no request leaves): a first request finds botocore ready."""
+    """The store's and the orchestrator's clients made, and the store's operations rehearsed
+    (answered in-process: no request leaves), so a first request finds botocore ready."""
     from workflow_runs.store import warm_up  # noqa: PLC0415
     from workflow_runs_http.dependencies import _default_service  # noqa: PLC0415
 
     service = _default_service()
     getattr(service.orchestrator, "client", None)
-    warm_up(service.store.client)
+    warm_up(service.store)
 
 
-class _PrimingContext:
-    function_name = "priming"
-    memory_limit_in_mb = 128
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:priming"
-    aws_request_id = "priming"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 60_000
+_PRIMING_RUN = "00000000-0000-4000-8000-000000000000"
 
 
-def _priming_event(path: str) -> dict[str, Any]:
-    headers = {"Host": "priming.invalid"}
+def _priming_event(path: str, *, tenant: str | None = None, api_id: str | None = None) -> dict[str, Any]:
+    headers = {"Host": "priming.invalid", **({"X-Tenant-Id": tenant} if tenant else {})}
     return {
         "resource": "/{proxy+}", "path": path, "httpMethod": "GET", "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()}, "queryStringParameters": None,
         "multiValueQueryStringParameters": None, "pathParameters": {"proxy": path.lstrip("/")},
         "stageVariables": None, "body": None, "isBase64Encoded": False,
         "requestContext": {"resourcePath": "/{proxy+}", "httpMethod": "GET", "path": path, "stage": "priming",
-                           "requestId": "priming", "identity": {"sourceIp": "127.0.0.1"}},
+                           "requestId": "priming", "identity": {"sourceIp": "127.0.0.1"},
+                           **({"apiId": api_id} if api_id else {})},
     }
 
 

@@ -79,14 +79,14 @@ def prime() -> None:
 
 
 def _after_restore() -> None:
-    collaborators.cache_clear()  # the store's client made again: fresh credentials, no inherited connections
+    collaborators.cache_clear()  # made again: their credentials could not renew themselves
     _ready_clients()
 
 
 def _ready_clients() -> None:
     from workflow_runs.store import warm_up
 
-    warm_up(collaborators()["store"].client)  # answered in-process: nothing is sent
+    warm_up(collaborators()["store"])  # answered in-process: nothing is sent
 
 
 telemetry.lambda_init(prime, after_restore=_after_restore)

@@ -204,7 +204,7 @@ def prime() -> None:
 
 
 def _after_restore() -> None:
-    collaborators.cache_clear()  # clients made again: fresh credentials, no inherited connections
+    collaborators.cache_clear()  # made again: their credentials could not renew themselves
     _ready_clients()
 
 
@@ -213,7 +213,7 @@ def _ready_clients() -> None:
 
     made = collaborators()
     made["orchestrator"].client  # noqa: B018 - made now, not on the first sweep
-    warm_up(made["store"].client)  # answered in-process: nothing is sent
+    warm_up(made["store"])  # answered in-process: nothing is sent
 
 
 telemetry.lambda_init(prime, after_restore=_after_restore)

@@ -52,9 +52,9 @@ class StepFunctionsOrchestrator:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3  # noqa: PLC0415 - deferred to first use
+            from . import aws_clients  # noqa: PLC0415
 
-            self._client = boto3.session.Session().client("stepfunctions")
+            self._client = aws_clients.make("stepfunctions")
         return self._client
 
     def execution_arn(self, run_id: str) -> str:

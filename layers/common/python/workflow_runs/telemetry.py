@@ -22,12 +22,14 @@ RunsEnded{Status,RunClass}: two documents, each aggregated under its own dimensi
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import random
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stdout
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache, wraps
@@ -99,11 +101,13 @@ _current: ContextVar[_Invocation | None] = ContextVar("workflow_runs_invocation"
 
 
 def instrument(service: str, handler: Handler, *,
-               correlation: Callable[[Any, Any], dict[str, Any]] | None = None) -> Handler:
+               correlation: Callable[[Any, Any], dict[str, Any]] | None = None, traced: bool = True) -> Handler:
     """`handler` with the function's Logger (Lambda context, correlation keys, state cleared
     per invocation), Tracer (`capture_lambda_handler`, responses not captured: they carry
     run outputs) and Metrics (`log_metrics`: flushed at the end of every invocation).
-    `correlation(event, context)` gives the keys known from the event alone."""
+    `correlation(event, context)` gives the keys known from the event alone. `traced=False`:
+    without the Tracer whatever the environment (a rehearsal at init, where there is no
+    trace to join)."""
     if service not in SERVICES:
         raise ValueError(f"unknown service {service!r}")
     logger, metrics = get_logger(service), get_metrics(service)
@@ -127,9 +131,9 @@ def instrument(service: str, handler: Handler, *,
 
     # A disabled Tracer still builds X-Ray dummy segments on every call: not wrapped at all
     # where it could not send anything.
-    traced = (get_tracer(service).capture_lambda_handler(correlated, capture_response=False)
-              if tracing_enabled() else correlated)
-    flushed = metrics.log_metrics(traced)
+    inner = (get_tracer(service).capture_lambda_handler(correlated, capture_response=False)
+             if traced and tracing_enabled() else correlated)
+    flushed = metrics.log_metrics(inner)
     injected = logger.inject_lambda_context(flushed, clear_state=True)
 
     @wraps(handler)
@@ -226,13 +230,51 @@ def started_clock() -> Callable[[], float]:
 # ------------------------------------------------------------------ init phase, SnapStart
 
 
+class RehearsalContext:
+    """The Lambda context of a rehearsal at init (there is no invocation yet)."""
+
+    function_name = "rehearsal"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 128
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:rehearsal"
+    aws_request_id = "rehearsal"
+    log_group_name = ""
+    log_stream_name = ""
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 60_000
+
+
+@contextmanager
+def rehearsal(service: str) -> Iterator[None]:
+    """Inside, invocations of `service`'s instrumented handlers (made with `traced=False`)
+    run their whole Powertools path — so the init phase specializes its code too — but what
+    they log and the metrics they flush go nowhere. After, Powertools' cold-start flags are
+    set back: the first real invocation still reports itself as the cold start."""
+    from aws_lambda_powertools.logging import logger as powertools_logger
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    handler = get_logger(service).registered_handler
+    previous = handler.setStream(io.StringIO())
+    try:
+        with redirect_stdout(io.StringIO()):  # EMF documents are printed
+            yield
+    finally:
+        handler.setStream(previous)
+        powertools_logger.is_cold_start = True
+        cold_start.reset_cold_start_flag()
+
+
+
 def lambda_init(prime: Callable[[], None], *, after_restore: Callable[[], None] | None = None) -> bool:
     """Run in an entry module at import. In Lambda: `prime()` does the heavy work now (init
     phase; with SnapStart, the snapshot keeps it), and the runtime hooks are registered:
-    before the snapshot, nothing connection-bound is kept; after a restore, the random
-    generator is reseeded (every environment restored from one snapshot would otherwise draw
-    the same jitter) and the clients are made again (fresh credentials and connections).
-    Elsewhere: nothing. Returns whether it ran."""
+    before the snapshot, no connection is kept; after a restore, the random generator is
+    reseeded (every environment restored from one snapshot would otherwise draw the same
+    jitter), and the clients are kept, warm, with their connections closed, when their
+    credentials renew themselves — otherwise they are dropped and `after_restore` makes
+    them again (`workflow_runs.aws_clients`). Elsewhere: nothing. Returns whether it ran."""
     if not in_lambda():
         return False
     prime()
@@ -259,19 +301,23 @@ def _register_snapshot_hooks(after_restore: Callable[[], None] | None) -> None:
 
 
 def forget_connections() -> None:
-    """Drop every cached AWS client: they hold the init's credentials and would hold its
-    connections. The factories build them again on first use (a DynamoDB client costs a
-    few ms once the service model is loaded, which the snapshot keeps)."""
-    from workflow_runs.store.dynamo import dynamodb_client
+    """Before the snapshot: close every pooled connection (a socket cannot outlive it)."""
+    from workflow_runs import aws_clients
 
-    dynamodb_client.cache_clear()
+    aws_clients.close_connections()
 
 
 def restored(after_restore: Callable[[], None] | None = None) -> None:
+    from workflow_runs import aws_clients
+    from workflow_runs.store.dynamo import dynamodb_client
+
     random.seed()  # from os.urandom: this environment's own sequence
-    forget_connections()
+    aws_clients.close_connections()  # each client opens its own connection on its next call
+    if aws_clients.renew_themselves():
+        return  # the clients are kept, warm
+    dynamodb_client.cache_clear()
     if after_restore is not None:
-        after_restore()
+        after_restore()  # the owners make their clients again
 
 
 def simulate_snapshot_and_restore() -> None:

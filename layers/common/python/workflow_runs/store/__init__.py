@@ -10,10 +10,11 @@ which the projector shares. `RunStore` is all of them over one client.
 from __future__ import annotations
 
 from .approvals import ApprovalWrites
-from .dynamo import ConditionFailed, Dynamo, dynamodb_client, warm_up
+from .dynamo import ConditionFailed, Dynamo, dynamodb_client
 from .events import EventLog
 from .leases import StreamLease, StreamLeases
 from .records import ActivityWrite, NewRun, Page, RunRecord, StaleRun
+from .rehearsal import warm_up
 from .retries import RetryWrites
 
 

@@ -52,54 +52,12 @@ class ConditionFailed(Exception):
 
 @lru_cache(maxsize=8)
 def dynamodb_client(endpoint_url: str | None = None) -> Any:
-    import boto3  # noqa: PLC0415 - deferred: the stream app and the tests import this module freely
-    from botocore.config import Config  # noqa: PLC0415
+    from botocore.config import Config  # noqa: PLC0415 - deferred: the stream app and the tests import this module freely
+
+    from .. import aws_clients  # noqa: PLC0415
 
     config = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=64)
-    return boto3.session.Session().client("dynamodb", endpoint_url=endpoint_url, config=config)
-
-
-# The operations the functions call, each with the least valid input (never sent).
-_WARM_UP_CALLS: dict[str, dict[str, Any]] = {
-    "query": {"TableName": "warm-up", "KeyConditionExpression": "pk = :v", "ExpressionAttributeValues": {":v": {"S": "x"}}},
-    "get_item": {"TableName": "warm-up", "Key": {"pk": {"S": "x"}}},
-    "put_item": {"TableName": "warm-up", "Item": {"pk": {"S": "x"}}},
-    "update_item": {"TableName": "warm-up", "Key": {"pk": {"S": "x"}}, "UpdateExpression": "SET a = :v",
-                    "ExpressionAttributeValues": {":v": {"S": "x"}}},
-    "transact_write_items": {"TransactItems": [{"Put": {"TableName": "warm-up", "Item": {"pk": {"S": "x"}}}}]},
-    "batch_get_item": {"RequestItems": {"warm-up": {"Keys": [{"pk": {"S": "x"}}]}}},
-}
-
-
-def warm_up(client: Any) -> None:
-    """Run each operation the functions use once through `client`, answered in this process
-    (an empty 200 made up before anything is sent: no I/O). botocore builds per client, on
-    an operation's first call, what a first real request would otherwise pay for: endpoint
-    rules, the serializer and parser of its shapes, the signer. For the Lambda init phase
-    (and after a SnapStart restore, where the clients are made again)."""
-    from botocore.awsrequest import AWSResponse  # noqa: PLC0415
-
-    class _Body:
-        def __init__(self) -> None:
-            self._content = b"{}"
-
-        def read(self, *_: Any) -> bytes:
-            content, self._content = self._content, b""
-            return content
-
-        def stream(self, **_: Any) -> Iterator[bytes]:
-            yield self.read()
-
-    def answered_here(request: Any, **_: Any) -> AWSResponse:
-        return AWSResponse(request.url, 200, {"Content-Type": "application/x-amz-json-1.0"}, _Body())  # type: ignore[arg-type]
-
-    events = client.meta.events
-    events.register_first("before-send.dynamodb", answered_here, unique_id="workflow-runs-warm-up")
-    try:
-        for operation, params in _WARM_UP_CALLS.items():
-            getattr(client, operation)(**params)
-    finally:
-        events.unregister("before-send.dynamodb", unique_id="workflow-runs-warm-up")
+    return aws_clients.make("dynamodb", endpoint_url=endpoint_url, config=config)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ class RetryWrites(RunWrites):
         Returns (record, created). A repeat with the same idempotency key and request finds
         the first retry (created=False). Conflict when `source` is not failed, or another
         retry of it won."""
-        writes = self._creation_writes(new)
+        writes = self.creation_writes(new)
         claim_at = len(writes) - 1 if new.idempotency_key else None
         writes.append({
             "Update": {

@@ -30,14 +30,14 @@ class RunWrites(RunQueries):
         the same request returns the first run (created=False); a different request → Conflict.
         """
         try:
-            self.db.transact(self._creation_writes(new))
+            self.db.transact(self.creation_writes(new))
         except ConditionFailed:
             if new.idempotency_key:
                 return self._replay_idempotent(new), False
             raise
         return self._created_record(new), True
 
-    def _creation_writes(self, new: NewRun) -> list[dict[str, Any]]:
+    def creation_writes(self, new: NewRun) -> list[dict[str, Any]]:
         """The one transaction that creates a run: its head (conditional on not existing), its
         sealed envs, its counters and its idempotency claim, in that order."""
         wf = new.workflow

@@ -1,0 +1,142 @@
+"""What a Lambda init phase rehearses so that a restored environment's first request costs
+what a warm one does: DynamoDB calls answered in this process (nothing is sent), with
+answers shaped like DynamoDB's.
+
+botocore builds per client, on an operation's first call, what every later call reuses
+(endpoint rules, the serializer, the signer) and resolves a shape's members the first time
+an answer holds them: an empty answer leaves an item's attribute shapes for the first real
+one. And CPython specializes a function's bytecode only after it has run a few times
+(PEP 659): code run once at init is still generic on the first request. So each operation
+is rehearsed several times, with items holding every kind of attribute value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from .. import keys
+from ..models import ActivityRun, RunInput, Status, Workflow, WorkflowDefinition
+from ..marshal import key
+from .records import NewRun
+from .runs import RunWrites, activity_item
+
+# Runs of a function's code before its bytecode is specialized, and a margin.
+REHEARSALS = 12
+
+_ITEM: dict[str, Any] = {
+    keys.PK: {"S": "warm-up"}, keys.SK: {"S": "warm-up"}, "n": {"N": "1"}, "b": {"B": "d2FybQ=="},
+    "t": {"BOOL": True}, "z": {"NULL": True}, "m": {"M": {"k": {"S": "v"}, "n": {"N": "2"}}},
+    "l": {"L": [{"S": "v"}, {"N": "3"}]}, "ss": {"SS": ["a"]}, "ns": {"NS": ["1"]}, "bs": {"BS": ["d2FybQ=="]},
+}
+_KEY = key("warm-up", "warm-up")
+_VALUES = {":v": {"S": "x"}, ":m": _ITEM["m"], ":l": _ITEM["l"], ":n": _ITEM["n"]}
+
+
+def _calls(table: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """The operations the functions call on `table`: the least valid input with every kind
+    of value, and an answer as DynamoDB shapes it. (The table's own name: botocore caches
+    its endpoint resolution per set of parameters, the table among them.)"""
+    return {
+        "query": ({"TableName": table, "KeyConditionExpression": "PK = :v", "ExpressionAttributeValues": _VALUES,
+                   "ConsistentRead": True},
+                  {"Items": [_ITEM], "Count": 1, "ScannedCount": 1, "LastEvaluatedKey": _KEY}),
+        "get_item": ({"TableName": table, "Key": _KEY, "ConsistentRead": True}, {"Item": _ITEM}),
+        "put_item": ({"TableName": table, "Item": _ITEM, "ConditionExpression": "attribute_not_exists(PK)"}, {}),
+        "update_item": ({"TableName": table, "Key": _KEY, "UpdateExpression": "SET a = :m, b = :l, c = :n",
+                         "ConditionExpression": "attribute_exists(PK) AND d = :v", "ExpressionAttributeValues": _VALUES,
+                         "ReturnValues": "ALL_NEW"}, {"Attributes": _ITEM}),
+        "delete_item": ({"TableName": table, "Key": _KEY}, {}),
+        "transact_write_items": ({"TransactItems": [{"Put": {"TableName": table, "Item": _ITEM}},
+                                                    {"Update": {"TableName": table, "Key": _KEY,
+                                                                "UpdateExpression": "ADD n :n",
+                                                                "ExpressionAttributeValues": {":n": _ITEM["n"]}}}]}, {}),
+        "batch_get_item": ({"RequestItems": {table: {"Keys": [_KEY]}}},
+                           {"Responses": {table: [_ITEM]}, "UnprocessedKeys": {}}),
+    }
+
+
+class _Body:
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        content, self._content = self._content, b""
+        yield content
+
+
+def response(url: str, body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> Any:
+    """An HTTP answer as botocore's HTTP session returns one, made here."""
+    from botocore.awsrequest import AWSResponse  # noqa: PLC0415
+    from botocore.compat import HTTPHeaders  # noqa: PLC0415
+
+    fields = HTTPHeaders.from_dict(dict(headers or {"Content-Type": "application/x-amz-json-1.0"}))
+    return AWSResponse(url, status, fields, _Body(body))
+
+
+class _AnsweringSession:
+    """In place of a client's HTTP session (the one thing that would send): every request
+    answered with `answers[operation]` (its wire name: "Query") or `{}`."""
+
+    def __init__(self, answers: Mapping[str, Mapping[str, Any]]) -> None:
+        self._answers = {operation: json.dumps(answer).encode() for operation, answer in answers.items()}
+
+    def send(self, request: Any) -> Any:
+        return response(request.url, self._answers.get(operation_of(request), b"{}"))
+
+    def close(self) -> None:
+        pass
+
+
+def operation_of(request: Any) -> str:
+    """The DynamoDB operation a prepared request calls ("Query")."""
+    target = request.headers.get("X-Amz-Target", b"")
+    return (target.decode() if isinstance(target, bytes) else target).rsplit(".", 1)[-1]
+
+
+@contextmanager
+def answered_here(client: Any, answers: Mapping[str, Mapping[str, Any]]) -> Iterator[None]:
+    """Inside, every DynamoDB call of `client` is answered in this process — with
+    `answers[operation]` or `{}` — by the client's own pipeline down to where it would send.
+    (Not an event handler: registering one empties botocore's handler lookup cache, which a
+    first request would then rebuild.)"""
+    endpoint = client._endpoint  # noqa: SLF001 - botocore has no public hook below its events
+    sending = endpoint.http_session
+    endpoint.http_session = _AnsweringSession(answers)
+    try:
+        yield
+    finally:
+        endpoint.http_session = sending
+
+
+def warm_up(store: Any, rounds: int = REHEARSALS) -> None:
+    """Each operation the functions use, on each of the store's tables, `rounds` times
+    through the store's client, answered here."""
+    client = store.client
+    for table in (store.runs_table, store.events_table):
+        calls = _calls(table)
+        answers = {client.meta.method_to_api_mapping[name]: answer for name, (_, answer) in calls.items()}
+        with answered_here(client, answers):
+            for _ in range(rounds):
+                for name, (params, _) in calls.items():
+                    getattr(client, name)(**params)
+
+
+def run_items(store: RunWrites, tenant: str, run_id: str) -> list[dict[str, Any]]:
+    """A completed one-step run's items as the store writes them (head, envs, its step): what
+    a Query of the run answers, for rehearsing a read of it."""
+    stamp = "2026-01-01T00:00:00.000Z"
+    workflow = Workflow(id="00000000-0000-4000-8000-00000000000f", version=1, created_at=stamp, updated_at=stamp,
+                        **WorkflowDefinition.model_validate({
+                            "name": "rehearsal", "inputs": [{"name": "topic", "type": "string"}],
+                            "steps": [{"id": "a", "type": "transform", "config": {"output": "{{ inputs.topic }}"}}],
+                        }).model_dump())
+    new = NewRun(run_id=run_id, tenant=tenant, workflow=workflow, inputs=[RunInput(name="topic", value="tides")],
+                 sealed_envs="sealed", created_at=stamp)
+    puts = [write["Put"]["Item"] for write in store.creation_writes(new) if "Put" in write]
+    items = [item for item in puts if item[keys.PK]["S"] == keys.run_pk(run_id)]
+    step = ActivityRun(id=f"{run_id}:a:1", step_id="a", step_name="a", status=Status.COMPLETED, attempt=1,
+                       outputs={"output": "tides"}, created_at=stamp, updated_at=stamp)
+    return [*items, activity_item(run_id, 0, step)]

@@ -1,0 +1,56 @@
+"""What the init phase rehearses: the store's operations and a run read, answered in this
+process. Nothing may be sent (the client here points at a closed port: a request that left
+would fail), and what the rehearsal answers must read as the store reads a real run."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+from workflow_runs.errors import NotFound
+from workflow_runs.models import Status
+from workflow_runs.store import RunStore, dynamodb_client, rehearsal, warm_up
+
+from tests.support import make_settings
+
+NOWHERE = "http://127.0.0.1:9"  # the discard port: nothing listens there
+RUN = "00000000-0000-4000-8000-0000000000aa"
+
+
+@pytest.fixture
+def unreachable_store() -> RunStore:
+    settings = make_settings(NOWHERE)
+    dynamodb_client.cache_clear()
+    return RunStore(settings, client=dynamodb_client(NOWHERE))
+
+
+def test_the_warm_up_runs_every_operation_on_both_tables_and_sends_nothing(unreachable_store: RunStore):
+    sent: list[str] = []
+    unreachable_store.client.meta.events.register("before-call.dynamodb", lambda model, **_: sent.append(model.name))
+
+    warm_up(unreachable_store, rounds=2)
+
+    assert sorted(set(sent)) == ["BatchGetItem", "DeleteItem", "GetItem", "PutItem", "Query", "TransactWriteItems",
+                                 "UpdateItem"]
+    assert len(sent) == 2 * 2 * 7  # two rounds, two tables, seven operations
+
+
+def test_after_the_rehearsal_the_client_sends_again(unreachable_store: RunStore):
+    with rehearsal.answered_here(unreachable_store.client, {}):
+        unreachable_store.client.list_tables()
+
+    with pytest.raises(EndpointConnectionError):
+        unreachable_store.client.list_tables()
+
+
+def test_a_rehearsed_run_read_reads_as_the_store_reads_a_run(unreachable_store: RunStore):
+    items = rehearsal.run_items(unreachable_store, "priming", RUN)
+    answers = {"Query": {"Items": items, "Count": len(items), "ScannedCount": len(items)}}
+
+    with rehearsal.answered_here(unreachable_store.client, answers):
+        run = unreachable_store.get_run("priming", RUN)
+        with pytest.raises(NotFound):
+            unreachable_store.get_run("another-tenant", RUN)
+
+    assert run.id == RUN and run.status is Status.SCHEDULED and run.workflow_name == "rehearsal"
+    assert [(step.step_id, step.status, step.outputs) for step in run.activity_runs] == [
+        ("a", Status.COMPLETED, {"output": "tides"})]
