@@ -298,17 +298,19 @@ def run(quick: bool) -> SectionResult:
 FIRST_REQUEST = {"api": "first_request_after_init_api", "step-runner": "first_request_after_init_step_runner",
                  "projector": "first_request_after_init_projector"}
 FIRST_REQUEST_TARGET = 1.3
+CONTROL = "boto3"
 
 
-def time_first_request(subject: str, endpoint: str, warm: int = 30) -> dict:
+def time_first_request(subject: str, endpoint: str, warm: int = 30, transport: str = "dynamodb-local",
+                       busy_seconds: float = 0.0) -> dict:
     """One simulated execution environment (bench/first_request.py): init as in Lambda, the
     SnapStart hooks, the first request, then warm ones."""
     env = _env({"DYNAMODB_ENDPOINT_URL": endpoint, "BENCH_WARM_REQUESTS": str(warm)})
-    out = subprocess.run([sys.executable, "-m", "bench.first_request", subject], capture_output=True, text=True,
-                         env=env, timeout=180, check=False)
+    out = subprocess.run([sys.executable, "-m", "bench.first_request", subject, transport, str(busy_seconds)],
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
     line = next((line for line in out.stdout.splitlines() if line.startswith("RESULT ")), None)
     if out.returncode != 0 or line is None:
-        raise RuntimeError(f"first request of {subject} failed: {out.stderr.strip()[-800:]}")
+        raise RuntimeError(f"first request of {subject} ({transport}) failed: {out.stderr.strip()[-800:]}")
     import json
 
     return json.loads(line[len("RESULT "):])
@@ -325,44 +327,70 @@ def first_request(result: SectionResult, rounds: int, quick: bool = False) -> No
 
 
 def _first_request(result: SectionResult, rounds: int, endpoint: str, *, warm: int, warm_pass: bool) -> None:
-    ratios: dict[str, list[float]] = defaultdict(list)
-    times: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    connects: dict[str, list[float]] = defaultdict(list)
+    """Per round, in a shuffled order: each function over DynamoDB Local and in-process, and
+    the control (a bare client with nothing left to warm, kept busy as long as the api's
+    init took in that round)."""
+    samples: dict[tuple[str, str], list[dict]] = defaultdict(list)
     rng = random.Random(16)
     if warm_pass:  # bytecode and page caches warm, DynamoDB Local's JIT too
         time_first_request("step-runner", endpoint, warm)
     for _ in range(rounds):
-        order = list(FIRST_REQUEST)
+        order = [(subject, transport) for subject in FIRST_REQUEST for transport in ("dynamodb-local", "in-process")]
         rng.shuffle(order)
-        for subject in order:
-            sample = time_first_request(subject, endpoint, warm)
-            warm_time = median(sample["warm"])
-            ratios[subject].append(sample["first"] / warm_time)
-            times[subject].append((sample["first"], warm_time))
-            connects[subject].append(sample["connect"])
+        for subject, transport in order:
+            samples[subject, transport].append(time_first_request(subject, endpoint, warm, transport))
+        busy = median([sample["init"] for sample in samples["api", "dynamodb-local"]])
+        samples[CONTROL, "dynamodb-local"].append(time_first_request(CONTROL, endpoint, warm, busy_seconds=busy))
+
+    def ratios(subject: str, transport: str) -> list[float]:
+        return [sample["first"] / median(sample["warm"]) for sample in samples[subject, transport]]
+
+    def times(subject: str, transport: str) -> tuple[float, float]:
+        taken = samples[subject, transport]
+        return median([s["first"] for s in taken]), median([median(s["warm"]) for s in taken])
+
     rows = []
     for subject, key in FIRST_REQUEST.items():
-        ratio = median(ratios[subject])
-        first = median([f for f, _ in times[subject]])
-        warm_time = median([w for _, w in times[subject]])
-        result.add(Figure(f"first request after the init phase / a warm request, {subject}",
-                          f"{ratio:.2f}× ({ms(first)} vs {ms(warm_time)})", f"≤ {FIRST_REQUEST_TARGET}×",
-                          ratio <= FIRST_REQUEST_TARGET, key=key, number=round(ratio, 3), unit="×"))
-        rows.append([subject, ms(median(connects[subject])), ms(first), ms(warm_time),
-                     ", ".join(f"{r:.2f}" for r in sorted(ratios[subject]))])
+        for transport, suffix, what in (("in-process", "", "the function's own time (DynamoDB answered in-process)"),
+                                        ("dynamodb-local", "_over_dynamodb_local", "over DynamoDB Local")):
+            ratio = median(ratios(subject, transport))
+            first, warm_time = times(subject, transport)
+            result.add(Figure(f"first request after the init phase / a warm request, {subject}, {what}",
+                              f"{ratio:.2f}× ({ms(first)} vs {ms(warm_time)})", f"≤ {FIRST_REQUEST_TARGET}×",
+                              ratio <= FIRST_REQUEST_TARGET, key=key + suffix, number=round(ratio, 3), unit="×"))
+            connect = median([s["connect"] for s in samples[subject, transport]])
+            rows.append([subject, transport, ms(connect) if transport == "dynamodb-local" else "—", ms(first),
+                         ms(warm_time), ", ".join(f"{r:.2f}" for r in sorted(ratios(subject, transport)))])
+    control = median(ratios(CONTROL, "dynamodb-local"))
+    first, warm_time = times(CONTROL, "dynamodb-local")
+    result.add(Figure("control: a bare boto3 client with nothing left to warm, first request / a warm one, "
+                      "over DynamoDB Local", f"{control:.2f}× ({ms(first)} vs {ms(warm_time)})",
+                      key="first_request_control_boto3", number=round(control, 3), unit="×",
+                      note="the floor this machine puts under every first-request figure over DynamoDB Local"))
+    rows.append(["control: bare boto3 Query", "dynamodb-local",
+                 ms(median([s["connect"] for s in samples[CONTROL, "dynamodb-local"]])), ms(first), ms(warm_time),
+                 ", ".join(f"{r:.2f}" for r in sorted(ratios(CONTROL, "dynamodb-local")))])
     result.tables.append(
-        "First request after the init phase (`python -m bench.first_request SUBJECT`, one fresh interpreter per "
-        f"sample, {rounds} samples each, interleaved): the environment set as Lambda sets it "
-        "(`AWS_LAMBDA_FUNCTION_NAME`, `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`), so importing the entry "
-        "module is the init phase; the SnapStart hooks run (before snapshot, after restore: clients made "
-        "again, random reseeded); the connection to DynamoDB opened (a ListTables through the function's own "
-        "client, timed apart: no connection survives a snapshot, so every restored environment pays it, "
-        f"whatever its init did); then the first request and {warm} warm ones, timed one by one, against a "
-        "DynamoDB Local over HTTP (fresh tables per sample; the runs written before the init; as many requests of "
-        "the same kind sent first from another interpreter, so DynamoDB Local's JVM has compiled those paths, "
-        "a warm-up DynamoDB itself does not need). "
-        "Figure: median over samples of first / median(warm).\n\n"
-        + md_table(["function", "opening the connection (apart)", "first (median)", "warm (median)",
+        "First request after the init phase (`python -m bench.first_request SUBJECT TRANSPORT`, one fresh "
+        f"interpreter per sample, {rounds} samples each, interleaved): the environment set as Lambda sets it for "
+        "a SnapStart function (`AWS_LAMBDA_FUNCTION_NAME`, `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`, "
+        "credentials from a container credentials endpoint served by the harness), so importing the entry module "
+        "is the init phase; the SnapStart hooks run (before the snapshot, after the restore: connections closed, "
+        "random reseeded, the clients kept); then the first request and "
+        f"{warm} warm ones, timed one by one, each event made beforehand. Each run is of a workflow of its own, "
+        "so what a function caches per workflow version is filled by every request alike. Two transports: over "
+        "a DynamoDB Local over HTTP (the connection opened apart, through the function's own client: no "
+        "connection survives a snapshot; as many requests of the same kind sent first from another "
+        "interpreter, so DynamoDB Local's JVM has compiled those paths), and in-process (every DynamoDB call "
+        "answered with the answer DynamoDB Local gave that other interpreter for the same kind of request: "
+        "only the function's own code is timed). The control is a bare boto3 client already warmed by real "
+        "Queries, then kept busy as long as the api's init took, then timed the same way: what this machine "
+        "and DynamoDB Local charge a first request with nothing left to warm. "
+        "Figure: median over samples of first / median(warm). `first_request_after_init_<function>` is the "
+        "in-process one, the function's own time: over DynamoDB Local a first request with nothing left to warm "
+        "(the control) already shows the machine's and DynamoDB Local's own first-request cost, which no init "
+        "can take; that figure is reported beside it, as `…_over_dynamodb_local`.\n\n"
+        + md_table(["function", "transport", "opening the connection (apart)", "first (median)", "warm (median)",
                     "first ÷ warm, each sample"], rows)
     )
 

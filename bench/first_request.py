@@ -1,16 +1,25 @@
 """One Lambda execution environment, simulated in this interpreter: `python -m
-bench.first_request api|step-runner|projector` prints one line `RESULT {json}`.
+bench.first_request SUBJECT [TRANSPORT [BUSY_SECONDS]]` prints one line `RESULT {json}`.
 
-The environment is set as Lambda sets it (AWS_LAMBDA_FUNCTION_NAME,
-AWS_LAMBDA_INITIALIZATION_TYPE=snap-start), so importing the entry module does exactly what
-it does in Lambda's init phase (imports, the app, clients, the priming pass). Then the
-SnapStart hooks run as Lambda runs them around a snapshot (before, then after a restore:
-clients made again, the random generator reseeded), then the first request is timed, then
-warm ones (the connection to DynamoDB opened just before the first, and timed apart: see
-`open_connection`). Requests reach a DynamoDB Local over HTTP; the runs they need are written
-before the init, through the store (which imports some of what the init would: the init
-time printed here is not the one to quote, bench/cold_start.py measures that in a clean
-interpreter).
+The environment is set as Lambda sets it for a SnapStart function (AWS_LAMBDA_FUNCTION_NAME,
+AWS_LAMBDA_INITIALIZATION_TYPE=snap-start, credentials from a container credentials endpoint
+— served here — instead of keys in the environment), so importing the entry module does
+exactly what it does in Lambda's init phase (imports, the app, clients, the rehearsals).
+Then the SnapStart hooks run as Lambda runs them around a snapshot, then the first request
+is timed, then warm ones. Two transports:
+
+- `dynamodb-local` (the default): requests reach a DynamoDB Local over HTTP, the connection
+  opened just before the first and timed apart (see `open_connection`).
+- `in-process`: every DynamoDB call is answered in this process with the answers DynamoDB
+  Local gave to the same kind of request (recorded from another interpreter by
+  `--warm-server`): what is timed is the function's own code, nothing else.
+
+SUBJECT `boto3` is the control: a bare client already warmed by real requests, then kept
+busy for BUSY_SECONDS (as long as a function's init takes) with work of no interest to it,
+then timed the same way, so the report shows what the machine and DynamoDB Local charge a
+first request with nothing left to warm. The runs the requests need are written before the init, through the store
+(which imports some of what the init would: the init time printed here is not the one to
+quote, bench/cold_start.py measures that in a clean interpreter).
 """
 
 from __future__ import annotations
@@ -19,10 +28,15 @@ import importlib
 import json
 import os
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from bench.request_overhead import rest_event  # the harness's own imports, all before the init
 
 WARM = int(os.environ.get("BENCH_WARM_REQUESTS", "30"))
 LAMBDA_ENV = {
@@ -36,6 +50,7 @@ LAMBDA_ENV = {
 TENANT = "bench-tenant"
 ENTRY = {"api": "workflow_runs_api.handler", "step-runner": "workflow_runs_step_runner.handler",
          "projector": "workflow_runs_stream.projector"}
+TRANSPORTS = ("dynamodb-local", "in-process")
 
 
 class Context:
@@ -55,7 +70,10 @@ class Context:
 
 
 def seed(count: int) -> list[str]:
-    """`count` runs of a one-step workflow, scheduled, as the API leaves them."""
+    """`count` runs, scheduled, as the API leaves them, each of a one-step workflow of its
+    own (its own template text too): what a function caches per workflow version (its
+    steps, its compiled templates) is then filled by every request alike, the first and the
+    warm ones, not by the first for all the others."""
     import boto3
     from workflow_runs.models import RunInput, WorkflowDefinition
     from workflow_runs.settings import Settings
@@ -66,12 +84,12 @@ def seed(count: int) -> list[str]:
     client = boto3.client("dynamodb", endpoint_url=settings.dynamodb_endpoint_url)
     create_tables(client, settings.runs_table, settings.events_table)
     store = RunStore(settings, client=client)
-    definition = WorkflowDefinition.model_validate({"name": "bench", "inputs": [{"name": "topic", "type": "string"}],
-                                                    "steps": [{"id": "a", "type": "transform",
-                                                               "config": {"output": "{{ inputs.topic }}!"}}]})
-    workflow = store.put_workflow(TENANT, str(uuid.uuid4()), definition)
     ids = []
-    for _ in range(count):
+    for index in range(count):
+        definition = WorkflowDefinition.model_validate({
+            "name": f"bench-{index}", "inputs": [{"name": "topic", "type": "string"}],
+            "steps": [{"id": "a", "type": "transform", "config": {"output": f"{{{{ inputs.topic }}}}!{index}"}}]})
+        workflow = store.put_workflow(TENANT, str(uuid.uuid4()), definition)
         run_id = str(uuid.uuid4())
         store.create_run(NewRun(run_id=run_id, tenant=TENANT, workflow=workflow,
                                 inputs=[RunInput(name="topic", value="tides")]))
@@ -99,20 +117,25 @@ def _warm_the_server(client: Any, settings: Any, run_id: str) -> None:
 
 
 def requests(subject: str, run_ids: list[str]) -> list[Callable[[], Any]]:
+    if subject == "boto3":
+        return _bare_queries(run_ids)
     module = importlib.import_module(ENTRY[subject])  # ← the init phase, as in Lambda
+    # Each request's event and context are made here, untimed: Lambda's runtime hands them over.
     if subject == "api":
-        from bench.request_overhead import rest_event
-
         def get(run_id: str) -> Callable[[], Any]:
+            event, context = rest_event(f"/api/v1/workflow-runs/{run_id}"), Context()
+
             def call() -> Any:
-                reply = module.handler(rest_event(f"/api/v1/workflow-runs/{run_id}"), Context())
+                reply = module.handler(event, context)
                 assert reply["statusCode"] == 200, reply
             return call
         return [get(run_id) for run_id in run_ids]
     if subject == "step-runner":
         def step(run_id: str) -> Callable[[], Any]:
+            event, context = {"runId": run_id, "attempt": 0}, Context()
+
             def call() -> Any:
-                assert module.handler({"runId": run_id, "attempt": 0}, Context())["next"] == "done"
+                assert module.handler(event, context)["next"] == "done"
             return call
         return [step(run_id) for run_id in run_ids]
 
@@ -124,11 +147,69 @@ def requests(subject: str, run_ids: list[str]) -> list[Callable[[], Any]]:
                   "dynamodb": {"Keys": key, "SequenceNumber": str(1000 + index), "ApproximateCreationDateTime": time.time(),
                                "NewImage": {**key, "status": {"S": "running"}, "tenant": {"S": TENANT}},
                                "OldImage": {**key, "status": {"S": "scheduled"}, "tenant": {"S": TENANT}}}}
+        event, context = {"Records": [record]}, Context()
 
         def call() -> Any:
-            assert module.handler({"Records": [record]}, Context()) == {"batchItemFailures": []}
+            assert module.handler(event, context) == {"batchItemFailures": []}
         return call
     return [project(i, run_id) for i, run_id in enumerate(run_ids)]
+
+
+_bare: list[Any] = []
+
+
+def _bare_queries(run_ids: list[str]) -> list[Callable[[], Any]]:
+    """The control: a bare boto3 client (no code of ours), warmed by real Queries of the
+    run's partition on runs of its own, then closed down to no connection, as a restored
+    function's client is."""
+    import boto3
+    from workflow_runs import keys
+
+    client = boto3.client("dynamodb", endpoint_url=os.environ["DYNAMODB_ENDPOINT_URL"])
+    _bare[:] = [client]
+
+    def query(run_id: str) -> Callable[[], Any]:
+        def call() -> Any:
+            found = client.query(TableName=os.environ["RUNS_TABLE"], KeyConditionExpression="PK = :pk AND begins_with(SK, :r)",
+                                 ExpressionAttributeValues={":pk": {"S": keys.run_pk(run_id)}, ":r": {"S": keys.RUN_SK}},
+                                 ConsistentRead=True)
+            assert found["Items"], run_id
+        return call
+    for warm_up in (query(run_id) for run_id in _control["warm_up_ids"]):
+        warm_up()
+    _busy(_control["busy_seconds"])
+    client._endpoint.http_session.close()  # noqa: SLF001 - as the SnapStart hooks leave it
+    return [query(run_id) for run_id in run_ids]
+
+
+# The control's settings: the runs its client is warmed on, and how long it stays busy after
+# (a function's init keeps its process busy, and DynamoDB Local waiting, that long).
+_control: dict[str, Any] = {"warm_up_ids": [], "busy_seconds": 0.0}
+
+
+def _busy(seconds: float) -> None:
+    """Keep this process busy with work of no interest to the requests for `seconds`."""
+    deadline = time.perf_counter() + seconds
+    sample = {"items": [{"id": str(i), "values": list(range(20))} for i in range(50)]}
+    while time.perf_counter() < deadline:
+        json.loads(json.dumps(sample))
+
+
+def function_client(subject: str) -> Any:
+    """The DynamoDB client the subject's requests go through."""
+    if subject == "boto3":
+        return _bare[0]
+    if subject == "api":
+        from workflow_runs_http.dependencies import _default_service
+
+        return _default_service().store.client
+    if subject == "step-runner":
+        from workflow_runs_step_runner.handler import collaborators
+
+        return collaborators()["store"].client
+    from workflow_runs_stream.projector import _default_store
+
+    return _default_store().client
 
 
 def open_connection(subject: str) -> float:
@@ -137,69 +218,171 @@ def open_connection(subject: str) -> float:
     to DynamoDB. That is the network's cost, not the init's: it is opened here (ListTables,
     through the function's own client) and timed apart, so the first request's figure shows
     what the init phase leaves to it."""
-    if subject == "api":
-        from workflow_runs_http.dependencies import _default_service
-
-        client = _default_service().store.client
-    elif subject == "step-runner":
-        from workflow_runs_step_runner.handler import collaborators
-
-        client = collaborators()["store"].client
-    else:
-        from workflow_runs_stream.projector import _default_store
-
-        client = _default_store().client
+    client = function_client(subject)
     began = time.perf_counter()
     client.list_tables(Limit=1)
     return time.perf_counter() - began
 
 
-def _warm_the_server_paths(subject: str, run_ids: list[str]) -> None:
+# ------------------------------------------------------------------ answers, recorded and replayed
+
+
+@contextmanager
+def recording(client: Any, into: list[dict[str, Any]]) -> Iterator[None]:
+    """Every DynamoDB answer `client` receives inside, appended to `into` as sent on the wire."""
+    def record(response_dict: Any = None, event_name: str = "", **_: Any) -> None:
+        if response_dict is not None:
+            into.append({"operation": event_name.rsplit(".", 1)[-1], "status": response_dict["status_code"],
+                         "headers": dict(response_dict["headers"]), "body": response_dict["body"].decode()})
+
+    client.meta.events.register("response-received.dynamodb", record, unique_id="bench-recording")
+    try:
+        yield
+    finally:
+        client.meta.events.unregister("response-received.dynamodb", unique_id="bench-recording")
+
+
+def answer_in_process(client: Any, queue: list[dict[str, Any]]) -> None:
+    """From now on `client`'s DynamoDB calls are answered from `queue`, in order, each with
+    the operation it was recorded for: nothing is sent. In place of the client's HTTP
+    session, so everything above the network runs as it would (no event handler is added:
+    that would empty botocore's handler lookup cache, a cost the function would not have)."""
+    from workflow_runs.store.rehearsal import operation_of, response
+
+    class Replay:
+        @staticmethod
+        def send(request: Any) -> Any:
+            recorded = queue.pop(0)
+            assert recorded["operation"] == operation_of(request), f"recorded {recorded['operation']}"
+            return response(request.url, recorded["body"].encode(), recorded["status"], recorded["headers"])
+
+        @staticmethod
+        def close() -> None:
+            pass
+
+    client._endpoint.http_session = Replay()  # noqa: SLF001 - the one thing that would send
+
+
+def _warm_the_server_paths(subject: str, run_ids: list[str], answers_file: str) -> None:
     """DynamoDB Local is a JVM: the first request down each of its code paths (a
     transaction with conditions on a table with indexes, a query of one partition) runs
     interpreted and waits for its JIT, a cost DynamoDB itself does not have and our init
-    cannot take. As many requests of the subject's kind as are timed warm, on runs of their
-    own, from another interpreter (this one must stay cold), take that cost before the init
-    is timed."""
+    cannot take. As many requests of the subject's kind as are timed, on runs of their own,
+    from another interpreter (this one must stay cold), take that cost before the init is
+    timed; the answers they got are recorded in `answers_file`, one list per request, for
+    the in-process transport."""
     import subprocess  # noqa: PLC0415
 
-    subprocess.run([sys.executable, "-m", "bench.first_request", subject, "--warm-server", *run_ids],
+    subprocess.run([sys.executable, "-m", "bench.first_request", subject, "--warm-server", answers_file, *run_ids],
                    check=True, env=os.environ.copy(), stdout=subprocess.DEVNULL)
 
 
-def main(subject: str) -> None:
+def _warm_server_child(subject: str, answers_file: str, run_ids: list[str]) -> None:
+    calls = requests(subject, run_ids)
+    client = function_client(subject)
+    answers: list[list[dict[str, Any]]] = []
+    for call in calls:
+        answers.append([])
+        with recording(client, answers[-1]):
+            call()
+    with open(answers_file, "w", encoding="utf-8") as out:
+        json.dump(answers, out)
+
+
+# ------------------------------------------------------------------ container credentials
+
+
+@contextmanager
+def container_credentials() -> Iterator[None]:
+    """Credentials as Lambda gives a SnapStart function: from an endpoint named by
+    AWS_CONTAINER_CREDENTIALS_FULL_URI (with an authorization token), expiring, renewed by
+    botocore itself — not keys in the environment."""
+    token = uuid.uuid4().hex
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.headers.get("Authorization") != token:
+                self.send_error(401)
+                return
+            expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+            body = json.dumps({"AccessKeyId": "local", "SecretAccessKey": "local", "Token": "local",
+                               "Expiration": expires}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    keys = {name: os.environ.pop(name) for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+            if name in os.environ}
+    os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = f"http://127.0.0.1:{server.server_address[1]}/credentials"
+    os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = token
+    try:
+        yield
+    finally:
+        server.shutdown()
+        os.environ.update(keys)
+
+
+# ------------------------------------------------------------------ one environment
+
+
+def main(subject: str, transport: str = "dynamodb-local", busy_seconds: float = 0.0) -> None:
     """Against the DynamoDB Local at DYNAMODB_ENDPOINT_URL (fresh tables of this process's
     own), as the function would reach DynamoDB: over HTTP, its first request opening the
-    connection. (moto in-process copies whole tables on every transaction: its time grows
-    with the table and drowns what is measured here.)"""
+    connection — or, with the in-process transport, answered here as DynamoDB Local answered
+    the same requests. (moto in-process copies whole tables on every transaction: its time
+    grows with the table and drowns what is measured here.) `busy_seconds`: the control's
+    busy time between its warm-up and its first request."""
+    import tempfile
+
     os.environ.update(LAMBDA_ENV)
     suffix = uuid.uuid4().hex[:8]
     os.environ["RUNS_TABLE"] = f"bench-runs-{suffix}"
     os.environ["EVENTS_TABLE"] = f"bench-events-{suffix}"
     if not os.environ.get("DYNAMODB_ENDPOINT_URL"):
         raise SystemExit("DYNAMODB_ENDPOINT_URL must name a running DynamoDB Local")
-    run_ids = seed(2 * WARM + 1)
-    _warm_the_server_paths(subject, run_ids[WARM + 1:])
+    if transport not in TRANSPORTS:
+        raise SystemExit(f"transport must be one of {TRANSPORTS}")
+    run_ids = seed(3 * WARM + 3)
+    with tempfile.TemporaryDirectory() as folder:
+        answers_file = os.path.join(folder, "answers.json")
+        _warm_the_server_paths("api" if subject == "boto3" else subject, run_ids[WARM + 1:2 * WARM + 2], answers_file)
+        with open(answers_file, encoding="utf-8") as recorded:
+            answers: list[list[dict[str, Any]]] = json.load(recorded)
+    _control.update(warm_up_ids=run_ids[2 * WARM + 2:], busy_seconds=busy_seconds)
     del run_ids[WARM + 1:]
-    started = time.perf_counter()
-    calls = requests(subject, run_ids)
-    init = time.perf_counter() - started
-    from workflow_runs import telemetry
+    with container_credentials():
+        started = time.perf_counter()
+        calls = requests(subject, run_ids)
+        init = time.perf_counter() - started
+        from workflow_runs import telemetry
 
-    telemetry.simulate_snapshot_and_restore()
-    connect = open_connection(subject)
-    timings = []
-    for call in calls:
-        began = time.perf_counter()
-        call()
-        timings.append(time.perf_counter() - began)
+        telemetry.simulate_snapshot_and_restore()
+        queue: list[dict[str, Any]] = []
+        if transport == "in-process":
+            answer_in_process(function_client(subject), queue)
+            connect = 0.0
+        else:
+            connect = open_connection(subject)
+        timings = []
+        for index, call in enumerate(calls):
+            queue[:] = answers[index] if transport == "in-process" else []
+            began = time.perf_counter()
+            call()
+            timings.append(time.perf_counter() - began)
+            assert not queue, f"request {index} left {len(queue)} recorded answers unasked"
     sys.stdout.flush()
     print("RESULT " + json.dumps({"init": init, "connect": connect, "first": timings[0], "warm": timings[1:]}))
 
 
 if __name__ == "__main__":
     if sys.argv[2:3] == ["--warm-server"]:  # the child of _warm_the_server_paths
-        for warm_call in requests(sys.argv[1], sys.argv[3:]):
-            warm_call()
+        _warm_server_child(sys.argv[1], sys.argv[3], sys.argv[4:])
     else:
-        main(sys.argv[1])
+        main(sys.argv[1], *sys.argv[2:3], *(float(arg) for arg in sys.argv[3:4]))
