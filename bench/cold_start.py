@@ -302,11 +302,12 @@ CONTROL = "boto3"
 
 
 def time_first_request(subject: str, endpoint: str, warm: int = 30, transport: str = "dynamodb-local",
-                       busy_seconds: float = 0.0) -> dict:
+                       busy_seconds: float = 0.0, answers: str | None = None) -> dict:
     """One simulated execution environment (bench/first_request.py): init as in Lambda, the
     SnapStart hooks, the first request, then warm ones."""
     env = _env({"DYNAMODB_ENDPOINT_URL": endpoint, "BENCH_WARM_REQUESTS": str(warm)})
-    out = subprocess.run([sys.executable, "-m", "bench.first_request", subject, transport, str(busy_seconds)],
+    command = [sys.executable, "-m", "bench.first_request", subject, transport, "--busy", str(busy_seconds)]
+    out = subprocess.run([*command, *(["--answers", answers] if answers else [])],
                          capture_output=True, text=True, env=env, timeout=300, check=False)
     line = next((line for line in out.stdout.splitlines() if line.startswith("RESULT ")), None)
     if out.returncode != 0 or line is None:
@@ -327,20 +328,26 @@ def first_request(result: SectionResult, rounds: int, quick: bool = False) -> No
 
 
 def _first_request(result: SectionResult, rounds: int, endpoint: str, *, warm: int, warm_pass: bool) -> None:
-    """Per round, in a shuffled order: each function over DynamoDB Local and in-process, and
-    the control (a bare client with nothing left to warm, kept busy as long as the api's
-    init took in that round)."""
+    """Per round: each function over DynamoDB Local (shuffled; each saves the answers its
+    server warm-up got), then each in-process replaying them (shuffled), then the control (a
+    bare client with nothing left to warm, kept busy as long as the api's init takes)."""
+    import tempfile
+
     samples: dict[tuple[str, str], list[dict]] = defaultdict(list)
     rng = random.Random(16)
     if warm_pass:  # bytecode and page caches warm, DynamoDB Local's JIT too
         time_first_request("step-runner", endpoint, warm)
-    for _ in range(rounds):
-        order = [(subject, transport) for subject in FIRST_REQUEST for transport in ("dynamodb-local", "in-process")]
-        rng.shuffle(order)
-        for subject, transport in order:
-            samples[subject, transport].append(time_first_request(subject, endpoint, warm, transport))
-        busy = median([sample["init"] for sample in samples["api", "dynamodb-local"]])
-        samples[CONTROL, "dynamodb-local"].append(time_first_request(CONTROL, endpoint, warm, busy_seconds=busy))
+    with tempfile.TemporaryDirectory() as folder:
+        for _ in range(rounds):
+            for transport in ("dynamodb-local", "in-process"):  # the second replays what the first recorded
+                order = list(FIRST_REQUEST)
+                rng.shuffle(order)
+                for subject in order:
+                    answers = os.path.join(folder, f"{subject}.json")
+                    samples[subject, transport].append(time_first_request(subject, endpoint, warm, transport,
+                                                                          answers=answers))
+            busy = median([sample["init"] for sample in samples["api", "dynamodb-local"]])
+            samples[CONTROL, "dynamodb-local"].append(time_first_request(CONTROL, endpoint, warm, busy_seconds=busy))
 
     def ratios(subject: str, transport: str) -> list[float]:
         return [sample["first"] / median(sample["warm"]) for sample in samples[subject, transport]]
@@ -351,8 +358,8 @@ def _first_request(result: SectionResult, rounds: int, endpoint: str, *, warm: i
 
     rows = []
     for subject, key in FIRST_REQUEST.items():
-        for transport, suffix, what in (("in-process", "", "the function's own time (DynamoDB answered in-process)"),
-                                        ("dynamodb-local", "_over_dynamodb_local", "over DynamoDB Local")):
+        for transport, suffix, what in (("dynamodb-local", "", "over DynamoDB Local"),
+                                        ("in-process", "_in_process", "its own time (DynamoDB answered in-process)")):
             ratio = median(ratios(subject, transport))
             first, warm_time = times(subject, transport)
             result.add(Figure(f"first request after the init phase / a warm request, {subject}, {what}",
@@ -381,15 +388,15 @@ def _first_request(result: SectionResult, rounds: int, endpoint: str, *, warm: i
         "so what a function caches per workflow version is filled by every request alike. Two transports: over "
         "a DynamoDB Local over HTTP (the connection opened apart, through the function's own client: no "
         "connection survives a snapshot; as many requests of the same kind sent first from another "
-        "interpreter, so DynamoDB Local's JVM has compiled those paths), and in-process (every DynamoDB call "
-        "answered with the answer DynamoDB Local gave that other interpreter for the same kind of request: "
-        "only the function's own code is timed). The control is a bare boto3 client already warmed by real "
+        "interpreter, so DynamoDB Local's JVM has compiled those paths), and in-process (nothing seeded, nothing "
+        "sent: every DynamoDB call answered with the answer DynamoDB Local gave that other interpreter for the "
+        "same request on the same run, recorded in the round's sample over DynamoDB Local; only the function's "
+        "own code is timed). The control is a bare boto3 client already warmed by real "
         "Queries, then kept busy as long as the api's init took, then timed the same way: what this machine "
         "and DynamoDB Local charge a first request with nothing left to warm. "
-        "Figure: median over samples of first / median(warm). `first_request_after_init_<function>` is the "
-        "in-process one, the function's own time: over DynamoDB Local a first request with nothing left to warm "
-        "(the control) already shows the machine's and DynamoDB Local's own first-request cost, which no init "
-        "can take; that figure is reported beside it, as `…_over_dynamodb_local`.\n\n"
+        "Figure: median over samples of first / median(warm); `first_request_after_init_<function>` is the one "
+        "over DynamoDB Local, `…_in_process` the function's own time. Read the first against the control: a "
+        "first request with nothing left to warm pays that much here, which no init can take.\n\n"
         + md_table(["function", "transport", "opening the connection (apart)", "first (median)", "warm (median)",
                     "first ÷ warm, each sample"], rows)
     )

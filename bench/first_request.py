@@ -1,5 +1,6 @@
 """One Lambda execution environment, simulated in this interpreter: `python -m
-bench.first_request SUBJECT [TRANSPORT [BUSY_SECONDS]]` prints one line `RESULT {json}`.
+bench.first_request SUBJECT [TRANSPORT] [--busy S] [--answers FILE]` prints one line
+`RESULT {json}`.
 
 The environment is set as Lambda sets it for a SnapStart function (AWS_LAMBDA_FUNCTION_NAME,
 AWS_LAMBDA_INITIALIZATION_TYPE=snap-start, credentials from a container credentials endpoint
@@ -10,12 +11,13 @@ is timed, then warm ones. Two transports:
 
 - `dynamodb-local` (the default): requests reach a DynamoDB Local over HTTP, the connection
   opened just before the first and timed apart (see `open_connection`).
-- `in-process`: every DynamoDB call is answered in this process with the answers DynamoDB
-  Local gave to the same kind of request (recorded from another interpreter by
-  `--warm-server`): what is timed is the function's own code, nothing else.
+- `in-process`: nothing is seeded and nothing reaches DynamoDB Local; every DynamoDB call is
+  answered in this process with the answer DynamoDB Local gave to the same request on the
+  same run (recorded from another interpreter by a `dynamodb-local` sample's server warm-up,
+  saved with `--answers`): what is timed is the function's own code, nothing else.
 
 SUBJECT `boto3` is the control: a bare client already warmed by real requests, then kept
-busy for BUSY_SECONDS (as long as a function's init takes) with work of no interest to it,
+busy for `--busy` seconds (as long as a function's init takes) with work of no interest to it,
 then timed the same way, so the report shows what the machine and DynamoDB Local charge a
 first request with nothing left to warm. The runs the requests need are written before the init, through the store
 (which imports some of what the init would: the init time printed here is not the one to
@@ -332,31 +334,30 @@ def container_credentials() -> Iterator[None]:
 # ------------------------------------------------------------------ one environment
 
 
-def main(subject: str, transport: str = "dynamodb-local", busy_seconds: float = 0.0) -> None:
-    """Against the DynamoDB Local at DYNAMODB_ENDPOINT_URL (fresh tables of this process's
-    own), as the function would reach DynamoDB: over HTTP, its first request opening the
-    connection — or, with the in-process transport, answered here as DynamoDB Local answered
-    the same requests. (moto in-process copies whole tables on every transaction: its time
-    grows with the table and drowns what is measured here.) `busy_seconds`: the control's
-    busy time between its warm-up and its first request."""
-    import tempfile
-
+def main(subject: str, transport: str = "dynamodb-local", busy_seconds: float = 0.0,
+         answers_path: str | None = None) -> None:
+    """Over DynamoDB Local (at DYNAMODB_ENDPOINT_URL, fresh tables of this process's own), as
+    the function would reach DynamoDB: over HTTP, its first request opening the connection;
+    the answers the server-warming child got are saved at `answers_path`, with its runs and
+    tables. In-process: nothing is seeded and nothing reaches DynamoDB Local, every call is
+    answered from `answers_path` (the same requests on the same runs and tables). (moto
+    in-process copies whole tables on every transaction: its time grows with the table and
+    drowns what is measured here.) `busy_seconds`: the control's busy time between its
+    warm-up and its first request."""
     os.environ.update(LAMBDA_ENV)
-    suffix = uuid.uuid4().hex[:8]
-    os.environ["RUNS_TABLE"] = f"bench-runs-{suffix}"
-    os.environ["EVENTS_TABLE"] = f"bench-events-{suffix}"
     if not os.environ.get("DYNAMODB_ENDPOINT_URL"):
         raise SystemExit("DYNAMODB_ENDPOINT_URL must name a running DynamoDB Local")
     if transport not in TRANSPORTS:
         raise SystemExit(f"transport must be one of {TRANSPORTS}")
-    run_ids = seed(3 * WARM + 3)
-    with tempfile.TemporaryDirectory() as folder:
-        answers_file = os.path.join(folder, "answers.json")
-        _warm_the_server_paths("api" if subject == "boto3" else subject, run_ids[WARM + 1:2 * WARM + 2], answers_file)
-        with open(answers_file, encoding="utf-8") as recorded:
-            answers: list[list[dict[str, Any]]] = json.load(recorded)
-    _control.update(warm_up_ids=run_ids[2 * WARM + 2:], busy_seconds=busy_seconds)
-    del run_ids[WARM + 1:]
+    if transport == "in-process":
+        if not answers_path:
+            raise SystemExit("the in-process transport replays the answers of a dynamodb-local sample: --answers")
+        with open(answers_path, encoding="utf-8") as saved:
+            recorded = json.load(saved)
+        os.environ.update(RUNS_TABLE=recorded["runs_table"], EVENTS_TABLE=recorded["events_table"])
+        run_ids, answers = recorded["run_ids"], recorded["answers"]
+    else:
+        run_ids, answers = _seed_and_warm(subject, busy_seconds, answers_path)
     with container_credentials():
         started = time.perf_counter()
         calls = requests(subject, run_ids)
@@ -381,8 +382,45 @@ def main(subject: str, transport: str = "dynamodb-local", busy_seconds: float = 
     print("RESULT " + json.dumps({"init": init, "connect": connect, "first": timings[0], "warm": timings[1:]}))
 
 
+def _seed_and_warm(subject: str, busy_seconds: float, answers_path: str | None) -> tuple[list[str], list[Any]]:
+    """Fresh tables and runs; the server warmed down the subject's paths from another
+    interpreter, its answers recorded (and saved at `answers_path` with its runs and
+    tables, for an in-process sample). Returns the runs to time and those answers."""
+    import tempfile
+
+    suffix = uuid.uuid4().hex[:8]
+    os.environ["RUNS_TABLE"] = f"bench-runs-{suffix}"
+    os.environ["EVENTS_TABLE"] = f"bench-events-{suffix}"
+    run_ids = seed(3 * WARM + 3)
+    warmed = run_ids[WARM + 1:2 * WARM + 2]
+    with tempfile.TemporaryDirectory() as folder:
+        answers_file = os.path.join(folder, "answers.json")
+        _warm_the_server_paths("api" if subject == "boto3" else subject, warmed, answers_file)
+        with open(answers_file, encoding="utf-8") as recorded:
+            answers: list[list[dict[str, Any]]] = json.load(recorded)
+    if answers_path:
+        with open(answers_path, "w", encoding="utf-8") as out:
+            json.dump({"runs_table": os.environ["RUNS_TABLE"], "events_table": os.environ["EVENTS_TABLE"],
+                       "run_ids": warmed, "answers": answers}, out)
+    _control.update(warm_up_ids=run_ids[2 * WARM + 2:], busy_seconds=busy_seconds)
+    return run_ids[:WARM + 1], answers
+
+
+def _arguments() -> Any:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.first_request")
+    parser.add_argument("subject", choices=[*ENTRY, "boto3"])
+    parser.add_argument("transport", nargs="?", default="dynamodb-local", choices=TRANSPORTS)
+    parser.add_argument("--busy", type=float, default=0.0, help="the control's busy seconds after its warm-up")
+    parser.add_argument("--answers", help="where a dynamodb-local sample saves its recorded answers, "
+                                          "and an in-process sample reads them")
+    return parser.parse_args()
+
+
 if __name__ == "__main__":
     if sys.argv[2:3] == ["--warm-server"]:  # the child of _warm_the_server_paths
         _warm_server_child(sys.argv[1], sys.argv[3], sys.argv[4:])
     else:
-        main(sys.argv[1], *sys.argv[2:3], *(float(arg) for arg in sys.argv[3:4]))
+        arguments = _arguments()
+        main(arguments.subject, arguments.transport, arguments.busy, arguments.answers)

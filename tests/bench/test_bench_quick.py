@@ -45,9 +45,8 @@ def test_quick_bench_writes_a_report_with_every_section(tmp_path: Path) -> None:
                  "execute_answer_lag_p50_ms", "execute_wait_reads_per_second",
                  "request_overhead_vs_powertools", "threads_started_per_invocation_by_the_shipped_handler",
                  "first_request_after_init_api", "first_request_after_init_step_runner",
-                 "first_request_after_init_projector", "first_request_after_init_api_over_dynamodb_local",
-                 "first_request_after_init_step_runner_over_dynamodb_local",
-                 "first_request_after_init_projector_over_dynamodb_local",
+                 "first_request_after_init_projector", "first_request_after_init_api_in_process",
+                 "first_request_after_init_step_runner_in_process", "first_request_after_init_projector_in_process",
                  "first_request_control_boto3", "lambda_init_api_vs_boto3"):
         assert isinstance(figures[name]["value"], (int, float)), name
         assert set(figures[name]) >= {"value", "unit", "target", "holds"}
