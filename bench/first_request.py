@@ -30,12 +30,10 @@ import importlib
 import json
 import os
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from bench.request_overhead import rest_event  # the harness's own imports, all before the init
@@ -291,46 +289,6 @@ def _warm_server_child(subject: str, answers_file: str, run_ids: list[str]) -> N
         json.dump(answers, out)
 
 
-# ------------------------------------------------------------------ container credentials
-
-
-@contextmanager
-def container_credentials() -> Iterator[None]:
-    """Credentials as Lambda gives a SnapStart function: from an endpoint named by
-    AWS_CONTAINER_CREDENTIALS_FULL_URI (with an authorization token), expiring, renewed by
-    botocore itself — not keys in the environment."""
-    token = uuid.uuid4().hex
-
-    class Endpoint(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            if self.headers.get("Authorization") != token:
-                self.send_error(401)
-                return
-            expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
-            body = json.dumps({"AccessKeyId": "local", "SecretAccessKey": "local", "Token": "local",
-                               "Expiration": expires}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    keys = {name: os.environ.pop(name) for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-            if name in os.environ}
-    os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = f"http://127.0.0.1:{server.server_address[1]}/credentials"
-    os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = token
-    try:
-        yield
-    finally:
-        server.shutdown()
-        os.environ.update(keys)
-
-
 # ------------------------------------------------------------------ one environment
 
 
@@ -358,7 +316,9 @@ def main(subject: str, transport: str = "dynamodb-local", busy_seconds: float = 
         run_ids, answers = recorded["run_ids"], recorded["answers"]
     else:
         run_ids, answers = _seed_and_warm(subject, busy_seconds, answers_path)
-    with container_credentials():
+    from workflow_runs_dev import container_credentials
+
+    with container_credentials.served():
         started = time.perf_counter()
         calls = requests(subject, run_ids)
         init = time.perf_counter() - started

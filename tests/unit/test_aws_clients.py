@@ -4,9 +4,7 @@ function), made again when they cannot (static keys)."""
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -14,6 +12,7 @@ from typing import Any
 import pytest
 from workflow_runs import aws_clients, telemetry
 from workflow_runs.store import dynamodb_client
+from workflow_runs_dev.container_credentials import served
 
 
 @pytest.fixture
@@ -43,30 +42,11 @@ def dynamodb_like() -> Iterator[str]:
 
 
 @pytest.fixture
-def container_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def container_credentials() -> Iterator[None]:
     """Credentials from a container credentials endpoint, as Lambda gives a SnapStart
     function (no keys in the environment)."""
-
-    class Endpoint(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
-            body = json.dumps({"AccessKeyId": "k", "SecretAccessKey": "s", "Token": "t", "Expiration": expires}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{server.server_address[1]}/creds")
-    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "token")
-    yield
-    server.shutdown()
+    with served(token="t"):
+        yield
 
 
 @pytest.fixture(autouse=True)
