@@ -27,7 +27,7 @@ def test_the_warm_up_runs_every_operation_on_both_tables_and_sends_nothing(unrea
     sent: list[str] = []
     unreachable_store.client.meta.events.register("before-call.dynamodb", lambda model, **_: sent.append(model.name))
 
-    warm_up(unreachable_store, rounds=2)
+    warm_up(unreachable_store, times=2)
 
     assert sorted(set(sent)) == ["BatchGetItem", "DeleteItem", "GetItem", "PutItem", "Query", "TransactWriteItems",
                                  "UpdateItem"]
@@ -54,3 +54,15 @@ def test_a_rehearsed_run_read_reads_as_the_store_reads_a_run(unreachable_store: 
     assert run.id == RUN and run.status is Status.SCHEDULED and run.workflow_name == "rehearsal"
     assert [(step.step_id, step.status, step.outputs) for step in run.activity_runs] == [
         ("a", Status.COMPLETED, {"output": "tides"})]
+
+
+@pytest.mark.parametrize(("initialization", "rounds"), [("snap-start", rehearsal.REHEARSALS), ("on-demand", 1)])
+def test_rehearsals_repeat_only_where_a_snapshot_keeps_them(unreachable_store: RunStore, initialization: str,
+                                                            rounds: int, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", initialization)
+    sent: list[str] = []
+    unreachable_store.client.meta.events.register("before-call.dynamodb", lambda model, **_: sent.append(model.name))
+
+    warm_up(unreachable_store)
+
+    assert sent.count("Query") == 2 * rounds  # both tables

@@ -89,7 +89,7 @@ def _rehearse_a_run_read() -> None:
     rehearsed = telemetry.instrument(telemetry.API, _handle, correlation=_correlation, traced=False)
     answers = {"Query": {"Items": items, "Count": len(items), "ScannedCount": len(items)}}
     with telemetry.rehearsal(telemetry.API), rehearsal.answered_here(store.client, answers):
-        for _ in range(rehearsal.REHEARSALS):
+        for _ in range(rehearsal.rounds()):
             _rehearse(rehearsed, event, 200)
 
 

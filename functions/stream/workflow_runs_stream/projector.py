@@ -364,7 +364,7 @@ def prime() -> None:
 
     rehearsed = telemetry.instrument(telemetry.PROJECTOR, in_lambda, traced=False)
     with telemetry.rehearsal(telemetry.PROJECTOR), rehearsal.answered_here(store.client, {}):
-        for _ in range(rehearsal.REHEARSALS):
+        for _ in range(rehearsal.rounds()):
             if rehearsed({"Records": [record]}, telemetry.RehearsalContext()) != {"batchItemFailures": []}:
                 raise RuntimeError("the priming batch was not projected")
 
