@@ -66,3 +66,20 @@ def test_rehearsals_repeat_only_where_a_snapshot_keeps_them(unreachable_store: R
     warm_up(unreachable_store)
 
     assert sent.count("Query") == 2 * rounds  # both tables
+
+
+def test_a_rehearsed_step_reads_as_the_store_reads_a_scheduled_run_of_a_version_of_its_own(
+        unreachable_store: RunStore):
+    read = []
+    for number in (0, 1):
+        with rehearsal.answered_here(unreachable_store.client, rehearsal.step_answers(unreachable_store, "priming",
+                                                                                      RUN, number)):
+            read.append(unreachable_store.get_run_record(RUN))
+
+    for number, record in enumerate(read):
+        assert record.id == RUN and record.tenant == "priming" and record.status is Status.SCHEDULED
+        assert record.run.activity_runs == [] and record.sealed_envs is None  # no envs: nothing to unseal
+        assert [(step.id, step.type, step.config) for step in record.steps] == [
+            ("a", "transform", {"output": f"{{{{ inputs.topic }}}} (rehearsal {number})"})]
+    # Each round a version of its own: read (not found in the store's cache) and compiled anew.
+    assert read[0].run.workflow_id != read[1].run.workflow_id

@@ -20,10 +20,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from .. import keys
-from ..models import ActivityRun, RunInput, Status, Workflow, WorkflowDefinition
 from ..marshal import key
+from ..models import ActivityRun, RunInput, Status, Workflow, WorkflowDefinition
 from .records import NewRun
 from .runs import RunWrites, activity_item
+from .workflows import workflow_body
 
 # Runs of a function's code before its bytecode is specialized, and a margin.
 REHEARSALS = 12
@@ -134,19 +135,44 @@ def warm_up(store: Any, times: int | None = None) -> None:
                     getattr(client, name)(**params)
 
 
+_STAMP = "2026-01-01T00:00:00.000Z"
+
+
+def _new_run(tenant: str, run_id: str, number: int, sealed_envs: str | None) -> tuple[NewRun, WorkflowDefinition]:
+    """A scheduled run of a one-step workflow whose version `number` is its own: its id and
+    its template's text (what a function caches per version is then built by each)."""
+    definition = WorkflowDefinition.model_validate({
+        "name": "rehearsal", "inputs": [{"name": "topic", "type": "string"}],
+        "steps": [{"id": "a", "type": "transform", "config": {"output": f"{{{{ inputs.topic }}}} (rehearsal {number})"}}],
+    })
+    workflow = Workflow(id=f"00000000-0000-4000-8000-{number + 15:012x}", version=1, created_at=_STAMP,
+                        updated_at=_STAMP, **definition.model_dump())
+    return NewRun(run_id=run_id, tenant=tenant, workflow=workflow, inputs=[RunInput(name="topic", value="tides")],
+                  sealed_envs=sealed_envs, created_at=_STAMP), definition
+
+
+def _created_items(store: RunWrites, new: NewRun) -> list[dict[str, Any]]:
+    """The run's own items as the store's creation writes them (head, envs)."""
+    puts = [write["Put"]["Item"] for write in store.creation_writes(new) if "Put" in write]
+    return [item for item in puts if item[keys.PK]["S"] == keys.run_pk(new.run_id)]
+
+
 def run_items(store: RunWrites, tenant: str, run_id: str) -> list[dict[str, Any]]:
     """A completed one-step run's items as the store writes them (head, envs, its step): what
     a Query of the run answers, for rehearsing a read of it."""
-    stamp = "2026-01-01T00:00:00.000Z"
-    workflow = Workflow(id="00000000-0000-4000-8000-00000000000f", version=1, created_at=stamp, updated_at=stamp,
-                        **WorkflowDefinition.model_validate({
-                            "name": "rehearsal", "inputs": [{"name": "topic", "type": "string"}],
-                            "steps": [{"id": "a", "type": "transform", "config": {"output": "{{ inputs.topic }}"}}],
-                        }).model_dump())
-    new = NewRun(run_id=run_id, tenant=tenant, workflow=workflow, inputs=[RunInput(name="topic", value="tides")],
-                 sealed_envs="sealed", created_at=stamp)
-    puts = [write["Put"]["Item"] for write in store.creation_writes(new) if "Put" in write]
-    items = [item for item in puts if item[keys.PK]["S"] == keys.run_pk(run_id)]
+    new, _ = _new_run(tenant, run_id, 0, sealed_envs="sealed")
     step = ActivityRun(id=f"{run_id}:a:1", step_id="a", step_name="a", status=Status.COMPLETED, attempt=1,
-                       outputs={"output": "tides"}, created_at=stamp, updated_at=stamp)
-    return [*items, activity_item(run_id, 0, step)]
+                       outputs={"output": "tides"}, created_at=_STAMP, updated_at=_STAMP)
+    return [*_created_items(store, new), activity_item(run_id, 0, step)]
+
+
+def step_answers(store: RunWrites, tenant: str, run_id: str, number: int) -> dict[str, dict[str, Any]]:
+    """DynamoDB's answers to a step runner running the one step of a scheduled run of workflow
+    version `number` (see `_new_run`), with no envs (a run with envs would unseal them, with
+    KMS in Lambda): the run's Query finds it as created, the version's
+    GetItem finds the version as the store writes it, and every write succeeds (`{}`)."""
+    new, definition = _new_run(tenant, run_id, number, sealed_envs=None)
+    items = _created_items(store, new)
+    version = {**key(keys.workflows_pk(tenant), keys.version_sk(new.workflow.id, new.workflow.version)),
+               **workflow_body(tenant, new.workflow, definition)}
+    return {"Query": {"Items": items, "Count": len(items), "ScannedCount": len(items)}, "GetItem": {"Item": version}}

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from .. import keys
 from ..errors import Conflict, NotFound
+from ..marshal import js, json_of, key, n, plain, s
 from ..models import Step, Workflow, WorkflowDefinition, utc_now
 from .base import StoreBase
 from .dynamo import ConditionFailed
-from ..marshal import js, json_of, key, n, plain, s
 
 
 class WorkflowStore(StoreBase):
@@ -39,15 +40,7 @@ class WorkflowStore(StoreBase):
                 updated_at=now,
                 **definition.model_dump(),
             )
-            body = {
-                "id": s(workflow_id),
-                "tenant": s(tenant),
-                "version": n(workflow.version),
-                "name": s(workflow.name),
-                "createdAt": s(workflow.created_at),
-                "updatedAt": s(now),
-                "definition": js(definition.dump()),
-            }
+            body = workflow_body(tenant, workflow, definition)
             condition = (
                 {"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": n(old["version"])}}
                 if old
@@ -143,6 +136,19 @@ class WorkflowStore(StoreBase):
             ExpressionAttributeValues={":pk": s(keys.workflows_pk(tenant)), ":p": s(prefix)},
         )
         return [(r["workflowId"], r["workflowName"]) for r in map(plain, rows)]
+
+
+def workflow_body(tenant: str, workflow: Workflow, definition: WorkflowDefinition) -> dict[str, Any]:
+    """A workflow's stored attributes: its head's and each of its versions' copies."""
+    return {
+        "id": s(workflow.id),
+        "tenant": s(tenant),
+        "version": n(workflow.version),
+        "name": s(workflow.name),
+        "createdAt": s(workflow.created_at),
+        "updatedAt": s(workflow.updated_at),
+        "definition": js(definition.dump()),
+    }
 
 
 def _stale(workflow_id: str, expected: int, stored: int | None, *, lost_race: bool = False) -> str:
