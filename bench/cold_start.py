@@ -348,6 +348,8 @@ def _first_request(result: SectionResult, rounds: int, endpoint: str, *, warm: i
                                                                           answers=answers))
             busy = median([sample["init"] for sample in samples["api", "dynamodb-local"]])
             samples[CONTROL, "dynamodb-local"].append(time_first_request(CONTROL, endpoint, warm, busy_seconds=busy))
+            samples[CONTROL, "in-process"].append(time_first_request(CONTROL, endpoint, warm, "in-process", busy,
+                                                                     answers=os.path.join(folder, "api.json")))
 
     def ratios(subject: str, transport: str) -> list[float]:
         return [sample["first"] / median(sample["warm"]) for sample in samples[subject, transport]]
@@ -368,15 +370,19 @@ def _first_request(result: SectionResult, rounds: int, endpoint: str, *, warm: i
             connect = median([s["connect"] for s in samples[subject, transport]])
             rows.append([subject, transport, ms(connect) if transport == "dynamodb-local" else "—", ms(first),
                          ms(warm_time), ", ".join(f"{r:.2f}" for r in sorted(ratios(subject, transport)))])
-    control = median(ratios(CONTROL, "dynamodb-local"))
-    first, warm_time = times(CONTROL, "dynamodb-local")
-    result.add(Figure("control: a bare boto3 client with nothing left to warm, first request / a warm one, "
-                      "over DynamoDB Local", f"{control:.2f}× ({ms(first)} vs {ms(warm_time)})",
-                      key="first_request_control_boto3", number=round(control, 3), unit="×",
-                      note="the floor this machine puts under every first-request figure over DynamoDB Local"))
-    rows.append(["control: bare boto3 Query", "dynamodb-local",
-                 ms(median([s["connect"] for s in samples[CONTROL, "dynamodb-local"]])), ms(first), ms(warm_time),
-                 ", ".join(f"{r:.2f}" for r in sorted(ratios(CONTROL, "dynamodb-local")))])
+    for transport, suffix, what, note in (
+            ("dynamodb-local", "", "over DynamoDB Local",
+             "the floor this machine puts under every first-request figure over DynamoDB Local"),
+            ("in-process", "_in_process", "answered in-process",
+             "what this machine charges a code path not run for as long as an init takes, no server in it")):
+        control = median(ratios(CONTROL, transport))
+        first, warm_time = times(CONTROL, transport)
+        result.add(Figure(f"control: a bare boto3 client with nothing left to warm, first request / a warm one, {what}",
+                          f"{control:.2f}× ({ms(first)} vs {ms(warm_time)})", key="first_request_control_boto3" + suffix,
+                          number=round(control, 3), unit="×", note=note))
+        connect = median([s["connect"] for s in samples[CONTROL, transport]])
+        rows.append(["control: bare boto3 Query", transport, ms(connect) if transport == "dynamodb-local" else "—",
+                     ms(first), ms(warm_time), ", ".join(f"{r:.2f}" for r in sorted(ratios(CONTROL, transport)))])
     result.tables.append(
         "First request after the init phase (`python -m bench.first_request SUBJECT TRANSPORT`, one fresh "
         f"interpreter per sample, {rounds} samples each, interleaved): the environment set as Lambda sets it for "
@@ -393,7 +399,9 @@ def _first_request(result: SectionResult, rounds: int, endpoint: str, *, warm: i
         "same request on the same run, recorded in the round's sample over DynamoDB Local; only the function's "
         "own code is timed). The control is a bare boto3 client already warmed by real "
         "Queries, then kept busy as long as the api's init took, then timed the same way: what this machine "
-        "and DynamoDB Local charge a first request with nothing left to warm. "
+        "and DynamoDB Local charge a first request with nothing left to warm; in-process, the same client "
+        "answered with the api's recorded Queries: what this machine charges a code path it has not run for "
+        "that long, with no server in it. "
         "Figure: median over samples of first / median(warm); `first_request_after_init_<function>` is the one "
         "over DynamoDB Local, `…_in_process` the function's own time. Read the first against the control: a "
         "first request with nothing left to warm pays that much here, which no init can take.\n\n"

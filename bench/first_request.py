@@ -19,7 +19,9 @@ is timed, then warm ones. Two transports:
 SUBJECT `boto3` is the control: a bare client already warmed by real requests, then kept
 busy for `--busy` seconds (as long as a function's init takes) with work of no interest to it,
 then timed the same way, so the report shows what the machine and DynamoDB Local charge a
-first request with nothing left to warm. The runs the requests need are written before the init, through the store
+first request with nothing left to warm. In-process, its Queries are answered with the api's
+recorded ones (`--answers` of an api sample): what is left is what this machine charges a code
+path it has not run for as long as an init takes, with no server in it. The runs the requests need are written before the init, through the store
 (which imports some of what the init would: the init time printed here is not the one to
 quote, bench/cold_start.py measures that in a clean interpreter).
 """
@@ -167,6 +169,8 @@ def _bare_queries(run_ids: list[str]) -> list[Callable[[], Any]]:
 
     client = boto3.client("dynamodb", endpoint_url=os.environ["DYNAMODB_ENDPOINT_URL"])
     _bare[:] = [client]
+    if _control["answers"]:  # in-process: its warm-up answered as its requests will be
+        answer_in_process(client, [dict(answer) for answer in _control["answers"]])
 
     def query(run_id: str) -> Callable[[], Any]:
         def call() -> Any:
@@ -182,9 +186,10 @@ def _bare_queries(run_ids: list[str]) -> list[Callable[[], Any]]:
     return [query(run_id) for run_id in run_ids]
 
 
-# The control's settings: the runs its client is warmed on, and how long it stays busy after
-# (a function's init keeps its process busy, and DynamoDB Local waiting, that long).
-_control: dict[str, Any] = {"warm_up_ids": [], "busy_seconds": 0.0}
+# The control's settings: the runs its client is warmed on, how long it stays busy after (a
+# function's init keeps its process busy, and DynamoDB Local waiting, that long) and, in-process,
+# the recorded answers its warm-up is given.
+_control: dict[str, Any] = {"warm_up_ids": [], "busy_seconds": 0.0, "answers": []}
 
 
 def _busy(seconds: float) -> None:
@@ -314,6 +319,9 @@ def main(subject: str, transport: str = "dynamodb-local", busy_seconds: float = 
             recorded = json.load(saved)
         os.environ.update(RUNS_TABLE=recorded["runs_table"], EVENTS_TABLE=recorded["events_table"])
         run_ids, answers = recorded["run_ids"], recorded["answers"]
+        if subject == "boto3":  # the control replays the api's Queries: one per request, the run's partition
+            _control.update(warm_up_ids=run_ids, busy_seconds=busy_seconds,
+                            answers=[answer for asked in answers for answer in asked])
     else:
         run_ids, answers = _seed_and_warm(subject, busy_seconds, answers_path)
     from workflow_runs_dev import container_credentials
