@@ -15,6 +15,7 @@ help:
 	@echo "make bench   run the benchmarks and write docs/benchmarks.md"
 	@echo "make soak    long reliability runs (load, fuzzing, contention)"
 	@echo "make typecheck  mypy over layers/, functions/ and local/ (part of make test)"
+	@echo "make lint   ruff over the whole repository (part of make test)"
 	@echo "make openapi regenerate docs/openapi.json"
 	@echo "make build   assemble the Lambda assets and the dependencies layer (arm64)"
 	@echo "make synth   build and synthesize the CDK app"
@@ -55,7 +56,7 @@ install: .make-python .make-node .make-dynamodb-local .make-checkov
 dev: install
 	$(BIN)/workflow-runs dev
 
-test: install .make-chromium typecheck
+test: install .make-chromium typecheck lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 typecheck: .make-python

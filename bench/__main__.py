@@ -235,8 +235,8 @@ def render(results: list[SectionResult], *, quick: bool, elapsed: float, jobs: i
         f"in {elapsed:.0f} s." + (" **Quick mode: few repetitions"
                                     + (f", {jobs} sections at once" if jobs > 1 else "")
                                     + "; these figures only prove the benchmarks run.**" if quick else ""),
-        *([f"This run re-ran only: {', '.join(partial)}; the other sections are kept from the runs before "
-           "(docs/benchmarks.sections.json), each with its own section time."] if partial else []),
+        *([(f"This run re-ran only: {', '.join(partial)}; the other sections are kept from the runs before "
+            "(docs/benchmarks.sections.json), each with its own section time.")] if partial else []),
         "",
         "Every figure is a ratio against a reference measured side by side in the same run, or a count;",
         "absolute times are for orientation only (this kind of machine is noisy). Each section runs in its",

@@ -372,8 +372,8 @@ def _first_request(result: SectionResult, rounds: int, endpoint: str, *, warm: i
                          ms(warm_time), ", ".join(f"{r:.2f}" for r in sorted(ratios(subject, transport)))])
     for transport, suffix, what, note in (
             ("dynamodb-local", "", "over DynamoDB Local",
-             "what this machine and DynamoDB Local charge a first request with nothing left to warm; "
-             "it swings from run to run, see its samples"),
+             ("what this machine and DynamoDB Local charge a first request with nothing left to warm; "
+              "it swings from run to run, see its samples")),
             ("in-process", "_in_process", "answered in-process",
              "what this machine charges a code path not run for as long as an init takes, no server in it")):
         control = median(ratios(CONTROL, transport))

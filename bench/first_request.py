@@ -182,7 +182,7 @@ def _bare_queries(run_ids: list[str]) -> list[Callable[[], Any]]:
     for warm_up in (query(run_id) for run_id in _control["warm_up_ids"]):
         warm_up()
     _busy(_control["busy_seconds"])
-    client._endpoint.http_session.close()  # noqa: SLF001 - as the SnapStart hooks leave it
+    client._endpoint.http_session.close()  # as the SnapStart hooks leave it
     return [query(run_id) for run_id in run_ids]
 
 
@@ -265,7 +265,7 @@ def answer_in_process(client: Any, queue: list[dict[str, Any]]) -> None:
         def close() -> None:
             pass
 
-    client._endpoint.http_session = Replay()  # noqa: SLF001 - the one thing that would send
+    client._endpoint.http_session = Replay()  # the one thing that would send
 
 
 def _warm_the_server_paths(subject: str, run_ids: list[str], answers_file: str) -> None:
@@ -276,7 +276,7 @@ def _warm_the_server_paths(subject: str, run_ids: list[str], answers_file: str) 
     from another interpreter (this one must stay cold), take that cost before the init is
     timed; the answers they got are recorded in `answers_file`, one list per request, for
     the in-process transport."""
-    import subprocess  # noqa: PLC0415
+    import subprocess
 
     subprocess.run([sys.executable, "-m", "bench.first_request", subject, "--warm-server", answers_file, *run_ids],
                    check=True, env=os.environ.copy(), stdout=subprocess.DEVNULL)

@@ -78,7 +78,7 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
     three = per_size[3]
     hottest_key, hottest = three["hottest"]
     ceiling = CEILING_UNITS_PER_SECOND / hottest
-    sample_key, sample = three["sample_hottest"]
+    _, sample = three["sample_hottest"]
     result.add(
         Figure("hottest partition key, write units per 3-step run", f"{hottest:.3f} ({hottest_key})", "≤ 1",
                hottest <= 1, key="hottest_key_wcu_per_run", number=round(hottest, 4), unit="WCU/run",
@@ -130,7 +130,7 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
     result.tables.append("Prices (us-east-1 list prices, read 2026-12-02):\n\n" + md_table(
         ["item", "USD"], [[k, f"{v:.10g}"] for k, v in PRICES.items()]))
     result.notes += [
-        "Cost model: Step Functions = states entered × the Standard price (Standard), or one request + the "
+        ("Cost model: Step Functions = states entered × the Standard price (Standard), or one request + the "
         "execution's measured duration (mean of the Express runs under moto, Lambda tasks included) rounded up to "
         "100 ms × 64 MB × the GB-second price (Express; its logs are at level ERROR, so a run that succeeds writes "
         "none); DynamoDB = (runs-table + events-table "
@@ -138,16 +138,17 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
         "projector batches) × the request price + measured in-process durations × configured memory "
         "(infra/sizing.py) × the arm64 GB-second price; API Gateway = 1 request (the execute). Durations are this "
         "machine's in-process times against DynamoDB Local; a client that waits on a blocking execute also pays the "
-        "API function for the wait.",
-        f"Ceiling: DynamoDB takes at most {CEILING_UNITS_PER_SECOND:,} write units per second per partition; the "
+        "API function for the wait."),
+        (f"Ceiling: DynamoDB takes at most {CEILING_UNITS_PER_SECOND:,} write units per second per partition; the "
         "hottest key's share per run bounds one tenant's run rate. Counter and list partitions are write-sharded "
         "by the run id (workflow_runs/keys.py), so the hottest key is a shard; with few runs the measured share "
-        "is noisier than its mean.",
+        "is noisier than its mean."),
     ]
     return result
 
 
 def _runs(endpoint: str, steps: int, count: int) -> dict[str, Any]:
+    from workflow_runs import keys
     from workflow_runs.models import Status
     from workflow_runs.service import ExecuteRequest, RunService
     from workflow_runs.store import RunStore
@@ -157,7 +158,6 @@ def _runs(endpoint: str, steps: int, count: int) -> dict[str, Any]:
     from workflow_runs_step_runner.runner import run_step
     from workflow_runs_stream import projector
 
-    from workflow_runs import keys
     from .units import UnitMeter
 
     settings = fresh_settings(endpoint)
@@ -257,12 +257,12 @@ def _families(per_key: Counter, run_keys: set[str]) -> list[tuple[str, int, floa
 
 def _deep_pages(endpoint: str, quick: bool) -> dict[str, Any]:
     """Page 1 and page `depth` of a tenant's list (limit 10), the latter reached by nextToken."""
+    from workflow_runs import keys
     from workflow_runs.models import RunInput
     from workflow_runs.service import ListQuery, RunService
     from workflow_runs.store import NewRun, RunStore
     from workflow_runs_dev import dynamodb_local
 
-    from workflow_runs import keys
     from .units import UnitMeter
 
     depth = 20 if quick else 1000

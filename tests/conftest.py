@@ -4,10 +4,9 @@ and a run store parametrised over moto (unit) and DynamoDB Local (integration)."
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
-
 from workflow_runs.settings import Settings
 from workflow_runs.store import RunStore
 from workflow_runs_dev import dynamodb_local

@@ -56,14 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a browser origin allowed to call the API (CORS), e.g. http://localhost:5173; "
                           "repeatable; added to CORS_ALLOW_ORIGINS")
     dev.set_defaults(handler=None)
-    from .client import add_commands  # noqa: PLC0415 - httpx only, still instant
+    from .client import add_commands  # httpx only, still instant
 
     add_commands(commands)
     return parser
 
 
 def _fault_spec(spec: str) -> str:
-    from .faults import parse_spec  # noqa: PLC0415 - keep --help instant
+    from .faults import parse_spec  # keep --help instant
 
     try:
         parse_spec(spec)
@@ -83,11 +83,11 @@ def _origin(value: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.handler is not None:  # a client command (client.py): run, runs, approve, reject
-        from .client import run_command  # noqa: PLC0415
+        from .client import run_command
 
         return run_command(args)
-    from .faults import FaultInjector  # noqa: PLC0415 - keep --help instant
-    from .runtime import LocalRuntime  # noqa: PLC0415
+    from .faults import FaultInjector  # keep --help instant
+    from .runtime import LocalRuntime
 
     runtime = LocalRuntime(
         host=args.host,
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def banner(runtime) -> str:
-    from .runtime import DEV_TENANT  # noqa: PLC0415 - loaded already: the runtime is running
+    from .runtime import DEV_TENANT  # loaded already: the runtime is running
 
     tables = ", ".join(f"{name} ({'created' if name in runtime.tables_created else 'reused'})"
                        for name in (runtime.settings.runs_table, runtime.settings.events_table))

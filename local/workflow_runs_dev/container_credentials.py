@@ -26,7 +26,7 @@ def served(access_key: str = "local", token: str = "local") -> Iterator[str]:
     authorization = uuid.uuid4().hex
 
     class Endpoint(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             if self.headers.get("Authorization") != authorization:
                 self.send_error(401)
                 return

@@ -97,7 +97,7 @@ class EmbeddedDynamoDB:
 def start_dynamodb_local(port: int | None = None, timeout: float = 60.0) -> EmbeddedDynamoDB:
     home = fetch()
     port = port or free_port()
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process; EmbeddedDynamoDB.stop closes it
     process = subprocess.Popen(
         ["java", f"-Djava.library.path={home / 'DynamoDBLocal_lib'}", "-jar", str(home / "DynamoDBLocal.jar"),
          "-inMemory", "-disableTelemetry", "-port", str(port)],
@@ -109,7 +109,7 @@ def start_dynamodb_local(port: int | None = None, timeout: float = 60.0) -> Embe
 
 
 def start_moto_server(port: int | None = None) -> EmbeddedDynamoDB:
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - dev-only dependency
+    from moto.server import ThreadedMotoServer  # dev-only dependency
 
     port = port or free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -132,7 +132,7 @@ def start_embedded(prefer: str = "auto", port: int | None = None) -> EmbeddedDyn
 
 
 def _wait_ready(db: EmbeddedDynamoDB, process: subprocess.Popen, timeout: float) -> None:
-    import boto3  # noqa: PLC0415
+    import boto3
 
     client = boto3.session.Session(
         aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1"
@@ -157,7 +157,7 @@ def create_tables(client: Any, runs_table: str, events_table: str) -> list[str]:
 
     DescribeTable per table rather than ListTables: a shared DynamoDB may hold more tables
     than one ListTables page, and another process may create the same table meanwhile."""
-    from workflow_runs import keys  # noqa: PLC0415
+    from workflow_runs import keys
 
     created = []
     for spec in (keys.runs_table_spec(runs_table), keys.events_table_spec(events_table)):

@@ -331,7 +331,7 @@ class _Body:
 
 def _response(request: Any, error_type: str, fields: dict[str, Any]) -> Any:
     """DynamoDB's error response: 400, `__type` plus the error's fields, as AWS sends it."""
-    from botocore.awsrequest import AWSResponse  # noqa: PLC0415 - keeps parse_spec (the CLI's) light
+    from botocore.awsrequest import AWSResponse  # keeps parse_spec (the CLI's) light
 
     body = json.dumps({"__type": error_type, **fields}, separators=(",", ":")).encode()
     headers = {

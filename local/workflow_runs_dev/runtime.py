@@ -45,7 +45,7 @@ def route_by_function(api_app: Any, stream_app: Any, cors_allow_origins: tuple[s
     """One listener, two apps, split exactly as API Gateway and the function URL split them;
     CORS answered in front of both, as each does in AWS; `/viewer/` goes to the run viewer's
     page when one is given."""
-    from workflow_runs_http.cors import CorsMiddleware  # noqa: PLC0415
+    from workflow_runs_http.cors import CorsMiddleware
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
@@ -84,7 +84,7 @@ class LoadedExample:
 
 def load_examples(service: RunService, tenant: str, folder: Path) -> list[LoadedExample]:
     """Put every workflow definition of `folder` (YAML, with an `id`) for `tenant`."""
-    import yaml  # noqa: PLC0415
+    import yaml
 
     loaded = []
     for path in sorted(folder.glob("*.y*ml")):
@@ -149,7 +149,7 @@ class LocalRuntime:
         """Block until every change written so far has been handed to the projector."""
         return self._poller is not None and self._poller.wait_idle(timeout)
 
-    def start(self) -> "LocalRuntime":
+    def start(self) -> LocalRuntime:
         try:
             self._start()
         except BaseException:
@@ -158,14 +158,14 @@ class LocalRuntime:
         return self
 
     def _start(self) -> None:
-        from workflow_runs.devkeys import DevIdentity  # noqa: PLC0415
-        from workflow_runs_api.app import create_app as create_api_app  # noqa: PLC0415
-        from workflow_runs_stream import projector  # noqa: PLC0415
-        from workflow_runs_stream.app import create_app as create_stream_app  # noqa: PLC0415
-        from workflow_runs_stream.viewer import viewer_app  # noqa: PLC0415
+        from workflow_runs.devkeys import DevIdentity
+        from workflow_runs_api.app import create_app as create_api_app
+        from workflow_runs_stream import projector
+        from workflow_runs_stream.app import create_app as create_stream_app
+        from workflow_runs_stream.viewer import viewer_app
 
-        from .orchestrator import LocalOrchestrator  # noqa: PLC0415
-        from .stream_poller import StreamPoller  # noqa: PLC0415
+        from .orchestrator import LocalOrchestrator
+        from .stream_poller import StreamPoller
 
         if self.dynamodb_endpoint:
             dynamodb_local.use_local_credentials()
@@ -225,7 +225,7 @@ class LocalRuntime:
 
     def listen(self, public_app: Any, internal_app: Any) -> None:
         """Serve the public app on `host:port` and the internal one on loopback only."""
-        import uvicorn  # noqa: PLC0415
+        import uvicorn
 
         listeners = [(public_app, self.host, self.port), (internal_app, INTERNAL_HOST, self.internal_port)]
         self._servers = [

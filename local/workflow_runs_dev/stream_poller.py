@@ -123,7 +123,7 @@ class StreamPoller:
             try:
                 moved = self._poll_once()
                 failures = 0
-            except Exception:  # noqa: BLE001 - the poller must outlive any one bad call
+            except Exception:
                 failures += 1
                 logger.exception("stream poll failed", extra={"table": self._settings.runs_table})
                 moved = False
@@ -179,7 +179,7 @@ class StreamPoller:
             shard.iterator = self._iterator(shard)
         try:
             response = self._client.get_records(ShardIterator=shard.iterator, Limit=self._batch_size)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if type(exc).__name__ in ("ExpiredIteratorException", "TrimmedDataAccessException"):
                 shard.iterator = None  # get a fresh one after the last record seen
                 return False
@@ -233,7 +233,7 @@ class StreamPoller:
         everything = {r["dynamodb"]["SequenceNumber"] for r in records}
         try:
             response = self._handler({"Records": records}, None) or {}
-        except Exception:  # noqa: BLE001 - a raising handler fails the whole batch
+        except Exception:
             logger.exception("the projector raised; retrying the whole batch")
             return everything
         failures = response.get("batchItemFailures") or []
@@ -244,8 +244,8 @@ class StreamPoller:
 
 
 def streams_client(endpoint_url: str | None) -> Any:
-    import boto3  # noqa: PLC0415
-    from botocore.config import Config  # noqa: PLC0415
+    import boto3
+    from botocore.config import Config
 
     # botocore >= 1.44 sends StreamArn calls to an account-specific host, which moto answers
     # with 404; disabling account-id endpoints keeps them on the table's endpoint.

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import pytest
 from fastapi.testclient import TestClient
-
 from workflow_runs.devkeys import DevIdentity
 from workflow_runs.models import WorkflowDefinition
 from workflow_runs.service import RunService

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from workflow_runs.errors import NotFound
 from workflow_runs.service import RunService
+from workflow_runs_api.app import create_app
 
 from bench.request_overhead import PRIVATE_API_ID, RUN_ID, TENANT, Context, NoOrchestrator, rest_event, sample_run
 from tests.support import make_settings
-from workflow_runs_api.app import create_app
 
 SLOW_SECONDS = 0.4
 

@@ -6,17 +6,17 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
-
 from workflow_runs.settings import get_settings
 from workflow_runs.store import dynamodb_client
 from workflow_runs_api import handler as api_handler
-from workflow_runs_http import dependencies
 from workflow_runs_dev.dynamodb_local import create_tables
+from workflow_runs_http import dependencies
 
 from tests.api.conftest import WORKFLOW
 from tests.auth_fixtures import AUDIENCE, ISSUER, TENANT_CLAIM, jwks_server, signing_key, tokens  # noqa: F401
@@ -136,7 +136,7 @@ def test_every_route_through_the_lambda_handler(lambda_env: None, tokens):  # no
 
 def test_internal_headers_on_the_public_api_prove_nothing(lambda_env: None):
     spoofed = {**INTERNAL, "X-Forwarded-For": "10.0.0.7", "X-Real-IP": "10.0.0.7", "Forwarded": "for=10.0.0.7"}
-    status, headers, body = invoke(rest_event("GET", RUNS, headers=spoofed))
+    status, _, body = invoke(rest_event("GET", RUNS, headers=spoofed))
     assert status == 401 and body == {"success": False, "error": "Unauthorized", "details": body["details"]}
 
 

@@ -8,7 +8,6 @@ from collections import Counter
 
 import pytest
 from fastapi.testclient import TestClient
-
 from workflow_runs import keys
 from workflow_runs.devkeys import DevIdentity
 from workflow_runs.models import WorkflowDefinition

@@ -5,7 +5,6 @@ use the same workflow name and the same workflow id."""
 from __future__ import annotations
 
 import pytest
-
 from workflow_runs.service import ExecuteRequest
 
 from tests.api.conftest import WORKFLOW, Api

@@ -4,6 +4,7 @@ websocket client needed), and a TCP proxy whose connections a test can cut mid-s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import itertools
@@ -19,6 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
 from workflow_runs_dev.dynamodb_local import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -26,6 +30,51 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 class BrowserError(RuntimeError):
     pass
+
+
+def dump_dom(url: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Load `url` in a headless Chromium of its own (a fresh profile) and dump the DOM at the load event."""
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+             f"--user-data-dir={profile}", "--dump-dom", url],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+
+
+class ReportingPage:
+    """A page whose script posts its report to /report, and an image at /hold that holds the
+    page's `load` event open until then (`dump_dom` dumps at the load event)."""
+
+    def __init__(self, html: str):
+        self.html = html
+        self.report: dict[str, Any] | None = None
+        self._reported: asyncio.Event | None = None
+
+    def _event(self) -> asyncio.Event:
+        if self._reported is None:
+            self._reported = asyncio.Event()
+        return self._reported
+
+    async def page(self, request: Request) -> Response:
+        return HTMLResponse(self.html)
+
+    async def hold(self, request: Request) -> Response:
+        try:
+            await asyncio.wait_for(self._event().wait(), timeout=45)
+        except TimeoutError:
+            pass
+        return Response(status_code=204)
+
+    async def receive_report(self, request: Request) -> Response:
+        self.report = await request.json()
+        self._event().set()
+        return JSONResponse({"ok": True})
+
+    def routes(self) -> list[Route]:
+        return [Route("/page", self.page), Route("/hold", self.hold),
+                Route("/report", self.receive_report, methods=["POST"])]
 
 
 class Chromium:

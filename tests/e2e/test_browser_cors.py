@@ -6,25 +6,17 @@ is refused by the browser."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
 from workflow_runs_dev.dynamodb_local import free_port
 
+from tests.e2e.browser import ReportingPage, dump_dom
 from tests.e2e.devserver import THREE_STEP, DevServer, dev_server
 from tests.integration.sse_helpers import ServerThread
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 RUNS = "/api/v1/workflow-runs"
 
 SCRIPT = """
@@ -64,48 +56,14 @@ async function step(name, work) {
 """
 
 
-class PageSite:
-    """A page on its own origin, the report its script posts back, and an image that holds
-    the `load` event (Chromium's --dump-dom dumps at load) until the report is in."""
+class PageSite(ReportingPage):
+    """A page on its own origin, with the script under test."""
 
     def __init__(self, script: str):
-        self.html = f'<!doctype html><html><body><img src="/hold" alt=""><script>{script}</script></body></html>'
-        self.report: dict[str, Any] | None = None
-        self._reported: asyncio.Event | None = None
-
-    def _event(self) -> asyncio.Event:
-        if self._reported is None:
-            self._reported = asyncio.Event()
-        return self._reported
-
-    async def page(self, request: Request) -> Response:
-        return HTMLResponse(self.html)
-
-    async def hold(self, request: Request) -> Response:
-        try:
-            await asyncio.wait_for(self._event().wait(), timeout=45)
-        except TimeoutError:
-            pass
-        return Response(status_code=204)
-
-    async def receive_report(self, request: Request) -> Response:
-        self.report = await request.json()
-        self._event().set()
-        return JSONResponse({"ok": True})
+        super().__init__(f'<!doctype html><html><body><img src="/hold" alt=""><script>{script}</script></body></html>')
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/page", self.page), Route("/hold", self.hold),
-                                 Route("/report", self.receive_report, methods=["POST"])])
-
-
-def load_in_chromium(url: str) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-             f"--user-data-dir={profile}", "--dump-dom", url],
-            capture_output=True, text=True, timeout=90, check=False,
-        )
+        return Starlette(routes=self.routes())
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +93,7 @@ def test_a_page_of_a_listed_origin_executes_lists_and_streams_across_origins(cor
     server.port = page_port  # the listed origin
     server.server.config.port = page_port
     with server:
-        done = load_in_chromium(f"http://127.0.0.1:{page_port}/page")
+        done = dump_dom(f"http://127.0.0.1:{page_port}/page", timeout=90)
     report = site.report
     assert report is not None, f"the page reported nothing; chromium said:\n{done.stderr[-2000:]}"
     # The blocking multipart execute answered with the completed run
@@ -153,7 +111,7 @@ def test_a_page_of_a_listed_origin_executes_lists_and_streams_across_origins(cor
 def test_a_page_of_an_unlisted_origin_is_refused_by_the_browser(cors_dev_server: DevServer):
     site = _site(cors_dev_server)
     with ServerThread(site.app()) as server:  # a port that is not listed
-        done = load_in_chromium(f"{server.url}/page")
+        done = dump_dom(f"{server.url}/page", timeout=90)
     report = site.report
     assert report is not None, f"the page reported nothing; chromium said:\n{done.stderr[-2000:]}"
     for name in ("execute", "list", "stream"):

@@ -11,9 +11,6 @@ closing one; a buffered response would deliver them all at once.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,16 +19,16 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.responses import Response
+from starlette.routing import Mount
 from workflow_runs.models import WorkflowDefinition
 from workflow_runs_dev.dynamodb_local import free_port
 from workflow_runs_dev.runtime import DEV_TENANT, LocalRuntime
 from workflow_runs_stream.app import create_app
 
+from tests.e2e.browser import ReportingPage, dump_dom
 from tests.integration.sse_helpers import RUNS, ServerThread, events_of, read_stream
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 WAIT_SECONDS = 1
 WAITING = {
     "name": "Wait in the middle",
@@ -115,42 +112,14 @@ PAGE = """<!doctype html>
 """
 
 
-class BrowserPage:
-    """The page, the report it posts, and the image that holds `load` open until then
-    (Chromium's --dump-dom dumps at the load event)."""
+class BrowserPage(ReportingPage):
+    """The page that reads a run's stream through fetch(), on the SSE app's origin."""
 
     def __init__(self, workflow_id: str):
-        self.html = PAGE.replace("__WORKFLOW_ID__", workflow_id).replace("__TENANT__", DEV_TENANT)
-        self.report: dict[str, Any] | None = None
-        self._reported: asyncio.Event | None = None
-
-    def _event(self) -> asyncio.Event:
-        if self._reported is None:
-            self._reported = asyncio.Event()
-        return self._reported
-
-    async def page(self, request: Request) -> Response:
-        return HTMLResponse(self.html)
-
-    async def hold(self, request: Request) -> Response:
-        try:
-            await asyncio.wait_for(self._event().wait(), timeout=45)
-        except TimeoutError:
-            pass
-        return Response(status_code=204)
-
-    async def receive_report(self, request: Request) -> Response:
-        self.report = await request.json()
-        self._event().set()
-        return JSONResponse({"ok": True})
+        super().__init__(PAGE.replace("__WORKFLOW_ID__", workflow_id).replace("__TENANT__", DEV_TENANT))
 
     def app(self, stream_app: Any) -> Starlette:
-        return Starlette(routes=[
-            Route("/page", self.page),
-            Route("/hold", self.hold),
-            Route("/report", self.receive_report, methods=["POST"]),
-            Mount("/", app=stream_app),  # the SSE app, same origin as the page
-        ])
+        return Starlette(routes=[*self.routes(), Mount("/", app=stream_app)])  # the SSE app: same origin
 
 
 @pytest.mark.browser
@@ -158,14 +127,9 @@ def test_browser_receives_events_one_by_one_before_the_run_ends(runtime: LocalRu
     # Given the SSE app (wired to the runtime's service) and the page on one origin
     page = BrowserPage(waiting_workflow)
     stream_app = create_app(settings=runtime.settings, service=runtime.service, internal_listener=True)
-    with ServerThread(page.app(stream_app)) as server, tempfile.TemporaryDirectory() as profile:
+    with ServerThread(page.app(stream_app)) as server:
         # When headless Chromium loads the page and its script reads the whole stream
-        done = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-             f"--user-data-dir={profile}", "--dump-dom", f"{server.url}/page"],
-            capture_output=True, text=True, timeout=60, check=False,
-        )
+        done = dump_dom(f"{server.url}/page")
     assert page.report is not None, f"the page reported nothing; chromium said:\n{done.stderr[-2000:]}"
 
     # Then every event arrived, in order, ending with the result
@@ -327,14 +291,9 @@ def test_a_browsers_event_source_gets_every_event_and_stops_after_the_result(run
                                DEV_TENANT)
     page = LingeringPage(waiting_workflow)
     page.html = EVENT_SOURCE_PAGE.replace("__RUN_ID__", run.id)
-    with ServerThread(page.app(counted)) as server, tempfile.TemporaryDirectory() as profile:
+    with ServerThread(page.app(counted)) as server:
         # When Chromium's EventSource follows the run
-        done = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-             f"--user-data-dir={profile}", "--dump-dom", f"{server.url}/page"],
-            capture_output=True, text=True, timeout=60, check=False,
-        )
+        done = dump_dom(f"{server.url}/page")
         seen = list(counted.seen)  # Chromium has run until ten reconnect periods after its report
     assert page.report is not None, f"the page reported nothing; chromium said:\n{done.stderr[-2000:]}"
 

@@ -11,8 +11,6 @@ import pytest
 
 from infra.sizing import RESERVED_CONCURRENCY
 from tests.infra.test_infra_template import (
-    methods_of,
-    rest_api,
     API_HANDLER,
     PROJECTOR_HANDLER,
     RECONCILER_HANDLER,
@@ -23,6 +21,8 @@ from tests.infra.test_infra_template import (
     flatten,
     function_by_handler,
     identity_statements,
+    methods_of,
+    rest_api,
 )
 
 SNAPSTART_HANDLERS = (API_HANDLER, STEP_RUNNER_HANDLER, PROJECTOR_HANDLER, RECONCILER_HANDLER)

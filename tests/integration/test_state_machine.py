@@ -372,7 +372,7 @@ def retry_workflow(store: RunStore, url: str) -> str:
 
 def test_retry_starts_at_the_failed_step_with_the_completed_steps_reused(lambda_settings, local_store,
                                                                           server_factory):
-    from workflow_runs.service import ExecuteRequest, RunService  # noqa: PLC0415
+    from workflow_runs.service import ExecuteRequest, RunService
 
     server = server_factory(500, 200)
     workflow_id = retry_workflow(local_store, server.url)
@@ -413,7 +413,7 @@ class Passing:
 @pytest.mark.parametrize("driver", ["state machine", "local orchestrator"])
 def test_a_retry_whose_steps_were_not_copied_yet_gets_them_from_the_step_runner(lambda_settings, local_settings,
                                                                                  local_store, driver: str):
-    from workflow_runs.retries import plan_retry  # noqa: PLC0415
+    from workflow_runs.retries import plan_retry
 
     run_id = new_run(local_store, [TRANSFORM_A, {"id": "guard", "type": "fail", "config": {"message": "no"}},
                                    TRANSFORM_B])

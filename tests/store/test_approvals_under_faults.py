@@ -16,7 +16,7 @@ from workflow_runs.models import ActivityRun, RunError, Status, WorkflowDefiniti
 from workflow_runs.store import NewRun
 from workflow_runs.store.approvals import APPROVED, REJECTED, TIMED_OUT
 
-from tests.store.test_store_under_faults import faulty, until_done  # noqa: F401 - faulty is a fixture
+from tests.store.test_store_under_faults import until_done
 
 pytestmark = pytest.mark.dynamodb_local
 
@@ -27,7 +27,7 @@ DEFINITION = WorkflowDefinition.model_validate(
 DECISIONS = (APPROVED, REJECTED, TIMED_OUT)
 
 
-def test_each_approval_is_decided_once_under_conflicts_and_throttles(faulty):  # noqa: F811
+def test_each_approval_is_decided_once_under_conflicts_and_throttles(faulty):
     store, faults = faulty
     workflow_id = str(uuid.uuid4())
     workflow = until_done(lambda: store.put_workflow(TENANT, workflow_id, DEFINITION))

@@ -7,7 +7,6 @@ from typing import Any
 
 import boto3
 import pytest
-
 from workflow_runs.errors import Unavailable
 from workflow_runs.store.dynamo import Backoff, ConditionFailed, Dynamo
 

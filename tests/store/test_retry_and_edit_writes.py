@@ -20,10 +20,7 @@ from workflow_runs.service import RunService
 from workflow_runs.store import NewRun, RunStore
 from workflow_runs_dev.faults import FaultInjector
 
-from tests.store.test_store_under_faults import (
-    faulty,  # noqa: F401 - a fixture
-    until_done,
-)
+from tests.store.test_store_under_faults import until_done
 
 pytestmark = pytest.mark.dynamodb_local
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from workflow_runs.errors import Conflict, NotFound, TransitionRejected
 from workflow_runs.models import ActivityRun, RunError, RunInput, Status, WorkflowDefinition, utc_now
 from workflow_runs.store import NewRun, RunStore

@@ -17,14 +17,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-import boto3
 import pytest
-from botocore.config import Config
 from workflow_runs.errors import Unavailable
 from workflow_runs.models import ActivityRun, RunInput, Status, WorkflowDefinition, utc_now
-from workflow_runs.settings import Settings
-from workflow_runs.store import NewRun, RunStore
-from workflow_runs_dev.faults import FaultInjector
+from workflow_runs.store import NewRun
 
 pytestmark = pytest.mark.dynamodb_local
 
@@ -43,19 +39,6 @@ def until_done(call: Callable[[], T], tries: int = 20) -> T:
         except Unavailable:
             continue
     return call()
-
-
-@pytest.fixture
-def faulty(local_settings: Settings, dynamodb_local_endpoint: str):
-    client = boto3.session.Session().client(
-        "dynamodb", endpoint_url=dynamodb_local_endpoint,
-        config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32))
-    faults = FaultInjector(conflict_rate=0.4, throttle_rate=0.2, seed=11)
-    faults.attach(client)
-    store = RunStore(local_settings, client=client)
-    store.db.sleep = lambda _: None  # the backoff's length is not the subject; its bound is
-    yield store, faults
-    faults.detach()
 
 
 def test_every_write_path_under_conflicts_and_throttles_stores_exactly_what_a_calm_table_would(faulty):

@@ -13,7 +13,7 @@ import pytest
 from workflow_runs import keys
 from workflow_runs.store import RunStore
 
-from tests.store.test_store_under_faults import faulty, until_done  # noqa: F401 - faulty is a fixture
+from tests.store.test_store_under_faults import until_done
 
 TTL = 900
 

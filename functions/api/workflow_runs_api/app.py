@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-
 from workflow_runs.service import RunService
 from workflow_runs.settings import Settings
 from workflow_runs_http.app import new_app

@@ -12,15 +12,14 @@ from functools import lru_cache
 from typing import Any
 
 from mangum import Mangum
-
 from workflow_runs import telemetry
 
 
 @lru_cache(maxsize=1)
 def _adapter() -> Mangum:
-    from workflow_runs.settings import get_settings  # noqa: PLC0415
+    from workflow_runs.settings import get_settings
 
-    from .app import create_app  # noqa: PLC0415
+    from .app import create_app
 
     # One invocation owns Mangum's event loop: the routes' store calls run inline instead of
     # on a worker thread that Mangum's per-invocation task would start afresh every time.
@@ -50,9 +49,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def prime() -> None:
     """Everything a first request would otherwise build, without I/O."""
-    from workflow_runs.models import ActivityRun, Status, WorkflowRun  # noqa: PLC0415
+    from workflow_runs.models import ActivityRun, Status, WorkflowRun
 
-    from . import schemas  # noqa: PLC0415
+    from . import schemas
 
     adapter = _adapter()
     _instrumented()
@@ -76,9 +75,9 @@ def _rehearse_a_run_read() -> None:
     wrapper included: its logs and metrics go nowhere), the store's Query answered in this
     process with a run as the store writes it, until the path's code is specialized. Needs
     the private API's id (the stack sets it); without one the 401 above is all there is."""
-    from workflow_runs.settings import get_settings  # noqa: PLC0415
-    from workflow_runs.store import rehearsal  # noqa: PLC0415
-    from workflow_runs_http.dependencies import _default_service  # noqa: PLC0415
+    from workflow_runs.settings import get_settings
+    from workflow_runs.store import rehearsal
+    from workflow_runs_http.dependencies import _default_service
 
     private_api_ids = get_settings().private_api_ids
     if not private_api_ids:
@@ -100,7 +99,7 @@ def _rehearse(handle: Any, event: dict[str, Any], expected: int) -> None:
 
 
 def _after_restore() -> None:
-    from workflow_runs_http.dependencies import _default_service  # noqa: PLC0415
+    from workflow_runs_http.dependencies import _default_service
 
     # Clients made again after the restore (their credentials could not renew themselves),
     # here rather than on the first request.
@@ -111,8 +110,8 @@ def _after_restore() -> None:
 def _ready_clients() -> None:
     """The store's and the orchestrator's clients made, and the store's operations rehearsed
     (answered in-process: no request leaves), so a first request finds botocore ready."""
-    from workflow_runs.store import warm_up  # noqa: PLC0415
-    from workflow_runs_http.dependencies import _default_service  # noqa: PLC0415
+    from workflow_runs.store import warm_up
+    from workflow_runs_http.dependencies import _default_service
 
     service = _default_service()
     getattr(service.orchestrator, "client", None)

@@ -10,7 +10,7 @@ from .app import create_app
 
 
 def document() -> dict:
-    from workflow_runs_stream.openapi import paths as stream_paths  # noqa: PLC0415
+    from workflow_runs_stream.openapi import paths as stream_paths
 
     doc = create_app().openapi()
     merged = {**doc["paths"], **stream_paths()}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
 from workflow_runs.models import Workflow, WorkflowRun, WorkflowRunSummary
 from workflow_runs.service import CancelResult
 

@@ -61,11 +61,11 @@ def prime() -> None:
     """What a first step would otherwise load or build, without I/O: the runner, every step
     type (and what it imports: the template engine, httpx, …), the models' validators, the
     store and its client, the Powertools objects, then a whole step rehearsed."""
-    from workflow_runs.models import ActivityRun, Status, utc_now  # noqa: PLC0415
+    from workflow_runs.models import ActivityRun, Status, utc_now
 
-    from workflow_runs_step_runner import runner  # noqa: PLC0415
-    from workflow_runs_step_runner.steps import registry  # noqa: PLC0415
-    from workflow_runs_step_runner.steps.templating import render_string  # noqa: PLC0415
+    from workflow_runs_step_runner import runner
+    from workflow_runs_step_runner.steps import registry
+    from workflow_runs_step_runner.steps.templating import render_string
 
     _ready_clients()
     _instrumented()
@@ -89,7 +89,7 @@ def _rehearse_a_step() -> None:
     process (the run as created, its workflow version as stored, every write a success),
     each round on a version of its own — as a new version's first step reads it and compiles
     its template — until the path's code is specialized."""
-    from workflow_runs.store import rehearsal  # noqa: PLC0415
+    from workflow_runs.store import rehearsal
 
     store = collaborators()["store"]
     rehearsed = telemetry.instrument(telemetry.STEP_RUNNER, _handle, correlation=_correlation, traced=False)

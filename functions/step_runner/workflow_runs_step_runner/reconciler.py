@@ -193,10 +193,10 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 def prime() -> None:
     """The init phase in Lambda: the domain imported, the store and the orchestrator built
     (their clients made, not called), the Powertools objects ready. No I/O."""
-    import workflow_runs.ending  # noqa: F401, PLC0415
-    import workflow_runs.models  # noqa: F401, PLC0415
+    import workflow_runs.ending
+    import workflow_runs.models  # noqa: F401
 
-    import workflow_runs_step_runner.runner  # noqa: F401, PLC0415
+    import workflow_runs_step_runner.runner  # noqa: F401
 
     _ready_clients()
     _instrumented()

@@ -27,7 +27,6 @@ from typing import Any, Protocol
 
 import anyio
 from anyio import to_thread
-
 from workflow_runs.states import CLOSING_EVENTS
 from workflow_runs.waiting import Pacing
 
@@ -100,7 +99,7 @@ async def follow(
         try:
             page = await to_thread.run_sync(log.events_after, run_id, cursor, PAGE_SIZE)
             failures = 0
-        except Exception:  # noqa: BLE001 - any store failure: retry, then tell the client
+        except Exception:
             failures += 1
             logger.exception("reading the event log failed", extra={"run_id": run_id, "attempt": failures})
             if failures >= READ_ATTEMPTS:
@@ -136,7 +135,7 @@ async def _ended_without_close(log: EventLog, run_id: str, lag_limit: float) -> 
     """Why an idle log will stay idle, or None while the run may still produce events."""
     try:
         state = await to_thread.run_sync(log.run_state, run_id)
-    except Exception:  # noqa: BLE001 - a failed look is not a verdict; the next one may work
+    except Exception:
         logger.exception("reading the run status failed", extra={"run_id": run_id})
         return None
     if state is None:
@@ -149,10 +148,10 @@ async def _ended_without_close(log: EventLog, run_id: str, lag_limit: float) -> 
 
 
 def _seconds_since(timestamp: str) -> float:
-    from datetime import UTC, datetime  # noqa: PLC0415
+    from datetime import UTC, datetime
 
     try:
-        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        then = datetime.fromisoformat(timestamp)
     except (TypeError, ValueError):
         return float("inf")  # unreadable: treat as long ago rather than wait forever
     return (datetime.now(UTC) - then).total_seconds()

@@ -105,7 +105,7 @@ def project_batch(event: dict[str, Any], context: Any, *, store: RunStore,
     projected, how long after its change reached the stream (ApproximateCreationDateTime)."""
     if not event.get("Records"):
         return {"batchItemFailures": []}  # Powertools refuses an empty batch; nothing to do
-    from aws_lambda_powertools.utilities.batch import (  # noqa: PLC0415 - deferred: cold start
+    from aws_lambda_powertools.utilities.batch import (  # deferred: cold start
         BatchProcessor,
         EventType,
         process_partial_response,
@@ -175,8 +175,8 @@ def _record_handler(store: RunStore, lag: Callable[[float], None] | None = None)
 
 @lru_cache(maxsize=1)
 def _default_store() -> RunStore:
-    from workflow_runs.settings import get_settings  # noqa: PLC0415
-    from workflow_runs.store import RunStore  # noqa: PLC0415
+    from workflow_runs.settings import get_settings
+    from workflow_runs.store import RunStore
 
     return RunStore(get_settings())
 
@@ -347,8 +347,8 @@ def prime() -> None:
     change: its event needs no read) through the whole handler — Powertools' wrapper
     included, its logs and metrics going nowhere — the store answering in this process, as
     often as it takes for the path's code to be specialized. No I/O."""
-    from workflow_runs.models import WorkflowRun  # noqa: F401, PLC0415
-    from workflow_runs.store import rehearsal  # noqa: PLC0415
+    from workflow_runs.models import WorkflowRun  # noqa: F401
+    from workflow_runs.store import rehearsal
 
     _ready_client()
     _instrumented()
@@ -375,7 +375,7 @@ def _after_restore() -> None:
 
 
 def _ready_client() -> None:
-    from workflow_runs.store import warm_up  # noqa: PLC0415
+    from workflow_runs.store import warm_up
 
     warm_up(_default_store())  # answered in-process: nothing is sent
 

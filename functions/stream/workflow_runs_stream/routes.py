@@ -82,7 +82,7 @@ async def execute_stream(request: Request) -> Response:
 
 
 async def run_events(request: Request) -> Response:
-    from workflow_runs.service import canonical_uuid  # noqa: PLC0415 - the service loads on first use
+    from workflow_runs.service import canonical_uuid  # the service loads on first use
 
     principal = await resolve_principal(request)
     service, settings = service_of(request), settings_of(request)
@@ -144,7 +144,7 @@ class StreamSlot:
         with anyio.CancelScope(shield=True):  # a client gone (cancellation) must not keep the slot
             try:
                 await run_in_threadpool(self._release, lease)
-            except Exception:  # noqa: BLE001 - the lease expires on its own; say so, do not fail the response
+            except Exception:
                 logger.exception("a stream lease could not be given back; it expires", extra=self.keys)
         self.telemetry.stream_closed(self.keys, time.monotonic() - self.opened, "ended")
 
@@ -218,7 +218,7 @@ def telemetry_of(request: Request) -> StreamTelemetry:
     injected = getattr(request.app.state, "telemetry", None)
     if injected is not None:
         return injected
-    from .telemetry import default_telemetry  # noqa: PLC0415
+    from .telemetry import default_telemetry
 
     return default_telemetry()
 

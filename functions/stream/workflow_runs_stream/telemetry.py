@@ -38,14 +38,14 @@ class StreamTelemetry:
 
     @cached_property
     def logger(self) -> Any:
-        from aws_lambda_powertools import Logger  # noqa: PLC0415 - on first use, not at import
+        from aws_lambda_powertools import Logger  # on first use, not at import
 
         return Logger(service=SERVICE, stream=sys.stdout if self._lambda else sys.stderr)
 
     @cached_property
     def _metrics(self) -> Any:
-        from aws_lambda_powertools.metrics import MetricUnit  # noqa: PLC0415
-        from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (  # noqa: PLC0415
+        from aws_lambda_powertools.metrics import MetricUnit
+        from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
             AmazonCloudWatchEMFProvider,
         )
 
@@ -66,7 +66,7 @@ class StreamTelemetry:
     def _emit(self, name: str, value: float) -> None:
         if self._write is None:
             return
-        import json  # noqa: PLC0415
+        import json
 
         provider, count = self._metrics
         provider.add_metric(name=name, unit=count, value=value)
@@ -76,7 +76,7 @@ class StreamTelemetry:
 
 
 def _stdout(line: str) -> None:
-    print(line, flush=True)  # noqa: T201 - EMF: CloudWatch Logs turns this line into metrics
+    print(line, flush=True)  # EMF: CloudWatch Logs turns this line into metrics
 
 
 @lru_cache(maxsize=1)

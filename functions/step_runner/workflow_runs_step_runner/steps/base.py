@@ -5,8 +5,9 @@ A new step type is one module here and one line in `registry.py`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from workflow_runs.models import Step
 from workflow_runs.settings import Settings

@@ -154,7 +154,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 def _quiet_http_client_logs() -> None:
     """httpx logs every request URL at INFO and httpcore its headers at DEBUG, unmasked: a
     secret in a step's URL or headers would reach the logs. Only their warnings pass."""
-    import logging  # noqa: PLC0415
+    import logging
 
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)

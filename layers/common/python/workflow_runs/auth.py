@@ -117,7 +117,7 @@ class JwtVerifier:
                 raise RuntimeError("JWKS_URL must be set to verify tokens")
             # PyJWKClient's own caches are off: this class keeps the keys, so that it alone
             # decides when the network is touched (and can keep stale keys on failure).
-            from jwt import PyJWKClient  # noqa: PLC0415 - deferred: cold start
+            from jwt import PyJWKClient  # deferred: cold start
 
             jwks_client = PyJWKClient(
                 settings.jwks_url, cache_jwk_set=False, cache_keys=False, timeout=_JWKS_FETCH_TIMEOUT_SECONDS
@@ -138,7 +138,7 @@ class JwtVerifier:
         self._in_flight: threading.Event | None = None  # set when the running fetch ends
 
     def verify(self, token: str) -> Principal:
-        import jwt  # noqa: PLC0415 - deferred: cold start
+        import jwt  # deferred: cold start
 
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise Unauthorized("malformed token")
@@ -171,7 +171,7 @@ class JwtVerifier:
         return Principal(subject=subject, tenant=tenant, internal=False)
 
     def _decode(self, token: str, key: PyJWK, alg: str) -> dict[str, Any]:
-        import jwt  # noqa: PLC0415 - deferred: cold start
+        import jwt  # deferred: cold start
         try:
             return jwt.decode(
                 token,
@@ -231,7 +231,7 @@ class JwtVerifier:
             done.set()
 
     def _fetch(self) -> dict[str, PyJWK] | None:
-        import jwt  # noqa: PLC0415 - deferred: cold start
+        import jwt  # deferred: cold start
         try:
             signing_keys = self._source.get_signing_keys(refresh=True)
         except (jwt.PyJWTError, ValueError, OSError) as exc:

@@ -27,7 +27,7 @@ _made: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 def make(service: str, **kwargs: Any) -> Any:
     """A client of `service` in a session of its own, remembered for the snapshot hooks."""
-    import boto3  # noqa: PLC0415 - deferred: importing this module costs nothing
+    import boto3  # deferred: importing this module costs nothing
 
     session = boto3.session.Session()
     client = session.client(service, **kwargs)  # type: ignore[call-overload]  # any service name
@@ -42,13 +42,13 @@ def close_connections() -> None:
     with _lock:
         clients = list(_made.keys())
     for client in clients:
-        client._endpoint.http_session.close()  # noqa: SLF001 - botocore has no public way to drop its pool
+        client._endpoint.http_session.close()  # botocore has no public way to drop its pool
 
 
 def renew_themselves() -> bool:
     """Whether every client made here holds credentials that renew themselves (what Lambda
     gives a SnapStart function), so the clients may be kept across a restore."""
-    from botocore.credentials import RefreshableCredentials  # noqa: PLC0415
+    from botocore.credentials import RefreshableCredentials
 
     with _lock:
         sessions = list(_made.values())

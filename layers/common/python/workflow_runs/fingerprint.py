@@ -44,6 +44,6 @@ class Fingerprinter:
 @lru_cache(maxsize=4)
 def get_fingerprinter(settings: Settings) -> Fingerprinter:
     """Keyed from the server key (KMS-derived in AWS, from the local key on one machine)."""
-    from workflow_runs.serverkey import server_key  # noqa: PLC0415
+    from workflow_runs.serverkey import server_key
 
     return Fingerprinter(server_key(settings, LABEL))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -27,7 +27,7 @@ _INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 def utc_now() -> str:
     """ISO 8601 UTC with milliseconds and Z, as the contract fixes."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
@@ -53,7 +53,7 @@ class WorkflowInput(ApiModel):
         return value
 
     @model_validator(mode="after")
-    def _default_matches_type(self) -> "WorkflowInput":
+    def _default_matches_type(self) -> WorkflowInput:
         if self.default is not None and not value_matches_type(self.default, self.type):
             raise ValueError(f"default of input '{self.name}' is not of type {self.type}")
         return self
@@ -78,7 +78,7 @@ class Step(ApiModel):
         return value
 
     @model_validator(mode="after")
-    def _config_shape(self) -> "Step":
+    def _config_shape(self) -> Step:
         problems = STEP_CONFIG_RULES[self.type](self.config)
         if problems:
             raise ValueError(f"step '{self.id}' ({self.type}): " + "; ".join(problems))
@@ -128,7 +128,7 @@ def _approval_rules(config: dict[str, Any]) -> list[str]:
     return problems
 
 
-def approval_timeout_seconds(step: "Step") -> int:
+def approval_timeout_seconds(step: Step) -> int:
     """How long an approval step waits for a decision (validated when the workflow is PUT)."""
     return int(step.config.get("timeoutSeconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS))
 
@@ -155,7 +155,7 @@ class WorkflowDefinition(ApiModel):
     steps: list[Step] = Field(min_length=1, max_length=100)
 
     @model_validator(mode="after")
-    def _unique(self) -> "WorkflowDefinition":
+    def _unique(self) -> WorkflowDefinition:
         step_ids = [s.id for s in self.steps]
         if len(set(step_ids)) != len(step_ids):
             raise ValueError(f"step ids must be unique: {sorted(_dupes(step_ids))}")

@@ -52,7 +52,7 @@ class StepFunctionsOrchestrator:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from . import aws_clients  # noqa: PLC0415
+            from . import aws_clients
 
             self._client = aws_clients.make("stepfunctions")
         return self._client
@@ -63,7 +63,7 @@ class StepFunctionsOrchestrator:
         return f"{prefix}:execution:{name}:{run_id}"
 
     def start(self, run_id: str, orchestration: str = STANDARD) -> None:
-        import json  # noqa: PLC0415
+        import json
 
         arn = self._arn
         if orchestration == EXPRESS:

@@ -27,7 +27,7 @@ def _aad(tenant: str, filters: Mapping[str, Any]) -> bytes:
 
 def seal_token(key: bytes, tenant: str, filters: Mapping[str, Any], after: str, page: int) -> str:
     """A token for the page after the one that ended at `after` (which was page `page`)."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415 - only when paging
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # only when paging
 
     nonce = os.urandom(_NONCE_BYTES)
     payload = json.dumps({"a": after, "p": page + 1}, separators=(",", ":")).encode()
@@ -37,8 +37,8 @@ def seal_token(key: bytes, tenant: str, filters: Mapping[str, Any], after: str, 
 
 def open_token(key: bytes, tenant: str, filters: Mapping[str, Any], token: str) -> tuple[str, int]:
     """(where the previous page ended, the number of the page this token asks for)."""
-    from cryptography.exceptions import InvalidTag  # noqa: PLC0415
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     invalid = ValidationFailed(["nextToken: is not a token this list gave out (or the filters changed)"])
     try:

@@ -107,7 +107,7 @@ def _forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
 def _encoded_forms(secret: str) -> set[str]:
     """The secret as a URL or a base64 encoder would have written it (docs/security.md says
     what is not covered)."""
-    from urllib.parse import quote, quote_plus  # noqa: PLC0415
+    from urllib.parse import quote, quote_plus
 
     forms: set[str] = set()
     for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret)):

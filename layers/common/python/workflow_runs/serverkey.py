@@ -23,7 +23,7 @@ def server_key(settings: Settings, label: bytes) -> bytes:
     if settings.fingerprint_kms_key_id:
         return kms_derived_key(settings.fingerprint_kms_key_id, label)
     if settings.local_secret_key:
-        from workflow_runs.secrets import local_key  # noqa: PLC0415
+        from workflow_runs.secrets import local_key
 
         return local_derived_key(local_key(settings.local_secret_key), label)
     raise RuntimeError("no server key: set FINGERPRINT_KMS_KEY_ID (AWS) or LOCAL_SECRET_KEY (one machine)")
@@ -32,14 +32,14 @@ def server_key(settings: Settings, label: bytes) -> bytes:
 def kms_derived_key(key_id: str, label: bytes, client: Any = None) -> bytes:
     """HMAC-SHA256 of the label under the KMS HMAC key: a pseudo-random key only KMS can remake."""
     if client is None:
-        import boto3  # noqa: PLC0415 - deferred: most requests need no server key
+        import boto3  # deferred: most requests need no server key
 
         client = boto3.client("kms")
     return bytes(client.generate_mac(KeyId=key_id, MacAlgorithm="HMAC_SHA_256", Message=label)["Mac"])
 
 
 def local_derived_key(local_secret_key: bytes, label: bytes) -> bytes:
-    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415 - deferred: cold start
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes  # deferred: cold start
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(local_secret_key)

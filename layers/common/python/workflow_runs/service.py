@@ -9,8 +9,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -128,7 +129,7 @@ class CancelRequest(ApiModel):
         return None if value is None else uuid_value(value)
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "CancelRequest":
+    def _exactly_one(self) -> CancelRequest:
         if (self.run_ids is None) == (self.workflow_id is None):
             raise ValueError("give exactly one of runIds or workflowId")
         return self
@@ -154,7 +155,7 @@ class ListQuery(ApiModel):
         return None if value is None else uuid_value(value)
 
     @model_validator(mode="after")
-    def _one_way_to_page(self) -> "ListQuery":
+    def _one_way_to_page(self) -> ListQuery:
         if self.next_token and self.page_given:
             raise ValueError("give page or nextToken, not both")
         if not self.next_token and self.page * self.limit > MAX_OFFSET_ITEMS:
@@ -379,7 +380,7 @@ class RunService:
             return CancelResult(run_id=run_id, status="cancelled", message="its orchestration had already ended")
         return CancelResult(run_id=run_id, status="cancelled")
 
-    def list_runs(self, tenant: str, query: "ListQuery") -> tuple[Page, int, str | None]:
+    def list_runs(self, tenant: str, query: ListQuery) -> tuple[Page, int, str | None]:
         """A page of runs, its number, and the token of the next one (None on the last page)."""
         filters = query.filters()
         key = server_key(self.settings, PAGE_TOKEN_LABEL)
@@ -403,23 +404,23 @@ class RunService:
         return self.store.get_run(tenant, run_id)
 
     def decide_approval(self, tenant: str, run_id: str, step_id: str, *, approve: bool,
-                        request: "DecisionRequest") -> WorkflowRun:
+                        request: DecisionRequest) -> WorkflowRun:
         """Approve or reject a waiting approval step, exactly once (workflow_runs.approvals)."""
-        from .approvals import decide  # noqa: PLC0415
+        from .approvals import decide
 
         return decide(self.store, self.orchestrator, self._sealer, tenant, run_id, step_id,
                       approve=approve, request=request)
 
     def _sealer(self) -> Any:
         if self.sealer_factory is None:
-            from .secrets import get_sealer  # noqa: PLC0415
+            from .secrets import get_sealer
 
             return get_sealer(self.settings)
         return self.sealer_factory()
 
     def _fingerprinter(self) -> Callable[[str, Any], str]:
         if self.fingerprinter_factory is None:
-            from .fingerprint import get_fingerprinter  # noqa: PLC0415
+            from .fingerprint import get_fingerprinter
 
             return get_fingerprinter(self.settings)
         return self.fingerprinter_factory()

@@ -76,7 +76,7 @@ class Settings(BaseModel, frozen=True):
         return value
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | os._Environ | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | os._Environ | None = None) -> Settings:
         env = os.environ if env is None else env
         missing = [name for name in ("RUNS_TABLE", "EVENTS_TABLE") if not env.get(name)]
         if missing:

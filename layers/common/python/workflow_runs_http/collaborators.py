@@ -15,10 +15,10 @@ if TYPE_CHECKING:
 
 @lru_cache(maxsize=1)
 def default_service() -> RunService:
-    from workflow_runs.orchestrator import StepFunctionsOrchestrator  # noqa: PLC0415
-    from workflow_runs.service import RunService  # noqa: PLC0415
-    from workflow_runs.settings import get_settings  # noqa: PLC0415
-    from workflow_runs.store import RunStore  # noqa: PLC0415
+    from workflow_runs.orchestrator import StepFunctionsOrchestrator
+    from workflow_runs.service import RunService
+    from workflow_runs.settings import get_settings
+    from workflow_runs.store import RunStore
 
     settings = get_settings()
     if not settings.state_machine_arn:
@@ -38,6 +38,6 @@ def settings_of(connection: HTTPConnection) -> Settings:
     injected = getattr(connection.app.state, "settings", None)
     if injected is not None:
         return injected
-    from workflow_runs.settings import get_settings  # noqa: PLC0415 - pydantic on first use, not at import
+    from workflow_runs.settings import get_settings  # pydantic on first use, not at import
 
     return get_settings()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-
 from workflow_runs.service import RunService
 from workflow_runs.settings import Settings
 

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-
 from workflow_runs.errors import (
     Conflict,
     DomainError,
@@ -90,7 +89,7 @@ def describe_validation(errors: Iterable[Mapping[str, Any]]) -> list[str]:
 
 def parse_query(model: type[M], **values: Any) -> M:
     """A query model built in a route: its rule violations are a 400 like any other."""
-    from pydantic import ValidationError  # noqa: PLC0415 - pydantic stays out of the stream app's import
+    from pydantic import ValidationError  # pydantic stays out of the stream app's import
 
     try:
         return model(**values)
@@ -118,7 +117,7 @@ def exception_handlers() -> dict[Any, Callable[[Request, Exception], Any]]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    from fastapi.exceptions import RequestValidationError  # noqa: PLC0415 - only FastAPI apps call this
+    from fastapi.exceptions import RequestValidationError  # only FastAPI apps call this
 
     async def _validation(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

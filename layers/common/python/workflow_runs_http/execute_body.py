@@ -11,12 +11,11 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-
 from workflow_runs.errors import ValidationFailed
 
 from .errors import describe_validation
-from .strict_json import InvalidJson, loads_strict
 from .limits import BodyTooLarge
+from .strict_json import InvalidJson, loads_strict
 
 EXECUTE_FIELDS = ("workflowId", "inputs", "envs")
 
@@ -72,7 +71,7 @@ EXECUTE_BODY = {
 
 @cache
 def _idempotency_key_pattern() -> re.Pattern[str]:
-    from workflow_runs.service import IDEMPOTENCY_KEY_PATTERN  # noqa: PLC0415
+    from workflow_runs.service import IDEMPOTENCY_KEY_PATTERN
 
     return re.compile(IDEMPOTENCY_KEY_PATTERN)
 
@@ -82,14 +81,14 @@ def idempotency_key(request: Request) -> str | None:
     value = request.headers.get(IDEMPOTENCY_KEY_HEADER)
     if value is not None and not _idempotency_key_pattern().search(value):
         # Word for word what the API's header parameter says (FastAPI names it in lower case).
-        raise ValidationFailed([f"{IDEMPOTENCY_KEY_HEADER.lower()}: String should match pattern "
-                                f"'{_idempotency_key_pattern().pattern}'"])
+        raise ValidationFailed([(f"{IDEMPOTENCY_KEY_HEADER.lower()}: String should match pattern "
+                                 f"'{_idempotency_key_pattern().pattern}'")])
     return value
 
 
 async def parse_execute(request: Request) -> ExecuteRequest:
-    from pydantic import ValidationError  # noqa: PLC0415 - the stream app loads pydantic on first use
-    from workflow_runs.service import ExecuteRequest  # noqa: PLC0415
+    from pydantic import ValidationError  # the stream app loads pydantic on first use
+    from workflow_runs.service import ExecuteRequest
 
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Header
-
 from workflow_runs.service import IDEMPOTENCY_KEY_PATTERN
 
 from .execute_body import EXECUTE_BODY, EXECUTE_FIELDS, IDEMPOTENCY_KEY_DESCRIPTION, parse_execute

@@ -42,7 +42,7 @@ _LWA_EXEC_WRAPPER = "/opt/bootstrap"
 
 async def resolve_principal(request: Request) -> Principal:
     # Deferred: PyJWT and cryptography load on the first request that needs them.
-    from workflow_runs.auth import get_verifier, internal_principal  # noqa: PLC0415
+    from workflow_runs.auth import get_verifier, internal_principal
 
     settings = settings_of(request)
     token = _bearer_token(request)

@@ -52,9 +52,9 @@ class ConditionFailed(Exception):
 
 @lru_cache(maxsize=8)
 def dynamodb_client(endpoint_url: str | None = None) -> Any:
-    from botocore.config import Config  # noqa: PLC0415 - deferred: the stream app and the tests import this module freely
+    from botocore.config import Config  # deferred: the stream app and the tests import this module freely
 
-    from .. import aws_clients  # noqa: PLC0415
+    from .. import aws_clients
 
     config = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=64)
     return aws_clients.make("dynamodb", endpoint_url=endpoint_url, config=config)
@@ -162,7 +162,7 @@ class Dynamo:
         """One request. A single write to an item a transaction holds (TransactionConflictException,
         which botocore does not retry) is retried here like a cancelled transaction's conflict;
         throttling botocore has already retried. What stays busy is Unavailable."""
-        from botocore.exceptions import ClientError  # noqa: PLC0415 - botocore is loaded with the client
+        from botocore.exceptions import ClientError  # botocore is loaded with the client
 
         delays = self.backoff.delays(self.rng)
         while True:

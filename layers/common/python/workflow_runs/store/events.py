@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 from .. import keys
-from .base import StoreBase
 from ..marshal import js, key, n, s
+from .base import StoreBase
 
 
 class EventLog(StoreBase):

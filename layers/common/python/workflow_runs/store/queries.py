@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from .. import keys
 from ..errors import NotFound
-from ..models import NON_TERMINAL, ActivityRun, RunError, RunInput, Status, WorkflowRun, WorkflowRunSummary
 from ..marshal import json_of, key, plain, s
+from ..models import NON_TERMINAL, ActivityRun, RunError, RunInput, Status, WorkflowRun, WorkflowRunSummary
 from ..states import STANDARD
 from .records import Page, RunRecord, StaleRun
 from .workflows import WorkflowStore

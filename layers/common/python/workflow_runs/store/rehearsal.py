@@ -79,8 +79,8 @@ class _Body:
 
 def response(url: str, body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> Any:
     """An HTTP answer as botocore's HTTP session returns one, made here."""
-    from botocore.awsrequest import AWSResponse  # noqa: PLC0415
-    from botocore.compat import HTTPHeaders  # noqa: PLC0415
+    from botocore.awsrequest import AWSResponse
+    from botocore.compat import HTTPHeaders
 
     fields = HTTPHeaders.from_dict(dict(headers or {"Content-Type": "application/x-amz-json-1.0"}))
     return AWSResponse(url, status, fields, _Body(body))
@@ -112,7 +112,7 @@ def answered_here(client: Any, answers: Mapping[str, Mapping[str, Any]]) -> Iter
     `answers[operation]` or `{}` — by the client's own pipeline down to where it would send.
     (Not an event handler: registering one empties botocore's handler lookup cache, which a
     first request would then rebuild.)"""
-    endpoint = client._endpoint  # noqa: SLF001 - botocore has no public hook below its events
+    endpoint = client._endpoint  # botocore has no public hook below its events
     sending = endpoint.http_session
     endpoint.http_session = _AnsweringSession(answers)
     try:

@@ -12,9 +12,9 @@ from typing import Any
 
 from .. import keys
 from ..errors import Conflict, TransitionRejected
+from ..marshal import js, key, n, plain, s
 from ..models import NON_TERMINAL, TERMINAL, ActivityRun, RunError, Status, WorkflowRun, can_transition, utc_now
 from .dynamo import ConditionFailed
-from ..marshal import js, key, n, plain, s
 from .queries import RunQueries
 from .records import ActivityWrite, NewRun, RunRecord
 
