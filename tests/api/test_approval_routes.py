@@ -58,15 +58,44 @@ def test_approve_completes_the_step_and_sends_the_token_back(api: Api):
     assert TOKEN not in response.text
 
 
-def test_a_second_decision_is_409(api: Api):
+def test_a_second_decision_is_409_and_sends_the_stored_approval_again_while_the_run_has_not_moved(api: Api):
+    # The fake orchestrator never moves the run on: as if the first callback had been lost
     run_id = parked_run(api)
     assert api.client.post(f"{RUNS}/{run_id}/steps/review/approve", headers=api.headers()).status_code == 200
 
     for verb in ("approve", "reject"):
         response = api.client.post(f"{RUNS}/{run_id}/steps/review/{verb}", headers=api.headers(), json={})
         assert response.status_code == 409, response.text
-        assert response.json()["error"] == "Conflict"
-    assert len(api.orchestrator.callbacks) == 1
+        assert response.json() == {"success": False, "error": "Conflict",
+                                   "details": "step review was decided already"}
+    # Each repeat re-sends the decision stored (an approval, whatever the repeat asked for)
+    assert api.orchestrator.callbacks == [("success", TOKEN, f'{{"runId": "{run_id}"}}')] * 3
+    assert api.store.run_status(run_id) is Status.RUNNING
+
+
+def test_a_second_decision_after_the_run_moved_on_sends_nothing(api: Api):
+    # Given a run approved at its first step and now waiting at its second
+    two = {**WORKFLOW, "steps": [WORKFLOW["steps"][0], {"id": "sign-off", "type": "approval",
+                                                        "config": {"prompt": "Sign off?"}}]}
+    workflow_id = api.put_workflow("t1", two)
+    run = api.service.start_run("t1", ExecuteRequest(workflow_id=workflow_id, inputs={"topic": "tides"}))
+    settings, store = api.service.settings, api.store
+    for step, token in (("review", TOKEN), ("sign-off", "second-token")):
+        run_step({"runId": run.id}, settings=settings, store=store, sealer=None)  # type: ignore[arg-type]
+        run_step({"action": "approval", "runId": run.id, "attempt": 0, "token": token},
+                 settings=settings, store=store, sealer=None)  # type: ignore[arg-type]
+        if step == "review":
+            approved = api.client.post(f"{RUNS}/{run.id}/steps/review/approve", headers=api.headers())
+            assert approved.status_code == 200, approved.text
+    assert store.run_status(run.id) is Status.WAITING
+
+    # When the first step's approval is repeated
+    response = api.client.post(f"{RUNS}/{run.id}/steps/review/approve", headers=api.headers(), json={})
+
+    # Then 409, and its token is not sent again: the execution had it
+    assert response.status_code == 409, response.text
+    assert response.json()["details"] == "step review is not waiting for a decision"
+    assert api.orchestrator.callbacks == [("success", TOKEN, f'{{"runId": "{run.id}"}}')]
 
 
 def test_reject_on_the_internal_listener_fails_the_step_and_the_run(api: Api):

@@ -132,6 +132,38 @@ def test_an_approval_stored_before_the_timeout_is_applied_by_the_timeout_path(la
     assert local_store.get_run(TENANT, run_id).status is Status.COMPLETED
 
 
+def test_a_repeated_approve_delivers_a_lost_callback_without_waiting_for_the_timeout(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+    """The approve is stored, its SendTaskSuccess lost (the API died between the two); the
+    caller, who got no answer, tries again: 409 (decided already), and the stored approval is
+    sent again, so the run goes on at once rather than at the approval's timeout (a day)."""
+    run_id = new_run(local_store, [REVIEW, NEXT])
+
+    with state_machine(step_runner.handler) as machine:
+        arn = parked(machine, local_store, run_id)
+        lost = service_of(machine, local_store, lambda_settings)
+        lost.orchestrator.send_task_success = lambda token, output: None  # type: ignore[method-assign]
+        lost.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+        time.sleep(0.3)
+        stuck = machine.status(arn)
+        with pytest.raises(Conflict, match="decided already"):
+            service_of(machine, local_store, lambda_settings).decide_approval(
+                TENANT, run_id, "review", approve=True, request=DecisionRequest())
+        status = machine.wait_until_ended(arn, timeout=15)
+        entered = machine.entered_states(arn)
+        # Once the run has moved on, a repeat is a plain 409: the token is not sent again
+        late = service_of(machine, local_store, lambda_settings)
+        sent: list[str] = []
+        late.orchestrator.send_task_success = lambda token, output: sent.append(token)  # type: ignore[method-assign]
+        with pytest.raises(Conflict):
+            late.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+
+    assert stuck == "RUNNING"
+    assert status == "SUCCEEDED"
+    assert entered == ["RunStep", "Route", "Approval", "RunStep", "Route", "Done"]
+    assert local_store.get_run(TENANT, run_id).status is Status.COMPLETED
+    assert sent == []
+
+
 def test_cancel_of_a_waiting_approval_ends_it_at_once(lambda_settings, local_store):  # noqa: F811 - the imported fixture
     run_id = new_run(local_store, [REVIEW, NEXT])
 

@@ -118,6 +118,11 @@ def decide(
             closed = next((a for a in reversed(record.run.activity_runs) if a.step_id == step_id), None)
             message = str(((closed.outputs if closed else None) or {}).get("error") or REJECTED_MESSAGE)
             store.fail_after_decision(record, RunError(message=message, step_id=step_id))
+        if waiting is None and approval is not None and approval.get("decision") == APPROVED and \
+                _nothing_after(record.run, approval.get("activityRunId")):
+            # Approved, yet the run has started nothing since: the execution may never have
+            # been told (the API died between the write and the callback). Tell it again.
+            return None, approval["token"], ""
         if waiting is None or approval is None or approval.get("activityRunId") != waiting.id:
             raise Conflict(f"step {step_id} is not waiting for a decision")
         if approval.get("decision"):
@@ -137,6 +142,9 @@ def decide(
         updated, sealed, message = retry_lost_races(attempt)
     except LostRaces:
         raise Conflict(f"step {step_id} kept changing; read the run and try again") from None
+    if updated is None:
+        _callback(orchestrator, sealer, run_id, step_id, sealed, True, message, again=True)
+        raise Conflict(f"step {step_id} was decided already")
     logger.info("approval decided", extra={"run_id": run_id, "step_id": step_id, "approved": approve})
     if updated.status is Status.FAILED:  # a rejection ends the run here, not in the step runner
         telemetry.run_ended(Status.FAILED.value, updated.run.orchestration)
@@ -144,10 +152,17 @@ def decide(
     return updated.run
 
 
+def _nothing_after(run: WorkflowRun, activity_run_id: Any) -> bool:
+    """Whether the run's latest attempt is the approval's own (closed) one and the run goes on."""
+    return (not run.status.terminal and bool(run.activity_runs)
+            and run.activity_runs[-1].id == activity_run_id)
+
+
 def _callback(orchestrator: Orchestrator, sealer: Callable[[], Any], run_id: str, step_id: str, sealed: str,
-              approve: bool, message: str) -> None:
+              approve: bool, message: str, *, again: bool = False) -> None:
     """Tell the waiting execution. A failure here loses nothing: the decision is stored, and
-    the Approval state's timeout path applies it (the token itself is never logged)."""
+    the Approval state's timeout path applies it (the token itself is never logged). `again`:
+    a repeated approve re-sends it; Step Functions refuses a token already answered, as expected."""
     try:
         token = open_token(sealer(), sealed, run_id, step_id)
         if approve:
@@ -155,5 +170,9 @@ def _callback(orchestrator: Orchestrator, sealer: Callable[[], Any], run_id: str
         else:
             orchestrator.send_task_failure(token, REJECTED_ERROR, message[:256])
     except Exception as exc:  # noqa: BLE001 - the decision stands; the execution learns it at its timeout
+        if again:  # the usual case: the first callback arrived and the task has moved on
+            logger.info("the approval was sent again and not taken (answered already)",
+                        extra={"run_id": run_id, "step_id": step_id, "error_type": type(exc).__name__})
+            return
         logger.warning("the waiting execution could not be told of the decision; its timeout path applies it",
                        extra={"run_id": run_id, "step_id": step_id, "error_type": type(exc).__name__})
