@@ -20,11 +20,10 @@ from workflow_runs.store import RunStore
 from workflow_runs_step_runner import handler as step_runner
 
 from tests.integration.sfn_harness import Machine, state_machine
-from tests.integration.test_state_machine import (  # noqa: F401 - lambda_settings is a fixture
+from tests.integration.test_state_machine import (
     TENANT,
     TRANSFORM_A,
     activities,
-    lambda_settings,
     new_run,
     wait_for_status,
 )
@@ -50,7 +49,7 @@ def parked(machine: Machine, store: RunStore, run_id: str) -> str:
     return arn
 
 
-def test_approve_sends_the_token_and_the_run_goes_on(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+def test_approve_sends_the_token_and_the_run_goes_on(lambda_settings, local_store):
     run_id = new_run(local_store, [TRANSFORM_A, REVIEW, NEXT])
 
     with state_machine(step_runner.handler) as machine:
@@ -77,7 +76,7 @@ def test_approve_sends_the_token_and_the_run_goes_on(lambda_settings, local_stor
     assert run.activity_runs[2].outputs == {"value": True}
 
 
-def test_reject_fails_the_task_and_the_run_keeps_the_rejection(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+def test_reject_fails_the_task_and_the_run_keeps_the_rejection(lambda_settings, local_store):
     run_id = new_run(local_store, [REVIEW, NEXT])
 
     with state_machine(step_runner.handler) as machine:
@@ -95,7 +94,7 @@ def test_reject_fails_the_task_and_the_run_keeps_the_rejection(lambda_settings, 
     assert activities(local_store, run_id) == [("review", "failed", 1)]
 
 
-def test_no_decision_within_timeout_seconds_fails_with_approval_timed_out(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+def test_no_decision_within_timeout_seconds_fails_with_approval_timed_out(lambda_settings, local_store):
     run_id = new_run(local_store, [QUICK_REVIEW, NEXT])
 
     with state_machine(step_runner.handler) as machine:
@@ -113,7 +112,7 @@ def test_no_decision_within_timeout_seconds_fails_with_approval_timed_out(lambda
     assert activities(local_store, run_id) == [("review", "failed", 1)]
 
 
-def test_an_approval_stored_before_the_timeout_is_applied_by_the_timeout_path(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+def test_an_approval_stored_before_the_timeout_is_applied_by_the_timeout_path(lambda_settings, local_store):
     """Approve vs timeout: the decision is stored, its SendTaskSuccess is lost (the API died
     between the two, or the call lost to the timeout): the timeout path reads the store and
     the run goes on — the stored decision is the one that counts."""
@@ -132,7 +131,7 @@ def test_an_approval_stored_before_the_timeout_is_applied_by_the_timeout_path(la
     assert local_store.get_run(TENANT, run_id).status is Status.COMPLETED
 
 
-def test_a_repeated_approve_delivers_a_lost_callback_without_waiting_for_the_timeout(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+def test_a_repeated_approve_delivers_a_lost_callback_without_waiting_for_the_timeout(lambda_settings, local_store):
     """The approve is stored, its SendTaskSuccess lost (the API died between the two); the
     caller, who got no answer, tries again: 409 (decided already), and the stored approval is
     sent again, so the run goes on at once rather than at the approval's timeout (a day)."""
@@ -164,7 +163,7 @@ def test_a_repeated_approve_delivers_a_lost_callback_without_waiting_for_the_tim
     assert sent == []
 
 
-def test_cancel_of_a_waiting_approval_ends_it_at_once(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+def test_cancel_of_a_waiting_approval_ends_it_at_once(lambda_settings, local_store):
     run_id = new_run(local_store, [REVIEW, NEXT])
 
     with state_machine(step_runner.handler) as machine:
@@ -194,7 +193,7 @@ def test_cancel_of_a_waiting_approval_ends_it_at_once(lambda_settings, local_sto
     assert activities(local_store, run_id) == [("review", "cancelled", 1)]
 
 
-def test_a_prompt_that_cannot_render_fails_the_run_instead_of_waiting(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+def test_a_prompt_that_cannot_render_fails_the_run_instead_of_waiting(lambda_settings, local_store):
     run_id = new_run(local_store, [{"id": "review", "type": "approval",
                                     "config": {"prompt": "{{ steps.nope.outputs.x }}"}}, NEXT])
 
@@ -210,7 +209,7 @@ def test_a_prompt_that_cannot_render_fails_the_run_instead_of_waiting(lambda_set
     assert activities(local_store, run_id) == [("review", "failed", 1)]
 
 
-def test_local_orchestrator_and_state_machine_leave_the_same_approval_histories(lambda_settings, local_store):  # noqa: F811 - the imported fixture
+def test_local_orchestrator_and_state_machine_leave_the_same_approval_histories(lambda_settings, local_store):
     """`workflow-runs dev` follows the Approval state as the deployed machine does: approve,
     reject and timeout leave the same runs (ids and timestamps aside)."""
     import functools
