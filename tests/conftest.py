@@ -13,6 +13,9 @@ from workflow_runs_dev import dynamodb_local
 
 from tests.support import dynamodb, make_settings
 
+# The JWT issuer's fixtures (jwks_server, signing_key, tokens, clock, verifier), for every suite.
+pytest_plugins = ("tests.auth_fixtures",)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _aws_credentials() -> None:

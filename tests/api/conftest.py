@@ -1,19 +1,32 @@
 """The API app through FastAPI's TestClient, on moto's DynamoDB, with a dev identity and an
 in-memory orchestrator fake that records what it was asked (the real orchestrators have their
-own suites)."""
+own suites); and `lambda_env`, the API function's Lambda environment on moto, for the tests
+that go through its handler with real API Gateway events (tests/api/lambda_events.py)."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import boto3
 import pytest
 from fastapi.testclient import TestClient
+from moto import mock_aws
 from workflow_runs.devkeys import DevIdentity
 from workflow_runs.models import WorkflowDefinition
 from workflow_runs.service import RunService
-from workflow_runs.store import RunStore
+from workflow_runs.settings import get_settings
+from workflow_runs.store import RunStore, dynamodb_client
+from workflow_runs_api import handler as api_handler
 from workflow_runs_api.app import create_app
+from workflow_runs_dev.dynamodb_local import create_tables
+from workflow_runs_http import dependencies
+
+from tests.api.lambda_events import PRIVATE_API
+from tests.auth_fixtures import AUDIENCE, ISSUER, TENANT_CLAIM
+from tests.support import LOCAL_KEY
 
 
 @dataclass
@@ -82,3 +95,30 @@ def api(moto_store: RunStore) -> Api:
     service = RunService(moto_store, orchestrator, settings)
     app = create_app(settings=settings, service=service, verifier=identity.verifier(settings))
     return Api(TestClient(app), identity, service, moto_store, orchestrator)
+
+
+@pytest.fixture
+def lambda_env(monkeypatch: pytest.MonkeyPatch, jwks_server, signing_key) -> Iterator[None]:
+    jwks_server.publish(signing_key)
+    with mock_aws():
+        machine = boto3.client("stepfunctions").create_state_machine(
+            name="runs", roleArn="arn:aws:iam::123456789012:role/sfn",
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        )["stateMachineArn"]
+        express = boto3.client("stepfunctions").create_state_machine(
+            name="runs-express", roleArn="arn:aws:iam::123456789012:role/sfn", type="EXPRESS",
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        )["stateMachineArn"]
+        env = {"RUNS_TABLE": "runs-table", "EVENTS_TABLE": "events-table", "STATE_MACHINE_ARN": machine,
+               "EXPRESS_STATE_MACHINE_ARN": express,
+               "PRIVATE_API_IDS": PRIVATE_API, "JWKS_URL": jwks_server.url, "JWT_ISSUER": ISSUER,
+               "JWT_AUDIENCE": AUDIENCE, "JWT_TENANT_CLAIM": TENANT_CLAIM, "LOCAL_SECRET_KEY": LOCAL_KEY,
+               "EXECUTE_WAIT_SECONDS": "0"}
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        for cached in (get_settings, dynamodb_client, api_handler._adapter, dependencies._default_service):
+            cached.cache_clear()
+        create_tables(boto3.client("dynamodb"), "runs-table", "events-table")
+        yield
+        for cached in (get_settings, dynamodb_client, api_handler._adapter, dependencies._default_service):
+            cached.cache_clear()

@@ -12,7 +12,8 @@ from workflow_runs_api import handler as api_handler
 from workflow_runs_api.app import create_app
 
 from tests.api.conftest import Api
-from tests.api.test_handler import TENANT_CLAIM, jwks_server, lambda_env, rest_event, signing_key, tokens  # noqa: F401 - fixtures
+from tests.api.lambda_events import rest_event
+from tests.auth_fixtures import TENANT_CLAIM
 
 RUNS = "/api/v1/workflow-runs"
 APP_ORIGIN = "http://localhost:5173"
@@ -98,7 +99,7 @@ def test_cors_allow_origins_is_read_from_the_environment_and_checked():
             Settings.from_env({**base, "CORS_ALLOW_ORIGINS": bad})
 
 
-def test_the_lambda_handler_answers_cors_from_the_environment(lambda_env: None, monkeypatch, tokens):  # noqa: F811
+def test_the_lambda_handler_answers_cors_from_the_environment(lambda_env: None, monkeypatch, tokens):
     # Given CORS_ALLOW_ORIGINS in the function's environment, as the stack sets it
     monkeypatch.setenv("CORS_ALLOW_ORIGINS", f"{APP_ORIGIN},https://app.example.com")
     get_settings.cache_clear()

@@ -16,16 +16,7 @@ from workflow_runs_http import deadlines
 from workflow_runs_http.deadlines import ARRIVED, answer_deadline
 
 from tests.api.conftest import WORKFLOW, Api
-from tests.api.test_handler import (  # noqa: F401 - fixtures
-    PRIVATE_API,
-    RUNS,
-    jwks_server,
-    lambda_env,
-    multipart,
-    rest_event,
-    signing_key,
-    tokens,
-)
+from tests.api.lambda_events import PRIVATE_API, RUNS, multipart, rest_event
 
 INTERNAL = {"X-Tenant-Id": "acme"}
 
@@ -69,7 +60,7 @@ def _execute_through_the_handler(monkeypatch, context: LambdaContext, *, wait_se
     return response["statusCode"], headers, json.loads(response["body"]), took
 
 
-def test_a_lambda_with_little_time_left_answers_202_before_it_runs_out(lambda_env: None, monkeypatch):  # noqa: F811
+def test_a_lambda_with_little_time_left_answers_202_before_it_runs_out(lambda_env: None, monkeypatch):
     # Given a 25 s budget, but a Lambda with 2.5 s left (the run never ends: moto runs no steps)
     context = LambdaContext(remaining_ms=2500)
     # When the blocking execute runs through the Mangum handler
@@ -81,7 +72,7 @@ def test_a_lambda_with_little_time_left_answers_202_before_it_runs_out(lambda_en
     assert took > 0.5  # it did wait: the deadline is the Lambda's, not "at once"
 
 
-def test_time_spent_before_the_lambda_ran_counts_against_api_gateways_29_seconds(lambda_env: None, monkeypatch):  # noqa: F811
+def test_time_spent_before_the_lambda_ran_counts_against_api_gateways_29_seconds(lambda_env: None, monkeypatch):
     # Given API Gateway received the request 26 s ago (a long cold start, a slow queue) and the
     # Lambda itself has minutes left
     context = LambdaContext(remaining_ms=300_000)

@@ -14,8 +14,7 @@ from workflow_runs_api import handler as api_handler
 from workflow_runs_http import dependencies
 
 from tests.api.conftest import WORKFLOW
-from tests.api.test_handler import INTERNAL, PRIVATE_API, RUNS, lambda_env, multipart, rest_event  # noqa: F401
-from tests.auth_fixtures import jwks_server, signing_key  # noqa: F401
+from tests.api.lambda_events import INTERNAL, PRIVATE_API, RUNS, multipart, rest_event
 from tests.telemetry_support import logs, metrics, point_logs_at_stdout
 
 
@@ -50,7 +49,7 @@ def in_lambda(monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.fixture
-def workflow_id(lambda_env: None, in_lambda: None) -> str:  # noqa: F811
+def workflow_id(lambda_env: None, in_lambda: None) -> str:
     point_logs_at_stdout(telemetry.API)
     workflow_id = str(uuid.uuid4())
     status, _ = call(rest_event("PUT", f"/api/v1/workflows/{workflow_id}", api_id=PRIVATE_API,

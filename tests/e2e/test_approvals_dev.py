@@ -15,14 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_dev_server import DevServer, dev_server  # noqa: F401 - dev_server is a fixture
+from tests.e2e.devserver import DevServer
 
 RUNS = "/api/v1/workflow-runs"
 EXAMPLE = "0f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d06"  # examples/approve-then-publish.yaml
 
 
 @pytest.fixture(scope="module")
-def http(dev_server: DevServer) -> Iterator[httpx.Client]:  # noqa: F811
+def http(dev_server: DevServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=dev_server.public, headers={"Authorization": f"Bearer {dev_server.token}"},
                       timeout=30) as client:
         yield client
@@ -81,7 +81,7 @@ def test_approve_on_the_public_listener_lets_the_run_finish_and_sse_showed_the_w
 
 
 def test_reject_on_the_internal_listener_fails_the_run_and_another_tenant_gets_404(
-        http: httpx.Client, dev_server: DevServer):  # noqa: F811
+        http: httpx.Client, dev_server: DevServer):
     run_id = start(http)
     until(http, run_id, "waiting")
     other = httpx.post(f"{dev_server.internal}{RUNS}/{run_id}/steps/review/reject",

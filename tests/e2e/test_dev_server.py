@@ -8,21 +8,12 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from workflow_runs_dev.dynamodb_local import free_port
 
 from tests.e2e.devserver import ROOT, RUNS, THREE_STEP, DevServer, console_script
-from tests.e2e.devserver import dev_server as start_dev_server
-
-
-@pytest.fixture(scope="module")
-def dev_server() -> Iterator[DevServer]:
-    with start_dev_server(examples=True) as server:
-        yield server
 
 
 def test_banner_says_which_database_and_prints_a_dev_token(dev_server: DevServer):

@@ -6,14 +6,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from scripts import smoke
 from tests.e2e.devserver import ROOT, DevServer
-from tests.e2e.devserver import dev_server as start_dev_server
 
 Rewrite = Callable[[httpx.Request, bytes], bytes]
 
@@ -34,13 +33,6 @@ class Tampering(httpx.BaseTransport):
             (k, v) for k, v in response.headers.items() if k.lower() not in ("content-length", "content-encoding")
         ]
         return httpx.Response(response.status_code, headers=headers, content=self.rewrite(request, body))
-
-
-@pytest.fixture(scope="module")
-def dev_server() -> Iterator[DevServer]:
-    """`workflow-runs dev` as a user starts it (its own signing key and dev token)."""
-    with start_dev_server(examples=True) as server:
-        yield server
 
 
 def argv(server: DevServer) -> list[str]:

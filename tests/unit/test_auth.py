@@ -1,6 +1,5 @@
 """JwtVerifier against a real JWKS server on loopback; the internal principal; the dev identity."""
 
-# ruff: noqa: F811 (pytest fixtures are parameters named after the imported fixtures)
 from __future__ import annotations
 
 import time
@@ -12,8 +11,7 @@ from workflow_runs.auth import JwtVerifier, Principal, get_verifier, internal_pr
 from workflow_runs.devkeys import DEV_AUDIENCE, DEV_ISSUER, DevIdentity
 from workflow_runs.errors import Unauthorized, ValidationFailed
 
-# The shared auth fixtures, used by name (the lead owns tests/conftest.py).
-from tests.auth_fixtures import (  # noqa: F401
+from tests.auth_fixtures import (
     ATTACKS,
     MAX_KEY_AGE,
     REFETCH_INTERVAL,
@@ -23,11 +21,6 @@ from tests.auth_fixtures import (  # noqa: F401
     SigningKey,
     Tokens,
     auth_settings,
-    clock,
-    jwks_server,
-    signing_key,
-    tokens,
-    verifier,
 )
 
 

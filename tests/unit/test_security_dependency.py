@@ -1,7 +1,6 @@
 """The FastAPI auth dependency through real transports: TestClient, and Mangum fed genuine
 API Gateway REST proxy events. Tokens are verified against a JWKS served on loopback."""
 
-# ruff: noqa: F811 (pytest fixtures are parameters named after the imported fixtures)
 from __future__ import annotations
 
 import base64
@@ -17,8 +16,7 @@ from workflow_runs.auth import JwtVerifier
 from workflow_runs_http.errors import install_error_handlers
 from workflow_runs_http.security import PrincipalDep
 
-# The shared auth fixtures, used by name (the lead owns tests/conftest.py).
-from tests.auth_fixtures import (  # noqa: F401
+from tests.auth_fixtures import (
     ATTACKS,
     TENANT_CLAIM,
     FakeClock,
@@ -26,11 +24,6 @@ from tests.auth_fixtures import (  # noqa: F401
     SigningKey,
     Tokens,
     auth_settings,
-    clock,
-    jwks_server,
-    signing_key,
-    tokens,
-    verifier,
 )
 
 PRIVATE_API_ID = "priv123abc"
