@@ -77,6 +77,11 @@ def test_approve_on_the_public_listener_lets_the_run_finish_and_sse_showed_the_w
     # (the step's and the run's `waiting` are one transaction: either may come first)
     parked = max(seen.index(("activity-run", "review", "waiting")), seen.index(("workflow-run", None, "waiting")))
     assert parked < seen.index(("activity-run", "review", "completed")) < seen.index(("workflow-run", None, "completed"))
+    # The waiting attempt's event carries what it waits for, so a live reader can ask the person
+    steps = {(body["content"]["stepId"], body["content"]["status"]): body["content"] for name, body in events
+             if name == "activity-run"}
+    assert steps["review", "waiting"]["outputs"] == {"prompt": "Publish 'Release notes: v2'?"}
+    assert "outputs" not in steps["review", "completed"] and "outputs" not in steps["draft", "completed"]
     assert events[-1][0] == "result" and events[-1][1]["workflowRun"]["status"] == "completed"
 
 

@@ -9,7 +9,8 @@ derived from the record (see `cursors`), so a redelivered record rewrites the sa
       completed → `result` {"success": true, "workflowRun": <the run as GET returns it>}
       failed / cancelled → `error` {"error": <message>, "details": {workflowRunId, status, stepId}}
   activity item INSERT, or its status changed → `activity-run`
-      {"content": {workflowRunId, activityRunId, stepId, status, attempt}}
+      {"content": {workflowRunId, activityRunId, stepId, status, attempt}}, and when it waits its
+      outputs (an approval's {"prompt"}, a wait step's {"seconds"})
   thinking chunk INSERT → `thinking` {"content": <text>, "stepId", "activityRunId"}
   anything else (workflows, counters, idempotency claims, REMOVE, TTL deletes) → nothing.
 
@@ -274,6 +275,10 @@ def _activity_events(run_id: str, new: dict, old: dict) -> list[tuple[str, dict]
         }
     except (KeyError, TypeError, ValueError) as exc:
         raise PoisonRecord(f"activity item without {exc}") from None
+    if status == "waiting":  # what it waits for: an approval's {"prompt"}, a wait step's {"seconds"} (masked)
+        outputs = _json_attribute(new, "outputs")
+        if isinstance(outputs, dict):
+            content["outputs"] = outputs
     return [(EVENT_ACTIVITY, {"content": content})]
 
 

@@ -49,8 +49,10 @@ def run_record(seq, run_id: str, status: str, old_status: str | None = None, **e
 
 
 def activity_record(seq, run_id: str, status: str, old_status: str | None = None, *, activity_id: str = "a-1",
-                    step_id: str = "fetch", attempt: int = 1) -> dict:
+                    step_id: str = "fetch", attempt: int = 1, outputs: dict | None = None) -> dict:
     item = {"id": activity_id, "stepId": step_id, "status": status, "attempt": attempt}
+    if outputs is not None:
+        item["outputs"] = json.dumps(outputs)  # as the store writes them
     sk = f"R#A#000#{attempt:02d}"
     if old_status is None:
         return record(seq, "INSERT", f"RUN#{run_id}", sk, item)
@@ -141,6 +143,22 @@ def test_activity_insert_and_status_change_become_activity_run_events(moto_store
         {"content": {"workflowRunId": run_id, "activityRunId": "a-1", "stepId": "fetch", "status": s, "attempt": 2}}
         for s in ("running", "completed")
     ]
+
+
+def test_a_waiting_attempt_says_what_it_waits_for_and_no_other_status_carries_outputs(moto_store: RunStore,
+                                                                                       run_id: str):
+    prompt = {"prompt": "Publish tides?"}
+    projector.project(activity_record(33, run_id, "running", step_id="review"), moto_store)
+    projector.project(activity_record(34, run_id, "waiting", "running", step_id="review", outputs=prompt), moto_store)
+    projector.project(activity_record(35, run_id, "completed", "waiting", step_id="review",
+                                      outputs={"approved": True, "comment": None}), moto_store)
+    projector.project(activity_record(36, run_id, "waiting", step_id="pause", activity_id="a-2",
+                                      outputs={"seconds": 5}), moto_store)
+
+    contents = [data["content"] for _, _, data in log(moto_store, run_id)]
+    assert [(c["stepId"], c["status"], c.get("outputs")) for c in contents] == [
+        ("review", "running", None), ("review", "waiting", prompt), ("review", "completed", None),
+        ("pause", "waiting", {"seconds": 5})]
 
 
 def test_thinking_insert_becomes_a_thinking_event_and_a_rewrite_or_expiry_does_not(moto_store: RunStore, run_id: str):
