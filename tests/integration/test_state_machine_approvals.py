@@ -49,6 +49,14 @@ def parked(machine: Machine, store: RunStore, run_id: str) -> str:
     return arn
 
 
+def approve_losing_the_callback(machine: Machine, store: RunStore, settings: Any, run_id: str) -> None:
+    """The approve is stored and its SendTaskSuccess never reaches Step Functions (the API
+    died between the two, or the call lost to the timeout)."""
+    service = service_of(machine, store, settings)
+    service.orchestrator.send_task_success = lambda token, output: None  # type: ignore[method-assign]
+    service.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+
+
 def test_approve_sends_the_token_and_the_run_goes_on(lambda_settings, local_store):
     run_id = new_run(local_store, [TRANSFORM_A, REVIEW, NEXT])
 
@@ -120,9 +128,7 @@ def test_an_approval_stored_before_the_timeout_is_applied_by_the_timeout_path(la
 
     with state_machine(step_runner.handler) as machine:
         arn = parked(machine, local_store, run_id)
-        service = service_of(machine, local_store, lambda_settings)
-        service.orchestrator.send_task_success = lambda token, output: None  # type: ignore[method-assign]
-        service.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+        approve_losing_the_callback(machine, local_store, lambda_settings, run_id)
         status = machine.wait_until_ended(arn, timeout=15)
         entered = machine.entered_states(arn)
 
@@ -139,9 +145,7 @@ def test_a_repeated_approve_delivers_a_lost_callback_without_waiting_for_the_tim
 
     with state_machine(step_runner.handler) as machine:
         arn = parked(machine, local_store, run_id)
-        lost = service_of(machine, local_store, lambda_settings)
-        lost.orchestrator.send_task_success = lambda token, output: None  # type: ignore[method-assign]
-        lost.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+        approve_losing_the_callback(machine, local_store, lambda_settings, run_id)
         time.sleep(0.3)
         stuck = machine.status(arn)
         with pytest.raises(Conflict, match="decided already"):
