@@ -16,6 +16,7 @@ from workflow_runs.models import ActivityRun, RunError, Status, WorkflowDefiniti
 from workflow_runs.store import NewRun
 from workflow_runs.store.approvals import APPROVED, REJECTED, TIMED_OUT
 
+from tests.api.conftest import RecordingOrchestrator
 from tests.store.test_store_under_faults import until_done
 
 pytestmark = pytest.mark.dynamodb_local
@@ -88,3 +89,47 @@ def test_each_approval_is_decided_once_under_conflicts_and_throttles(faulty):
         counts = store.counts(TENANT, workflow_id)
     recount = Counter("running" if winner == APPROVED else "failed" for _, winner in results)
     assert {k: v for k, v in counts.items() if v} == dict(recount)
+
+
+def test_a_repeated_approve_under_conflicts_and_throttles_resends_the_stored_approval_and_writes_nothing(
+        faulty, local_settings):
+    from workflow_runs.approvals import DecisionRequest, decide, seal_token
+    from workflow_runs.errors import Conflict, Unavailable
+    from workflow_runs.secrets import get_sealer
+
+    store, faults = faulty
+    sealer = get_sealer(local_settings)
+    workflow = until_done(lambda: store.put_workflow(TENANT, str(uuid.uuid4()), DEFINITION))
+    run_id = str(uuid.uuid4())
+    record, _ = until_done(lambda: store.create_run(NewRun(run_id=run_id, tenant=TENANT, workflow=workflow, inputs=[])))
+    now = utc_now()
+    step = ActivityRun(id=str(uuid.uuid4()), step_id="review", step_name=None, status=Status.RUNNING,
+                       attempt=1, created_at=now, updated_at=now)
+    record = until_done(lambda: store.transition_run(record, Status.RUNNING, activities=[(0, step, None)]))
+    parked = step.model_copy(update={"status": Status.WAITING, "outputs": {"prompt": "ok?"}})
+    until_done(lambda: store.park_approval(record, 0, parked, seal_token(sealer, run_id, "review", "TOKEN"), 60))
+
+    orchestrator = RecordingOrchestrator()  # records every callback; none moves the run on
+
+    def call() -> object:
+        return decide(store, orchestrator, lambda: sealer, TENANT, run_id, "review", approve=True,  # type: ignore[arg-type]
+                      request=DecisionRequest())
+
+    until_done(call)
+    with faults.suspended():
+        before = store.get_run(TENANT, run_id)
+    repeats = 0
+    for _ in range(6):  # each repeat: a 409 and the stored approval sent again, or Unavailable (try again)
+        try:
+            call()
+        except Conflict as exc:
+            assert "decided already" in str(exc)
+            repeats += 1
+        except Unavailable:
+            pass
+    injected = faults.stats
+    assert injected["conflict_random"] + injected["throttle_provisioned"] + injected["throttle_throttling"] > 0
+    assert repeats > 0 and [token for _, token, _ in orchestrator.callbacks] == ["TOKEN"] * (repeats + 1)
+    with faults.suspended():
+        after = store.get_run(TENANT, run_id)
+    assert after == before and after.status is Status.RUNNING  # the repeats wrote nothing
