@@ -49,6 +49,31 @@ def test_the_run_class_is_chosen_at_start_stored_and_shown(api: Api):
         assert shown == ("express" if name == "short" else "standard")
 
 
+def test_an_llm_workflow_with_the_default_timeout_runs_express_under_auto(api: Api):
+    # Given transform → llm → transform, the llm step with no timeoutSeconds (60 s)
+    workflow_id = api.put_workflow(body={**WORKFLOW, "steps": [
+        {"id": "prompt", "type": "transform", "config": {"output": {"text": "About {{ inputs.topic }}"}}},
+        {"id": "think", "type": "llm", "config": {"prompt": "{{ steps.prompt.outputs.text }}"}},
+        {"id": "shape", "type": "transform", "config": {"output": "{{ steps.think.outputs.text }}"}}]})
+
+    # When it runs under the default ORCHESTRATION=auto
+    response = api.client.post(f"{RUNS}/execute", json={"workflowId": workflow_id, "inputs": {"topic": "x"}},
+                               headers=api.headers())
+
+    # Then it starts on the Express machine
+    run = response.json()["workflowRun"]
+    assert run["orchestration"] == "express"
+    assert api.orchestrator.classes == {run["id"]: "express"}
+
+
+def test_an_llm_timeout_outside_its_range_is_refused_on_put(api: Api):
+    for timeout in (0, -1, 271, "60", True):
+        body = {**WORKFLOW, "steps": [{"id": "l", "type": "llm", "config": {"prompt": "hi", "timeoutSeconds": timeout}}]}
+        response = api.client.put(f"/api/v1/workflows/{uuid.uuid4()}", json=body, headers=api.headers())
+        assert response.status_code == 400, timeout
+        assert "timeoutSeconds" in json.dumps(response.json()["details"])
+
+
 def test_execute_json_body_is_accepted(api: Api):
     workflow_id = api.put_workflow()
     response = api.client.post(f"{RUNS}/execute", json={"workflowId": workflow_id, "inputs": {"topic": "x"}},

@@ -32,13 +32,20 @@ def test_a_short_transform_workflow_goes_express_by_default():
 
 @pytest.mark.parametrize("spec", [
     {"id": "w", "type": "wait", "config": {"seconds": 241}},
-    {"id": "l", "type": "llm", "config": {"prompt": "hi"}},  # bounded only by the Lambda timeout
+    {"id": "l", "type": "llm", "config": {"prompt": "hi", "timeoutSeconds": 120}, "retry": {"maxAttempts": 2}},
     {"id": "h", "type": "http", "config": {"url": "https://example.com", "timeoutSeconds": 60},
      "retry": {"maxAttempts": 4}},  # 4 × 65 s + 2 + 4 + 8 s of back-off
-], ids=["long wait", "llm", "http retried"])
+], ids=["long wait", "llm retried", "http retried"])
 def test_a_run_that_may_outlast_the_budget_goes_standard(spec: dict):
     assert run_class.bound_seconds(steps(spec), settings()) > run_class.EXPRESS_BUDGET_SECONDS
     assert run_class.choose(steps(spec), settings()) == "standard"
+
+
+def test_an_llm_workflow_with_the_default_timeout_goes_express():
+    # transform → llm → transform: 5 s + (60 s model budget + 5 s) + 5 s
+    ai = steps(TRANSFORM | {"id": "t1"}, {"id": "l", "type": "llm", "config": {"prompt": "hi"}}, TRANSFORM | {"id": "t2"})
+    assert run_class.bound_seconds(ai, settings()) == 75
+    assert run_class.choose(ai, settings()) == "express"
 
 
 def test_the_bound_counts_attempts_and_the_back_off_between_them():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -182,3 +183,56 @@ def test_bedrock_read_timeout_is_retryable(make_ctx):
     with pytest.raises(StepError) as caught:
         LlmStep(bedrock_client=fake).run(make_ctx("llm", {"prompt": "p"}, llm_provider="bedrock"))
     assert caught.value.retryable is True
+
+
+# --- the model call's budget (timeoutSeconds) ----------------------------------------------------
+
+
+class SilentStream:
+    """A stream that sends its first events, then nothing, until it is closed (as botocore's
+    EventStream does when its connection is closed under a blocked read)."""
+
+    def __init__(self, first: list[dict[str, Any]]):
+        self.first = first
+        self.closed = threading.Event()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        yield from self.first
+        self.closed.wait(timeout=30)
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_a_model_that_goes_silent_fails_the_attempt_at_its_timeout_retryable(make_ctx):
+    # Given a model that streams some reasoning, then nothing
+    stream = SilentStream(STREAM[:3])
+    bedrock = FakeBedrock()
+    bedrock.converse_stream = lambda **request: {"stream": stream}  # type: ignore[method-assign]
+    thinking: list[str] = []
+    ctx = make_ctx("llm", {"prompt": "hi", "timeoutSeconds": 0.5}, thinking=thinking, llm_provider="bedrock")
+
+    # When the step runs with a half-second budget
+    with pytest.raises(StepError) as failed:
+        LlmStep(bedrock_client=bedrock).run(ctx)
+
+    # Then the stream was closed at the deadline and the attempt fails, to be retried
+    assert stream.closed.is_set()
+    assert failed.value.retryable
+    assert "timeoutSeconds (0.5s)" in failed.value.message
+    assert thinking == ["The user asks ", "about tides."]
+
+
+def test_a_model_that_answers_within_its_timeout_completes(make_ctx):
+    bedrock = FakeBedrock(STREAM)
+    ctx = make_ctx("llm", {"prompt": "hi", "timeoutSeconds": 30}, llm_provider="bedrock")
+    assert LlmStep(bedrock_client=bedrock).run(ctx).outputs["stopReason"] == "end_turn"
+
+
+@pytest.mark.parametrize("timeout", [0, -5, 271, "60", True, None])
+def test_a_timeout_outside_its_range_is_refused_when_the_workflow_is_put(timeout: Any):
+    from pydantic import ValidationError
+    from workflow_runs.models import Step
+
+    with pytest.raises(ValidationError, match="timeoutSeconds"):
+        Step.model_validate({"id": "l", "type": "llm", "config": {"prompt": "hi", "timeoutSeconds": timeout}})

@@ -6,12 +6,21 @@ Providers (`settings.llm_provider`):
   deltas are joined into `text`. Throttling, 5xx and connection problems are retryable.
 - `echo` — DEVELOPMENT ONLY: a built-in deterministic model for one machine. It answers with
   the rendered prompt and streams a short, fixed-shape reasoning text in a few chunks.
+
+`config.timeoutSeconds` (default 60) bounds the whole model call — the request, the reasoning
+and the answer streamed — not each read: a model that trickles a token a minute cannot
+stretch a step past it. Past the deadline the stream is closed and the attempt fails,
+retryable (the run-class choice, workflow_runs/run_class.py, relies on this bound).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from functools import lru_cache
 from typing import Any
+
+from workflow_runs.models import llm_timeout_seconds
 
 from workflow_runs_step_runner.steps.base import StepContext, StepError, StepOutcome
 from workflow_runs_step_runner.steps.templating import render
@@ -27,14 +36,15 @@ RETRYABLE_CODES = frozenset({
 })
 
 
-@lru_cache(maxsize=1)
-def _default_bedrock_client() -> Any:
+@lru_cache(maxsize=8)
+def _default_bedrock_client(read_timeout: float) -> Any:
     import boto3
     from botocore.config import Config
 
-    # botocore's own retries stay small: the state machine owns retrying with backoff.
+    # botocore's own retries stay small: the state machine owns retrying with backoff. No
+    # single read waits longer than the step's whole budget.
     return boto3.client("bedrock-runtime", config=Config(retries={"max_attempts": 2, "mode": "standard"},
-                                                         read_timeout=120, connect_timeout=5))
+                                                         read_timeout=read_timeout, connect_timeout=5))
 
 
 class LlmStep:
@@ -52,14 +62,16 @@ class LlmStep:
         if system is not None and not isinstance(system, str):
             raise StepError("config.system must render to a string")
         max_tokens = _positive_int(config.get("maxTokens", DEFAULT_MAX_TOKENS), "config.maxTokens")
+        timeout = llm_timeout_seconds(ctx.step)
         provider = ctx.settings.llm_provider
         if provider == "echo":
             return _echo(ctx, prompt)
         if provider == "bedrock":
-            client = self._bedrock_client or _default_bedrock_client()
+            client = self._bedrock_client or _default_bedrock_client(timeout)
             budget = config.get("reasoningBudgetTokens")
             return _bedrock(ctx, client, prompt, system, max_tokens,
-                            None if budget is None else _positive_int(budget, "config.reasoningBudgetTokens"))
+                            None if budget is None else _positive_int(budget, "config.reasoningBudgetTokens"),
+                            Deadline(timeout))
         raise StepError(f"unknown LLM_PROVIDER {provider!r} (expected 'bedrock' or 'echo')")
 
 
@@ -81,8 +93,43 @@ def _echo(ctx: StepContext, prompt: str) -> StepOutcome:
     return StepOutcome(outputs={"text": prompt, "model": "echo"})
 
 
+class Deadline:
+    """The model call's one budget. `watch(stream)` closes the response stream when it runs
+    out (a read blocked on a silent model returns then); `expired` says whether it did."""
+
+    def __init__(self, seconds: float, clock: Any = time.monotonic):
+        self.seconds = seconds
+        self._clock = clock
+        self._ends = clock() + seconds
+        self._expired = threading.Event()
+        self._timer: threading.Timer | None = None
+
+    @property
+    def expired(self) -> bool:
+        return self._expired.is_set() or self._clock() >= self._ends
+
+    def watch(self, stream: Any) -> None:
+        def close() -> None:
+            self._expired.set()
+            closer = getattr(stream, "close", None)
+            if closer is not None:
+                closer()
+
+        self._timer = threading.Timer(max(0.0, self._ends - self._clock()), close)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def error(self, model_id: str) -> StepError:
+        return StepError(f"llm: bedrock {model_id} did not finish within timeoutSeconds ({self.seconds:g}s)",
+                         retryable=True)
+
+
 def _bedrock(ctx: StepContext, client: Any, prompt: str, system: str | None, max_tokens: int,
-             reasoning_budget: int | None) -> StepOutcome:
+             reasoning_budget: int | None, deadline: Deadline) -> StepOutcome:
     model_id = ctx.settings.bedrock_model_id
     request: dict[str, Any] = {
         "modelId": model_id,
@@ -99,7 +146,12 @@ def _bedrock(ctx: StepContext, client: Any, prompt: str, system: str | None, max
     usage: dict[str, int] = {}
     try:
         response = client.converse_stream(**request)
+        if deadline.expired:
+            raise deadline.error(model_id)
+        deadline.watch(response["stream"])
         for event in response["stream"]:
+            if deadline.expired:
+                raise deadline.error(model_id)
             if "contentBlockDelta" in event:
                 delta = event["contentBlockDelta"].get("delta", {})
                 if "text" in delta:
@@ -114,10 +166,16 @@ def _bedrock(ctx: StepContext, client: Any, prompt: str, system: str | None, max
                 usage = {k: raw[k] for k in ("inputTokens", "outputTokens", "totalTokens") if k in raw}
             else:
                 _raise_stream_exception(event)
+        if deadline.expired and stop_reason is None:  # the stream was closed under it
+            raise deadline.error(model_id)
     except StepError:
         raise
     except Exception as exc:  # noqa: BLE001 - classified below; botocore is imported lazily
+        if deadline.expired:
+            raise deadline.error(model_id) from None
         raise _classify(exc, model_id) from None
+    finally:
+        deadline.stop()
     return StepOutcome(outputs={"text": "".join(text), "model": model_id, "stopReason": stop_reason, "usage": usage})
 
 

@@ -128,6 +128,20 @@ def _approval_rules(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _llm_rules(config: dict[str, Any]) -> list[str]:
+    problems = _needs_string(config, "prompt")
+    timeout = config.get("timeoutSeconds", DEFAULT_LLM_TIMEOUT_SECONDS)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_LLM_TIMEOUT_SECONDS:
+        problems.append(f"config.timeoutSeconds must be a number above 0 and at most {MAX_LLM_TIMEOUT_SECONDS}")
+    return problems
+
+
+def llm_timeout_seconds(step: Step) -> float:
+    """The model call's whole budget (request, reasoning and answer streamed), in seconds:
+    validated when the workflow is PUT, enforced by the step."""
+    return float(step.config.get("timeoutSeconds", DEFAULT_LLM_TIMEOUT_SECONDS))
+
+
 def approval_timeout_seconds(step: Step) -> int:
     """How long an approval step waits for a decision (validated when the workflow is PUT)."""
     return int(step.config.get("timeoutSeconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS))
@@ -135,11 +149,14 @@ def approval_timeout_seconds(step: Step) -> int:
 
 MAX_WAIT_SECONDS = 365 * 24 * 3600  # a Standard execution lives at most a year
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 24 * 3600
+DEFAULT_LLM_TIMEOUT_SECONDS = 60
+# The step runner's Lambda timeout is 300 s; the rest is room for the step's own writes.
+MAX_LLM_TIMEOUT_SECONDS = 270
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 STEP_CONFIG_RULES: dict[str, Any] = {
     "transform": _transform_rules,
     "http": _http_rules,
-    "llm": lambda config: _needs_string(config, "prompt"),
+    "llm": _llm_rules,
     "wait": _wait_rules,
     "fail": _fail_rules,
     "approval": _approval_rules,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .models import MAX_ATTEMPTS_CEILING, Step
+from .models import MAX_ATTEMPTS_CEILING, Step, llm_timeout_seconds
 from .settings import Settings
 from .states import APPROVAL_STEP, EXPRESS, EXPRESS_MAX_SECONDS, STANDARD  # noqa: F401 - EXPRESS_MAX_SECONDS re-exported
 
@@ -25,10 +25,9 @@ STEP_RETRY_INTERVAL_SECONDS = 2.0
 STEP_RETRY_BACKOFF_RATE = 2.0
 STEP_RETRY_MAX_DELAY_SECONDS = 300.0
 
-# How long one attempt of a step type can take. `transform` and `fail` only compute; `llm`
-# has no bound of its own but the step runner's Lambda timeout; `http` has its timeout.
+# How long one attempt of a step type can take. `transform` and `fail` only compute; `http`
+# and `llm` have their `timeoutSeconds` (the step enforces it) plus the step's own writes.
 QUICK_STEP_SECONDS = 5.0
-STEP_RUNNER_TIMEOUT_SECONDS = 300.0
 
 
 def attempt_bound_seconds(step: Step, settings: Settings) -> float:
@@ -40,7 +39,7 @@ def attempt_bound_seconds(step: Step, settings: Settings) -> float:
             timeout = settings.http_step_timeout_seconds
         return float(timeout) + QUICK_STEP_SECONDS
     if step.type == "llm":
-        return STEP_RUNNER_TIMEOUT_SECONDS
+        return llm_timeout_seconds(step) + QUICK_STEP_SECONDS
     if step.type == APPROVAL_STEP:
         return float(step.config.get("timeoutSeconds") or 0)
     return QUICK_STEP_SECONDS
