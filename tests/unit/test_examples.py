@@ -100,8 +100,24 @@ def test_approve_then_publish_renders_its_prompt_from_the_draft():
     assert [s.type for s in workflow.steps] == ["transform", "approval", "transform"]
     result = run_example("approve-then-publish", {"title": "v2"})
     assert result["steps"]["review"]["outputs"] == {"prompt": "Publish 'Release notes: v2'?"}
-    # Without a decision (only the runner and an approve give one) publish has no channel.
-    assert result["error"]["stepId"] == "publish" and "channel" in result["error"]["message"]
+    # Even before any decision's outputs exist (the runner alone, no approve), publish renders:
+    # the example needs nothing from its approver but the decision (the viewer sends no outputs).
+    assert result["error"] is None
+    assert result["steps"]["publish"]["outputs"] == {
+        "note": "Release notes: v2", "channel": "release-notes", "comment": ""}
+
+
+def test_approve_then_publish_takes_a_channel_and_comment_when_the_approver_sends_them():
+    workflow = definition(EXAMPLES / "approve-then-publish.yaml")
+    publish = next(s for s in workflow.steps if s.id == "publish")
+    ctx = StepContext(
+        run_id=str(uuid.uuid4()), activity_run_id=str(uuid.uuid4()), step=publish, attempt=1,
+        inputs={"title": "v2"}, env={},
+        steps={"draft": {"outputs": {"value": "Release notes: v2"}},
+               "review": {"outputs": {"approved": True, "comment": "ship it", "channel": "blog"}}},
+        settings=Settings(runs_table="runs", events_table="events"), emit_thinking=lambda _: None)
+    assert registry.get("transform").run(ctx).outputs == {
+        "note": "Release notes: v2", "channel": "blog", "comment": "ship it"}
 
 
 def test_guarded_fail_stops_at_the_guard():

@@ -47,6 +47,14 @@ function seconds(fromIso, toIso) {
   return Number.isFinite(ms) && ms >= 0 ? `${(ms / 1000).toFixed(2)} s` : "";
 }
 
+// A time as the reader's local clock shows it; the UTC instant the API sent on hover.
+function timeEl(iso) {
+  const date = new Date(iso);
+  if (!iso || Number.isNaN(date.getTime())) return el("span", {}, iso || "");
+  return el("time", {datetime: iso, title: `${date.toISOString().replace(".000Z", "Z")} (UTC)`},
+    date.toLocaleString(undefined, {dateStyle: "medium", timeStyle: "medium"}));
+}
+
 function notice(text) {
   const box = $("notice");
   box.textContent = text || "";
@@ -244,11 +252,17 @@ class LiveRun {
     switch (event.name) {
       case "workflow-run":
         if (!this.id && content && content.workflowRunId) this.adopt(content.workflowRunId);
-        if (content && content.status) setRunStatus(content.status);
+        if (content && content.status) {
+          setRunStatus(content.status);
+          runChanged(this.id, content.status); // the lists and counts follow from this stream, not by polling
+        }
         this.scheduleRefresh();
         break;
       case "activity-run":
         if (content) this.updateStep(content.stepId, {status: content.status, attempt: content.attempt});
+        if (content && content.status === "waiting" && content.prompt !== undefined) {
+          this.showPrompt(content.stepId, content.prompt);
+        }
         this.scheduleRefresh();
         break;
       case "thinking":
@@ -257,16 +271,16 @@ class LiveRun {
         break;
       case "result":
         this.closed = true;
-        refreshListsSoon(1000); // the dashboard's counts follow the run's end a moment later
+        runChanged(this.id, "completed");
         if (data.workflowRun) this.render(data.workflowRun);
         closing("result", "Completed", data.workflowRun ? finalOutputs(data.workflowRun) : null);
         break;
       case "error": {
         this.closed = true;
-        refreshListsSoon(1000); // the dashboard's counts follow the run's end a moment later
         const details = data.details;
         const where = details && typeof details === "object" && details.stepId ? ` (step ${details.stepId})` : "";
         const status = details && typeof details === "object" && details.status ? details.status : "error";
+        if (TERMINAL.has(status)) runChanged(this.id, status);
         closing("error", `${status[0].toUpperCase()}${status.slice(1)}${where}: ${data.error}`, null);
         this.scheduleRefresh(0);
         break;
@@ -278,7 +292,7 @@ class LiveRun {
 
   adopt(runId) {
     this.id = runId;
-    refreshListsSoon(); // a run just started: the lists and counts have changed
+    runChanged(runId, null); // a run just started: the lists and counts have changed
     $("run-id").textContent = runId;
     history.replaceState(null, "", `#run=${encodeURIComponent(runId)}`);
   }
@@ -333,12 +347,13 @@ class LiveRun {
       outputs: el("pre", {class: "outputs"}),
       thinking: el("pre", {class: "thinking", hidden: true}),
       actions: el("span", {class: "step-actions"}),
+      decision: el("div", {class: "decision", hidden: true}),
     };
     parts.outputsBox = el("details", {class: "outputs-box", hidden: true}, el("summary", {}, "outputs"), parts.outputs);
     parts.li = el("li", {dataset: {step: stepId}},
       el("div", {class: "step-head"}, parts.name, parts.id, parts.type, parts.status, parts.attempt,
          parts.duration, parts.flags, parts.actions),
-      parts.thinking, parts.outputsBox);
+      parts.decision, parts.thinking, parts.outputsBox);
     step = parts;
     this.steps.set(stepId, step);
     $("timeline").append(step.li);
@@ -363,11 +378,12 @@ class LiveRun {
     if (!this.id) this.adopt(run.id);
     if (!this.workflow && run.workflowId) this.loadWorkflow(run.workflowId);
     setRunStatus(run.status);
-    const meta = [`${run.workflowName || ""} (${run.workflowId})`, `created ${run.createdAt}`];
+    const meta = [];
     if (TERMINAL.has(run.status)) meta.push(`took ${seconds(run.createdAt, run.updatedAt)}`);
     if (run.orchestration) meta.push(run.orchestration);
     if (run.inputs && run.inputs.length) meta.push(`inputs ${JSON.stringify(Object.fromEntries(run.inputs.map((i) => [i.name, i.value])))}`);
-    $("run-meta").replaceChildren(meta.join(" · "),
+    $("run-meta").replaceChildren(`${run.workflowName || ""} (${run.workflowId}) · created `, timeEl(run.createdAt),
+      meta.length ? ` · ${meta.join(" · ")}` : "",
       run.retryOf ? el("span", {}, " · retry of ", runLink(run.retryOf)) : "",
       run.retriedBy ? el("span", {}, " · retried by ", runLink(run.retriedBy)) : "");
     for (const activity of run.activityRuns || []) {
@@ -381,6 +397,8 @@ class LiveRun {
         step.outputsBox.hidden = false;
       }
       const awaitsDecision = activity.status === "waiting" && run.status === "waiting" && this.stepType(activity.stepId) === "approval";
+      if (awaitsDecision) this.showPrompt(activity.stepId, activity.outputs?.prompt);
+      else step.decision.hidden = true;
       if (!awaitsDecision) step.actions.replaceChildren();
       if (awaitsDecision && !step.actions.firstChild) { // kept across refreshes: a comment being typed stays
         const comment = el("input", {class: "comment", placeholder: "comment (optional)", maxlength: 2000});
@@ -395,6 +413,17 @@ class LiveRun {
     }
     $("cancel-run").hidden = TERMINAL.has(run.status);
     $("retry-run").hidden = run.status !== "failed" || Boolean(run.retriedBy);
+  }
+
+  // An approval waiting for a person: its prompt in plain sight, and how to answer it.
+  showPrompt(stepId, prompt) {
+    const step = this.step(stepId);
+    const cli = `workflow-runs approve ${this.id || "<runId>"} ${stepId}   (or: workflow-runs reject …)`;
+    step.decision.replaceChildren(
+      el("strong", {}, "Waiting for a decision: "), el("span", {class: "prompt"}, prompt ?? "(no prompt)"),
+      el("div", {class: "muted"}, "Approve or Reject here (a comment is optional), or from a terminal: ",
+         el("code", {}, cli)));
+    step.decision.hidden = false;
   }
 
   async decide(stepId, decision, comment) {
@@ -474,6 +503,9 @@ function openRun(runId) {
 // ------------------------------------------------------------------ lists
 
 let nextToken = null;
+const pageTokens = {1: null}; // page number → the nextToken that reads it (this filter set)
+let pageNumber = 1; // the page of the runs list on screen (1 = the first)
+let listedWith = null; // the filters the list on screen was read with
 
 function filters() {
   return {workflowId: $("f-workflow").value.trim(), status: $("f-status").value,
@@ -483,20 +515,28 @@ function filters() {
 let listSeq = 0;
 let workflowsSeq = 0;
 
-async function listRuns(token = null) {
+async function listRuns(token = null, page = 1) {
+  if (!hasCredentials()) return;
   const seq = ++listSeq; // only the latest request draws: answers may come back out of order
+  // A nextToken is bound to the filters that made its first page: later pages reuse them.
+  if (!token || !listedWith) listedWith = filters();
   try {
-    const body = await api(`workflow-runs${query({...filters(), nextToken: token})}`);
+    const body = await api(`workflow-runs${query({...listedWith, nextToken: token})}`);
     if (seq !== listSeq) return;
+    pageNumber = page;
+    pageTokens[page] = token;
     const rows = body.data.map((run) => el("tr", {dataset: {run: run.id}},
       el("td", {}, el("a", {href: `#run=${encodeURIComponent(run.id)}`, class: "mono"}, run.id.slice(0, 8))),
       el("td", {}, run.workflowName || run.workflowId),
       el("td", {}, statusBadge(run.status)),
-      el("td", {class: "muted"}, run.createdAt)));
+      el("td", {class: "muted"}, timeEl(run.createdAt))));
     $("runs").tBodies[0].replaceChildren(...rows);
     nextToken = body.pagination.nextToken || null;
     $("next-page").disabled = !nextToken;
-    $("page-info").textContent = `${body.pagination.total} run(s)`;
+    const size = Number(listedWith.limit) || body.data.length || 1;
+    const pages = Math.max(1, Math.ceil(body.pagination.total / size));
+    $("page-info").textContent = `page ${page} of ${pages} · ${body.pagination.total} run(s)`;
+    $("runs-panel").dataset.page = String(page);
     notice("");
   } catch (error) {
     if (seq === listSeq) notice(error.message);
@@ -504,6 +544,7 @@ async function listRuns(token = null) {
 }
 
 async function listWorkflows() {
+  if (!hasCredentials()) return;
   const seq = ++workflowsSeq;
   try {
     const body = await api("workflows?limit=100");
@@ -544,9 +585,27 @@ function openExecute(workflow) {
 
 // ------------------------------------------------------------------ wiring
 
+function hasCredentials() {
+  const {token, tenant} = credentials();
+  return Boolean(token || tenant);
+}
+
 function showAuthState() {
   const {token, tenant} = credentials();
-  $("auth-state").textContent = token ? "token set (this tab only)" : tenant ? `tenant ${tenant} (internal listener)` : "no credentials";
+  $("auth-state").textContent = token ? "token set (this tab only)" : tenant ? `tenant ${tenant} (internal listener)`
+    : "paste the token `make dev` printed, then Use";
+  $("welcome").hidden = Boolean(token || tenant);
+}
+
+// The followed run changed (its stream said so): its row in the runs list shows the new
+// status at once; the list and the per-workflow counts are read again a moment later (one
+// read for a burst of changes). Nothing polls: only the stream already open drives this.
+function runChanged(runId, status) {
+  if (runId && status) {
+    const row = $("runs").querySelector(`tr[data-run="${CSS.escape(runId)}"] .status`);
+    if (row) row.replaceWith(statusBadge(status));
+  }
+  refreshListsSoon();
 }
 
 let listsTimer = null;
@@ -558,13 +617,13 @@ function refreshListsSoon(delay = 300) {
 
 function refreshAll() {
   listWorkflows();
-  listRuns();
+  listRuns(pageTokens[pageNumber] ?? null, pageNumber); // stay on the page being read
 }
 
 function route() {
   const params = new URLSearchParams(location.hash.slice(1));
   const runId = params.get("run");
-  if (runId && (!current || current.id !== runId)) openRun(runId);
+  if (runId && hasCredentials() && (!current || current.id !== runId)) openRun(runId);
 }
 
 function start() {
@@ -581,17 +640,21 @@ function start() {
     if (tenant) sessionStorage.setItem(TENANT_KEY, tenant); else sessionStorage.removeItem(TENANT_KEY);
     showAuthState();
     refreshAll();
+    route();
   });
   $("forget").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
     sessionStorage.removeItem(TENANT_KEY);
     $("token").value = "";
     $("tenant").value = "";
+    $("workflows").tBodies[0].replaceChildren();
+    $("runs").tBodies[0].replaceChildren();
+    $("page-info").textContent = "";
     showAuthState();
   });
   $("filters").addEventListener("submit", (e) => { e.preventDefault(); listRuns(); });
   $("first-page").addEventListener("click", () => listRuns());
-  $("next-page").addEventListener("click", () => nextToken && listRuns(nextToken));
+  $("next-page").addEventListener("click", () => nextToken && listRuns(nextToken, pageNumber + 1));
   $("refresh-workflows").addEventListener("click", listWorkflows);
   $("execute-close").addEventListener("click", () => { $("execute").hidden = true; });
   $("execute").addEventListener("submit", (e) => {
