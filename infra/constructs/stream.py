@@ -151,7 +151,8 @@ class Stream(Construct):
             ),
         )
         self.projector_alias = functions.aliases["projector"]
-        data.grant_read(data.runs_table, self.projector)
+        # Writes on the runs table: an expired run's counters and items (store/retention.py).
+        data.grant_read_write(data.runs_table, self.projector)
         data.grant_read_write(data.events_table, self.projector)
 
         # Records that still fail after bisecting and the bounded retries are parked here
@@ -203,16 +204,21 @@ class Stream(Construct):
 
 
 def projector_filters() -> Sequence[dict]:
-    """Only inserts and updates of a run's partition (the run, its activity runs, its
-    thinking chunks) become events: counters, workflows and idempotency items, and TTL
-    deletes, never invoke the projector."""
+    """Inserts and updates of a run's partition (the run, its activity runs, its thinking
+    chunks) become events, and the deletion of a run's head (DynamoDB's TTL, after
+    RUN_RETENTION_DAYS) moves its counters: counters, workflows and idempotency items, and
+    every other deletion, never invoke the projector."""
+    run_partition = {keys.PK: {"S": lambda_.FilterRule.begins_with(keys.run_pk(""))}}
     return [
         lambda_.FilterCriteria.filter(
+            {"eventName": lambda_.FilterRule.or_("INSERT", "MODIFY"), "dynamodb": {"Keys": run_partition}}
+        ),
+        lambda_.FilterCriteria.filter(
             {
-                "eventName": lambda_.FilterRule.or_("INSERT", "MODIFY"),
-                "dynamodb": {"Keys": {keys.PK: {"S": lambda_.FilterRule.begins_with(keys.run_pk(""))}}},
+                "eventName": lambda_.FilterRule.or_("REMOVE"),
+                "dynamodb": {"Keys": {**run_partition, keys.SK: {"S": lambda_.FilterRule.or_(keys.RUN_SK)}}},
             }
-        )
+        ),
     ]
 
 

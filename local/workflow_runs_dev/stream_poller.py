@@ -28,6 +28,8 @@ from typing import Any, Self
 
 from workflow_runs.settings import Settings
 
+from .ttl import TtlSweeper
+
 logger = logging.getLogger("workflow_runs_dev.stream_poller")
 
 ProjectorHandler = Callable[[dict[str, Any], Any], Any]
@@ -62,6 +64,7 @@ class StreamPoller:
         max_retries: int = 3,
         retry_delay: float = 0.05,
         shard_refresh_seconds: float = 1.0,
+        ttl: TtlSweeper | None = None,
     ):
         self._settings = settings
         self._handler = projector_handler
@@ -71,6 +74,7 @@ class StreamPoller:
         self._max_retries = max_retries
         self._retry_delay = retry_delay
         self._shard_refresh_seconds = shard_refresh_seconds
+        self._ttl = ttl  # what deleted by TTL: its REMOVE records carry the service's userIdentity
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stream_arn: str | None = None
@@ -206,6 +210,8 @@ class StreamPoller:
     # ------------------------------------------------------------------ delivery
 
     def _deliver(self, records: list[dict[str, Any]]) -> None:
+        if self._ttl is not None:
+            records = [self._ttl.labelled(r) for r in records]
         pending = [lambda_record(r, self._stream_arn or "") for r in records]
         for attempt in range(self._max_retries + 1):
             self.stats.batches += 1
@@ -270,6 +276,8 @@ def lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
         "awsRegion": record.get("awsRegion", "us-east-1"),
         "dynamodb": stream,
         "eventSourceARN": stream_arn,
+        # Present on a TTL deletion: {"type": "Service", "principalId": "dynamodb.amazonaws.com"}.
+        **({"userIdentity": record["userIdentity"]} if record.get("userIdentity") else {}),
     }
 
 

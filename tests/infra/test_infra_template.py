@@ -205,12 +205,17 @@ def test_projector_reads_the_runs_stream_with_partial_batch_responses_and_an_on_
     assert prod.template["Resources"][destination[0]]["Type"] == "AWS::SQS::Queue"
 
 
-def test_projector_filter_admits_run_partition_inserts_and_updates_only(prod):
+def test_projector_filter_admits_run_partition_inserts_and_updates_and_run_head_deletions_only(prod):
     (mapping,) = prod.resources("AWS::Lambda::EventSourceMapping").values()
-    (pattern,) = [json.loads(f["Pattern"]) for f in mapping["Properties"]["FilterCriteria"]["Filters"]]
-    assert pattern == {
+    changes, removals = [json.loads(f["Pattern"]) for f in mapping["Properties"]["FilterCriteria"]["Filters"]]
+    assert changes == {
         "eventName": ["INSERT", "MODIFY"],
         "dynamodb": {"Keys": {keys.PK: {"S": [{"prefix": keys.run_pk("")}]}}},
+    }
+    # An expired run's head (retention): its counters move.
+    assert removals == {
+        "eventName": ["REMOVE"],
+        "dynamodb": {"Keys": {keys.PK: {"S": [{"prefix": keys.run_pk("")}]}, keys.SK: {"S": [keys.RUN_SK]}}},
     }
 
 

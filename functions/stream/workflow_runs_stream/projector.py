@@ -12,7 +12,9 @@ derived from the record (see `cursors`), so a redelivered record rewrites the sa
       {"content": {workflowRunId, activityRunId, stepId, status, attempt}}, and when it waits its
       outputs (an approval's {"prompt"}, a wait step's {"seconds"})
   thinking chunk INSERT → `thinking` {"content": <text>, "stepId", "activityRunId"}
-  anything else (workflows, counters, idempotency claims, REMOVE, TTL deletes) → nothing.
+  run item REMOVE (the TTL deleted an ended run) → no event: the run's counters move and its
+      other items are deleted (`RunStore.expire_run`, exactly once per run)
+  anything else (workflows, counters, idempotency claims, other REMOVEs) → nothing.
 
 Failures, without ever blocking the shard:
 - a record the projector cannot read (`PoisonRecord`) fails alone; the other records of
@@ -58,6 +60,8 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("workflow_runs.stream.projector")
 
 RUN_PK_PREFIX = keys.run_pk("")
+# Who a TTL deletion comes from, on the stream record (`userIdentity`, type "Service").
+TTL_PRINCIPAL = "dynamodb.amazonaws.com"
 # The models' statuses, as the strings the items carry (models imports pydantic: kept lazy).
 STATUSES = STATUS_VALUES
 TERMINAL = TERMINAL_VALUES
@@ -206,7 +210,9 @@ def plan(record: Any, store: RunStore) -> list[Event]:
         return []  # a workflow, a counter, an idempotency claim: not a run's
     name = raw.get("eventName")
     if name == "REMOVE":
-        return []  # TTL deletes of thinking chunks; runs are never deleted by the API
+        if sort_key == keys.RUN_SK:
+            _expire(run_id, raw, stream, store)
+        return []  # TTL deletes of thinking chunks, of markers, and the run's own items after it expired
     if name not in ("INSERT", "MODIFY"):
         raise PoisonRecord(f"unknown eventName {name!r}")
     sequence = str(stream.get("SequenceNumber") or "")
@@ -232,6 +238,20 @@ def plan(record: Any, store: RunStore) -> list[Event]:
         Event(run_id, event_cursor(sequence, index, terminal=terminal), event_name, data)
         for index, (event_name, data) in enumerate(planned)
     ]
+
+
+def _expire(run_id: str, raw: dict, stream: dict, store: RunStore) -> None:
+    """The run's head is gone: DynamoDB's TTL deleted it (RUN_RETENTION_DAYS after it ended;
+    the record's `userIdentity` is then the DynamoDB service). Its counters move, once,
+    and its other items go (store/retention.py). Nothing is told to the run's event log."""
+    head = _image(stream.get("OldImage"))
+    if not head:
+        raise PoisonRecord("a removed run without OldImage: the stream must be NEW_AND_OLD_IMAGES")
+    _status(head)
+    identity = raw.get("userIdentity") or {}
+    moved = store.expire_run(run_id, head)
+    logger.info("run expired", extra={"run_id": run_id, "status": head.get("status"), "counted": moved,
+                                      "by_ttl": identity.get("principalId") == TTL_PRINCIPAL})
 
 
 def _run_events(run_id: str, new: dict, old: dict, store: RunStore) -> list[tuple[str, dict]]:

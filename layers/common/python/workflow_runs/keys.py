@@ -10,6 +10,7 @@ Runs table (single table, streamed to the projector):
   sealed envs    PK=RUN#<runId>   SK=R#E               written once, only when the run has envs
   activity run   PK=RUN#<runId>   SK=R#A#<stepIndex:03d>#<attempt:02d>
   approval       PK=RUN#<runId>   SK=R#P#<stepIndex:03d>    sealed task token, decision (never projected)
+  expired        PK=RUN#<runId>   SK=R#X               the head's TTL deletion was counted (TTL)
   thinking chunk PK=RUN#<runId>   SK=T#<activityRunId>#<seq:06d>   (TTL)
   workflow       PK=TEN#<t>#WFS   SK=WF#<wfId>         the latest version
   wf version     PK=TEN#<t>#WFS   SK=WV#<wfId>#<version:06d>   immutable; runs read their steps here
@@ -26,6 +27,10 @@ write-sharded by the run id (LIST_SHARDS partitions per list, read in parallel a
   by tenant (BY_TENANT), tenant+status (BY_STATUS), a (workflow, name) series (BY_SERIES),
   series+status (BY_SERIES_STATUS); a workflow's list is the union of its series.
   ACTIVE: runs not yet terminal, across tenants, for the reconciler's sweep (keys and the run class).
+
+An ended run's head carries `expiresAt` (RUN_RETENTION_DAYS after its end); the projector
+turns its TTL deletion into the counters' move and the deletion of the run's other items
+(store/retention.py).
 
 Events table (no stream): PK=RUN#<runId>, SK=<cursor>, TTL attribute `expiresAt`.
 """
@@ -44,6 +49,7 @@ RUN_SK = "R"
 ENVS_SK = "R#E"
 ACTIVITY_SK_PREFIX = "R#A#"
 APPROVAL_SK_PREFIX = "R#P#"
+EXPIRED_SK = "R#X"
 THINKING_SK_PREFIX = "T#"
 WORKFLOW_SK_PREFIX = "WF#"
 VERSION_SK_PREFIX = "WV#"

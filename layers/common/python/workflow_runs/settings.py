@@ -59,7 +59,9 @@ class Settings(BaseModel, frozen=True):
     stream_max_seconds: float = Field(default=840.0, gt=0, le=900)
     # Open streams per tenant, counted across every instance (leases in the runs table).
     stream_max_per_tenant: int = Field(default=100, ge=1, le=1000)
-    event_ttl_days: int = 7
+    # An ended run, its steps and its events are deleted this long after they were written
+    # (the run's head: after it ended), by DynamoDB's TTL; a run not ended never expires.
+    run_retention_days: int = Field(default=90, ge=1, le=3650)
     # The reconciler's sweep looks at non-terminal runs created longer ago than this.
     reconcile_after_seconds: int = Field(default=900, ge=60)
 

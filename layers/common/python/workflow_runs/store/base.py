@@ -13,7 +13,7 @@ class StoreBase:
         self.settings = settings
         self.runs_table = settings.runs_table
         self.events_table = settings.events_table
-        self.event_ttl_seconds = settings.event_ttl_days * 86400
+        self.retention_seconds = settings.run_retention_days * 86400
         self.db = db if db is not None else Dynamo(client if client is not None else dynamodb_client(settings.dynamodb_endpoint_url))
 
     @property

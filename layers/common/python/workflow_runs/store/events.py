@@ -20,7 +20,7 @@ class EventLog(StoreBase):
                 **key(keys.run_pk(run_id), cursor),
                 "event": s(name),
                 "data": js(data),
-                keys.TTL_ATTRIBUTE: n(int(time.time()) + self.event_ttl_seconds),
+                keys.TTL_ATTRIBUTE: n(int(time.time()) + self.retention_seconds),
             },
         )
 

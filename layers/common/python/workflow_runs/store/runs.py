@@ -146,6 +146,11 @@ class RunWrites(RunQueries):
         if cancel_reason is not None:
             sets.append("cancelReason = :reason")
             values[":reason"] = s(cancel_reason)
+        if new in TERMINAL:
+            # Retention starts when the run ends: DynamoDB's TTL deletes the head, and the
+            # projector, seeing that on the stream, moves the counters and deletes the rest.
+            sets.append(f"{keys.TTL_ATTRIBUTE} = :expires")
+            values[":expires"] = n(int(time.time()) + self.retention_seconds)
         expression = "SET " + ", ".join(sets)
         opens = sum(1 for _, _, expected in activities if expected is None)
         if opens:
