@@ -272,6 +272,13 @@ def test_connects_to_the_checked_address_with_the_original_host_header(make_ctx,
     ("http://[fe80::1]/", "a link-local address"),
     ("http://224.0.0.1/", "a multicast address"),
     ("http://100.64.0.1/", "a non-public address"),
+    # Python 3.11's `is_global` calls these global; neither is routable on the internet.
+    ("http://[fec0::1]/", "a site-local address"),
+    ("http://[fec0:ffff::10]/", "a site-local address"),
+    ("http://[3fff::1]/", "a non-public address"),
+    ("http://[3fff:fff:ffff::1]/", "a non-public address"),
+    ("http://[2002:5db8:d822::1]/", "a non-public address"),  # 6to4, even of a public IPv4
+    ("http://192.0.0.100/", "a non-public address"),
 ])
 def test_refused_addresses_fail_without_retry_and_without_connecting(make_ctx, url, reason):
     resolver = FakeResolver()
@@ -328,6 +335,19 @@ def test_redirect_to_a_non_http_scheme_is_refused(make_ctx, server):
 def test_public_addresses_pass_the_guard():
     assert refusal_reason("93.184.216.34") is None
     assert refusal_reason("2606:2800:220:1:248:1893:25c8:1946") is None
+    # Neighbours of the ranges refused beside the standard library's notion of global.
+    assert refusal_reason("2001:4860:4860::8888") is None
+    assert refusal_reason("3fff:1000::1") is None  # just past 3fff::/20
+    assert refusal_reason("192.0.0.9") is None  # the one global address of 192.0.0.0/24
+
+
+def test_a_hostname_resolving_into_fec0_or_3fff_is_refused(make_ctx):
+    resolver = FakeResolver({"site.example": ["2606:2800:220:1::1", "fec0::5"], "doc.example": ["3fff::8"]})
+    for host, address in (("site.example", "fec0::5"), ("doc.example", "3fff::8")):
+        with pytest.raises(StepError) as caught:
+            run_http(make_ctx, {"url": f"http://{host}/"}, resolver=resolver, allowed=())
+        assert caught.value.retryable is False
+        assert f"{host} resolves to {address}" in caught.value.message
 
 
 # --- TLS: SNI and certificate checks use the original name ------------------------------------

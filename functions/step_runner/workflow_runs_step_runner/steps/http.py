@@ -52,6 +52,13 @@ METADATA_ADDRESSES = frozenset(
      ipaddress.ip_address("100.100.100.200")}  # AWS IPv4 / IPv6 (IMDS), Alibaba
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Ranges the IANA special-purpose registries mark not globally reachable that the standard
+# library of the Python we run on may still call global (its list grows with each release):
+# 3.11 calls the deprecated site-local `fec0::/10`, the documentation range `3fff::/20`
+# (RFC 9637), 6to4 `2002::/16` and `192.0.0.0/24` global.
+_NOT_GLOBAL = tuple(ipaddress.ip_network(n) for n in (
+    "192.0.0.0/24", "2002::/16", "3fff::/20", "fec0::/10"))
+_GLOBAL_EXCEPTIONS = frozenset(ipaddress.ip_address(a) for a in ("192.0.0.9", "192.0.0.10"))
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -59,8 +66,15 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+def is_globally_routable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """The standard library's `is_global`, plus the ranges older Pythons miss (`_NOT_GLOBAL`)."""
+    if ip in _GLOBAL_EXCEPTIONS:
+        return True
+    return ip.is_global and not any(ip in network for network in _NOT_GLOBAL)
+
+
 def refusal_reason(address: str) -> str | None:
-    """Why connecting to `address` is refused, or None when it is a public address."""
+    """Why connecting to `address` is refused, or None when it is a globally routable address."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 scope id
     if ip in METADATA_ADDRESSES:
         return "a cloud metadata address"
@@ -81,7 +95,9 @@ def refusal_reason(address: str) -> str | None:
     ):
         if getattr(ip, flag):
             return label
-    if not ip.is_global:  # shared (100.64/10), documentation and other special ranges
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        return "a site-local address"
+    if not is_globally_routable(ip):  # shared (100.64/10), documentation and other special ranges
         return "a non-public address"
     return None
 
