@@ -73,10 +73,11 @@ def _fault_spec(spec: str) -> str:
 
 
 def _origin(value: str) -> str:
-    scheme, sep, rest = value.partition("://")
-    if value != "*" and scheme not in ("http", "https") or not sep or not rest or any(c in rest for c in "/?#* "):
-        raise argparse.ArgumentTypeError(f"{value!r} is not an origin like http://localhost:5173 "
-                                         "(scheme and host[:port], no path)")
+    from workflow_runs.origins import origin_problem  # import-light
+
+    problem = origin_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 

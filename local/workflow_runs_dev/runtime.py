@@ -72,6 +72,16 @@ async def _lifespan_noop(receive: Any, send: Any) -> None:
             return
 
 
+def _checked_settings(env: dict[str, str]) -> Settings:
+    """The settings of `env`, or a ValueError saying in one line what is wrong with them."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings.from_env(env)
+    except ValidationError as exc:
+        raise ValueError("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())) from None
+
+
 @dataclass(frozen=True)
 class LoadedExample:
     workflow: Workflow
@@ -167,23 +177,24 @@ class LocalRuntime:
         from .orchestrator import LocalOrchestrator
         from .stream_poller import StreamPoller
 
-        if self.dynamodb_endpoint:
-            dynamodb_local.use_local_credentials()
-            endpoint, self.db_kind = self.dynamodb_endpoint, "external"
-        else:
-            self._db = dynamodb_local.start_embedded(self.dynamodb)
-            endpoint, self.db_kind = self._db.endpoint_url, self._db.kind
         env = {
             "RUNS_TABLE": RUNS_TABLE,
             "EVENTS_TABLE": EVENTS_TABLE,
             "LLM_PROVIDER": "echo",
             "LOCAL_SECRET_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
             **{k: v for k, v in self.env.items() if v},
-            "DYNAMODB_ENDPOINT_URL": endpoint,
         }
         if self.cors_origins:
             env["CORS_ALLOW_ORIGINS"] = ",".join(filter(None, (env.get("CORS_ALLOW_ORIGINS"), *self.cors_origins)))
-        settings = Settings.from_env(env)
+        _checked_settings(env)  # a bad setting (CORS_ALLOW_ORIGINS=*) stops us before anything starts
+        if self.dynamodb_endpoint:
+            dynamodb_local.use_local_credentials()
+            endpoint, self.db_kind = self.dynamodb_endpoint, "external"
+        else:
+            self._db = dynamodb_local.start_embedded(self.dynamodb)
+            endpoint, self.db_kind = self._db.endpoint_url, self._db.kind
+        env["DYNAMODB_ENDPOINT_URL"] = endpoint
+        settings = _checked_settings(env)
         client = dynamodb_client(endpoint)
         self.tables_created = dynamodb_local.create_tables(client, settings.runs_table, settings.events_table)
 
@@ -224,13 +235,16 @@ class LocalRuntime:
             logger.warning("faults injected into every DynamoDB request", extra={"faults": self.faults.describe()})
 
     def listen(self, public_app: Any, internal_app: Any) -> None:
-        """Serve the public app on `host:port` and the internal one on loopback only."""
+        """Serve the public app on `host:port` and the internal one on loopback only; each
+        answers only a `Host` that names it (hosts.py: DNS rebinding)."""
         import uvicorn
+
+        from .hosts import HostGuard
 
         listeners = [(public_app, self.host, self.port), (internal_app, INTERNAL_HOST, self.internal_port)]
         self._servers = [
-            uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                                          timeout_graceful_shutdown=2))
+            uvicorn.Server(uvicorn.Config(HostGuard(app, host), host=host, port=port, log_level="warning",
+                                          lifespan="off", timeout_graceful_shutdown=2))
             for app, host, port in listeners
         ]
         for server in self._servers:

@@ -93,8 +93,7 @@ def test_cors_allow_origins_is_read_from_the_environment_and_checked():
     settings = Settings.from_env({**base, "CORS_ALLOW_ORIGINS": "https://a.example.com, http://localhost:5173"})
     assert settings.cors_allow_origins == ("https://a.example.com", "http://localhost:5173")
     assert Settings.from_env({**base, "CORS_ALLOW_ORIGINS": ""}).cors_allow_origins == ()
-    assert Settings.from_env({**base, "CORS_ALLOW_ORIGINS": "*"}).cors_allow_origins == ("*",)
-    for bad in ("https://*.example.com", "https://a.example.com/", "a.example.com", "https://a.example.com/app", "ftp://x"):
+    for bad in ("*", "https://*.example.com", "https://a.example.com/", "a.example.com", "https://a.example.com/app", "ftp://x"):
         with pytest.raises(ValidationError, match="CORS_ALLOW_ORIGINS"):
             Settings.from_env({**base, "CORS_ALLOW_ORIGINS": bad})
 

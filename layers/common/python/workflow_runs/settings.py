@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from workflow_runs.origins import ANY_ORIGIN_REFUSED, checked_origins
+
 
 def _csv(value: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (value or "").split(",") if p.strip())
@@ -35,7 +37,7 @@ class Settings(BaseModel, frozen=True):
 
     execute_wait_seconds: float = Field(default=25.0, ge=0, le=28)
     max_body_bytes: int = 256 * 1024
-    # Browser origins allowed to call the APIs (CORS); empty: no CORS headers at all; `*`: any.
+    # Browser origins allowed to call the APIs (CORS); empty: no CORS headers at all; `*` is refused.
     cors_allow_origins: tuple[str, ...] = ()
 
     llm_provider: str = "echo"
@@ -68,14 +70,11 @@ class Settings(BaseModel, frozen=True):
     @field_validator("cors_allow_origins")
     @classmethod
     def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for origin in value:
-            if origin == "*":
-                continue  # every origin (a bearer token, not the origin, is what grants access)
-            scheme, sep, rest = origin.partition("://")
-            if scheme not in ("http", "https") or not sep or not rest or any(c in rest for c in "/?#* "):
-                raise ValueError(f"CORS_ALLOW_ORIGINS: {origin!r} is not an origin like https://app.example.com "
-                                 "(scheme and host[:port], no path), or * alone")
-        return value
+        # `*` is refused here, whoever reads the settings (docs/security.md, issue 28): with
+        # it, a page on any origin could drive a browser's or the dev server's credentials.
+        if any(origin.strip() == "*" for origin in value):
+            raise ValueError(f"CORS_ALLOW_ORIGINS: {ANY_ORIGIN_REFUSED}")
+        return checked_origins(value)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ | None = None) -> Settings:

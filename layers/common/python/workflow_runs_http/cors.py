@@ -24,6 +24,8 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
+from workflow_runs.origins import checked_origins
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -41,20 +43,19 @@ HANDLED = "workflow_runs.cors"
 
 def origins_from_env(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """`CORS_ALLOW_ORIGINS` (comma separated) for an app built before its settings are: the
-    stream app in Lambda, which loads its settings on the first request."""
+    stream app in Lambda, which loads its settings on the first request. Checked as the
+    settings check it: `*` or a malformed origin is a ValueError, never every origin."""
     raw = (os.environ if env is None else env).get("CORS_ALLOW_ORIGINS", "")
-    return tuple(o.strip() for o in raw.split(",") if o.strip())
+    return checked_origins(tuple(o.strip() for o in raw.split(",") if o.strip()))
 
 
 class CorsMiddleware:
-    """`CorsMiddleware(app, allow_origins=("https://app.example.com", ...))`; `("*",)` lists
-    every origin."""
+    """`CorsMiddleware(app, allow_origins=("https://app.example.com", ...))`. `*` is refused
+    (ValueError), as every reader of allowed origins refuses it."""
 
     def __init__(self, app: ASGIApp, allow_origins: Iterable[str] = (), *, max_age: int = MAX_AGE_SECONDS):
         self.app = app
-        self.allow_origins = frozenset(o.rstrip("/") for o in allow_origins)
-        # "*": every origin is listed (answered with its own origin, never a literal "*").
-        self.any_origin = "*" in self.allow_origins
+        self.allow_origins = frozenset(o.rstrip("/") for o in checked_origins(tuple(allow_origins), "allow_origins"))
         self.max_age = max_age
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,7 +64,7 @@ class CorsMiddleware:
             return
         scope[HANDLED] = True
         origin = _header(scope, b"origin")
-        allowed = origin is not None and (self.any_origin or origin in self.allow_origins)
+        allowed = origin is not None and origin in self.allow_origins
         preflight = scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method") is not None
         if origin is not None and preflight:
             await (self._preflight(origin, send) if allowed else _refuse(send))
