@@ -31,12 +31,14 @@ from datetime import datetime
 from typing import Any, Self, TextIO
 
 import httpx
+from workflow_runs import events
+from workflow_runs.states import TERMINAL_VALUES, Status
 
 RUNS = "/api/v1/workflow-runs"
 WORKFLOWS = "/api/v1/workflows"
 DEFAULT_URL = "http://127.0.0.1:8000"
-STATUSES = ("scheduled", "running", "waiting", "completed", "failed", "cancelled")
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
+STATUSES = tuple(status.value for status in Status)
+TERMINAL = TERMINAL_VALUES
 
 EXIT_COMPLETED = 0
 EXIT_FAILED = 1
@@ -45,7 +47,8 @@ EXIT_CANCELLED = 3
 EXIT_API_ERROR = 4
 EXIT_UNREACHABLE = 5
 EXIT_NOT_ENDED = 6
-EXIT_CODES = {"completed": EXIT_COMPLETED, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
+EXIT_CODES = {Status.COMPLETED.value: EXIT_COMPLETED, Status.FAILED.value: EXIT_FAILED,
+              Status.CANCELLED.value: EXIT_CANCELLED}
 
 # A stream that dropped is resumed after the server's `retry:` (capped here), at most this
 # many times in a row without receiving an event in between.
@@ -457,7 +460,7 @@ class Follower:
         self.retry_seconds = seconds
 
     def _on_event(self, event: Event) -> int | None:
-        if event.name == "ping":
+        if event.name == events.EVENT_PING:
             return None
         if event.id:
             if event.id in self.seen:
@@ -467,29 +470,27 @@ class Follower:
         if self.as_json:
             print(json.dumps({"event": event.name, "id": event.id, "data": event.data}), file=self.out, flush=True)
         data: dict[str, Any] = event.data if isinstance(event.data, dict) else {}
-        content: dict[str, Any] = data["content"] if isinstance(data.get("content"), dict) else {}
-        if event.name == "workflow-run":
+        content = events.content_of(data)
+        if event.name == events.EVENT_RUN:
             if self.run_id is None:
                 self.run_id = content.get("workflowRunId")
                 self._line(f"run {self.run_id}")
             self._line(f"run {content.get('status')}")
-        elif event.name == "activity-run":
-            self._line(f"  step {content.get('stepId')}: {content.get('status')} (attempt {content.get('attempt')})")
-        elif event.name == "thinking":
+        elif (activity := events.activity_of(event.name, data)) is not None:
+            self._line(f"  step {activity.get('stepId')}: {activity['status']} (attempt {activity.get('attempt')})")
+        elif event.name == events.EVENT_THINKING:
             self._think(str(data.get("stepId")), str(data.get("content", "")))
-        elif event.name == "result":
-            run = data.get("workflowRun") or {}
-            self._summary(run)
+        elif event.name == events.EVENT_RESULT:
+            self._summary(events.carried_run(data) or {})
             return EXIT_COMPLETED
-        elif event.name == "error":
-            details = data.get("details")
-            status = details.get("status") if isinstance(details, dict) else None
-            where = f" at step {details['stepId']}" if isinstance(details, dict) and details.get("stepId") else ""
+        elif event.name == events.EVENT_ERROR:
+            details = events.end_details(data)
+            where = f" at step {details['stepId']}" if details and details.get("stepId") else ""
             self._line(f"error{where}: {data.get('error')}")
-            if status in EXIT_CODES:
+            if details and details.get("status") in EXIT_CODES:
                 if not self.as_json and self.run_id:
                     self._summary(self.api.json("GET", f"{RUNS}/{self.run_id}")["workflowRun"], outputs=False)
-                return EXIT_CODES[status]
+                return EXIT_CODES[details["status"]]
             raise Unreachable(f"the run could not be followed: {data.get('error')}")
         return None
 

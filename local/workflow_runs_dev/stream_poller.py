@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Self
 
+from workflow_runs.backoff import Backoff
 from workflow_runs.settings import Settings
 
 from .ttl import TtlSweeper
@@ -131,7 +132,7 @@ class StreamPoller:
                 failures += 1
                 logger.exception("stream poll failed", extra={"table": self._settings.runs_table})
                 moved = False
-                self._stop.wait(min(self._poll_interval * 2**failures, 2.0))
+                self._stop.wait(Backoff(base_seconds=self._poll_interval, cap_seconds=2.0, jitter=False).delay(failures))
                 continue
             if not moved:
                 with self._idle:
@@ -225,7 +226,8 @@ class StreamPoller:
             pending = pending[first:]
             if attempt < self._max_retries:
                 self.stats.redeliveries += 1
-                if self._stop.wait(self._retry_delay * 2**attempt):
+                if self._stop.wait(Backoff(base_seconds=self._retry_delay, cap_seconds=float("inf"), jitter=False)
+                                   .delay(attempt)):
                     return
         still_failing = [r["dynamodb"]["SequenceNumber"] for r in pending if r["dynamodb"]["SequenceNumber"] in failed]
         self.stats.dropped.extend(still_failing)

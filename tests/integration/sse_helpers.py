@@ -262,10 +262,10 @@ class CountingLog:
         self._lock = threading.Lock()
         self.polls: dict[str, int] = {}
 
-    def events_after(self, run_id: str, cursor: str | None, limit: int = 100) -> list:
+    def events_after(self, run_id: str, cursor: str | None, limit: int = 100, *, consistent: bool = True) -> list:
         with self._lock:
             self.polls[run_id] = self.polls.get(run_id, 0) + 1
-        return self._store.events_after(run_id, cursor, limit)
+        return self._store.events_after(run_id, cursor, limit, consistent=consistent)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)

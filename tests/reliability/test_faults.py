@@ -674,7 +674,7 @@ def test_a_live_stream_waits_for_events_the_projector_delivers_late():
             self.events = [("0" * 39 + "1-00", "workflow-run", {"content": {"status": "scheduled"}}),
                            ("~" + "0" * 39 + "2-01", "result", {"success": True})]
 
-        def events_after(self, run_id: str, cursor: str | None, limit: int = 100) -> list:
+        def events_after(self, run_id: str, cursor: str | None, limit: int = 100, *, consistent: bool = True) -> list:
             if time.monotonic() < self.visible_at:
                 return []
             return [e for e in self.events if cursor is None or e[0] > cursor][:limit]

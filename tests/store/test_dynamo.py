@@ -7,8 +7,9 @@ from typing import Any
 
 import boto3
 import pytest
+from workflow_runs.backoff import Backoff
 from workflow_runs.errors import Unavailable
-from workflow_runs.store.dynamo import Backoff, ConditionFailed, Dynamo
+from workflow_runs.store.dynamo import ConditionFailed, Dynamo
 
 REAL = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
 

@@ -5,15 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from workflow_runs.log_reader import HOLD_MARGIN_SECONDS, PAGE_SIZE, Pacing
 from workflow_runs.models import Status
-from workflow_runs.waiting import (
-    HOLD_MARGIN_SECONDS,
-    PAGE_SIZE,
-    THINKING_POLL_MAX_SECONDS,
-    Pacing,
-    quiet_steps_of,
-    wait_for_end,
-)
+from workflow_runs.waiting import quiet_steps_of, wait_for_end
 
 PACING = Pacing(poll_min=0.05, poll_max=1.0, close_grace=10.0)
 
@@ -29,15 +23,15 @@ class ScriptedLog:
     status_reads: list[float] = field(default_factory=list)
     sleeps: list[float] = field(default_factory=list)
 
-    def events_after(self, run_id: str, cursor: str | None, limit: int = 100) -> list[tuple[str, str, dict]]:
+    def events_after(self, run_id: str, cursor: str | None, limit: int = 100, *, consistent: bool = True) -> list[tuple[str, str, dict]]:
         self.reads.append(self.now)
         seen = [(f"{i:06d}", *(e if isinstance(e, tuple) else (e, {}))) for i, (when, e) in enumerate(self.timeline)
                 if when <= self.now]
         return [e for e in seen if cursor is None or e[0] > cursor][:limit]
 
-    def run_status(self, run_id: str) -> Status:
+    def run_state(self, run_id: str) -> tuple[Status, str]:
         self.status_reads.append(self.now)
-        return self.status
+        return self.status, "2026-12-07T00:00:00+00:00"
 
     def monotonic(self) -> float:
         return self.now
@@ -64,14 +58,28 @@ def test_it_wakes_within_poll_min_of_the_closing_event_while_the_run_is_busy():
     assert 3.0 <= log.now <= 3.0 + PACING.poll_min + 1e-9
 
 
-def test_a_long_thinking_stream_is_read_no_more_often_than_the_old_poll():
-    # Given an llm step that streams `thinking` every 0.1 s for 20 s, then the run ends
-    timeline = [(0.0, "activity-run")] + [(0.1 * i, "thinking") for i in range(1, 200)] + [(20.0, "result")]
-    log = ScriptedLog(timeline)
+def activity(status: str, run_id: str = "a-1") -> tuple[str, dict]:
+    return ("activity-run", {"content": {"workflowRunId": "run-1", "activityRunId": run_id, "stepId": "s",
+                                         "status": status, "attempt": 1}})
+
+
+def test_a_step_quiet_for_seconds_is_read_at_the_fast_pace_so_its_end_is_seen_at_once():
+    # Given a step that starts at 0 and stays silent (a model call, an HTTP request) until the
+    # run ends at 7.3 s
+    log = ScriptedLog([(0.0, activity("running")), (7.3, "result")])
     assert wait(log, deadline=25.0) is True
-    # Then past the first second it reads every THINKING_POLL_MAX_SECONDS at most
-    assert len([t for t in log.reads if t > 1.0]) <= 19 / THINKING_POLL_MAX_SECONDS + 1
-    assert log.now <= 20.0 + THINKING_POLL_MAX_SECONDS + 1e-9
+    # Then it was read every poll_min throughout, not backed off: the end was seen within poll_min
+    assert set(log.sleeps) == {PACING.poll_min}
+    assert 7.3 <= log.now <= 7.3 + PACING.poll_min + 1e-9
+
+
+def test_a_parked_step_backs_the_reads_off_to_poll_max():
+    # Given a step that runs, then waits (a person's decision) for the rest of the wait
+    log = ScriptedLog([(0.0, activity("running")), (0.5, activity("waiting"))])
+    assert wait(log, deadline=10.0) is False
+    after_park = [s for t, s in zip(log.reads, log.sleeps, strict=False) if t > 0.5]
+    # Then the reads back off ×2 to poll_max once it waits
+    assert after_park[:6] == [0.05, 0.05, 0.1, 0.2, 0.4, 0.8] and max(after_park) == PACING.poll_max
 
 
 def test_an_idle_log_is_read_ever_more_slowly_up_to_poll_max():
@@ -120,8 +128,8 @@ def test_pacing_follows_the_stream_settings():
 
     pacing = Pacing.from_settings(S())
     assert (pacing.poll_min, pacing.poll_max, pacing.close_grace) == (0.02, 0.5, 5.0)
-    assert pacing.next_delay(0.4, got_events=False) == 0.5
-    assert pacing.next_delay(0.4, got_events=True) == 0.02
+    # idle: ×2 per empty read from poll_min, up to poll_max
+    assert [pacing.idle_backoff.delay(k) for k in range(6)] == [0.02, 0.04, 0.08, 0.16, 0.32, 0.5]
 
 
 def test_a_fixed_wait_step_is_waited_out_without_reads_and_its_end_seen_at_once():

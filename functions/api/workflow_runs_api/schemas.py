@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from workflow_runs.models import Workflow, WorkflowRun, WorkflowRunSummary
 from workflow_runs.service import CancelResult
+from workflow_runs.states import Status
 
 RUN_ID = "0b8f6c1e-7d6a-4c55-9a55-5f4b1d2c3e4f"
 WORKFLOW_ID = "6f1c2d3e-4b5a-4c6d-8e7f-8091a2b3c4d5"
@@ -68,13 +69,8 @@ class RunList(BaseModel):
     pagination: RunPagination
 
 
-class Counts(BaseModel):
-    scheduled: int
-    running: int
-    completed: int
-    failed: int
-    cancelled: int
-    waiting: int
+# One field per status, in the statuses' own order (`workflow_runs.states.Status`).
+Counts = create_model("Counts", **{status.value: (int, ...) for status in Status})  # type: ignore[call-overload]
 
 
 class DashboardReply(BaseModel):
@@ -85,7 +81,8 @@ class DashboardReply(BaseModel):
 
     model_config = {"json_schema_extra": {"examples": [{
         "success": True, "workflowId": WORKFLOW_ID, "total": 7,
-        "counts": {"scheduled": 0, "running": 1, "completed": 5, "failed": 1, "cancelled": 0, "waiting": 0}}]}}
+        "counts": {status.value: {"running": 1, "completed": 5, "failed": 1}.get(status.value, 0)
+                   for status in Status}}]}}
 
 
 class CancelReply(BaseModel):

@@ -1,9 +1,10 @@
 """Following one run's event log: what an SSE response streams.
 
 The reader never touches the DynamoDB stream (the event source mapping is its one reader,
-and a shard allows about two). It Queries the run's event log for `cursor > last`, with
-consistent reads: at once again while a page comes back full, every `poll_min` seconds
-while events flow, backing off (×2) to `poll_max` while the log is idle. It ends after the
+and a shard allows about two). It Queries the run's event log for `cursor > last` through
+the one event-log reader (`workflow_runs.log_reader`, which the blocking execute's wait
+shares): at once again while a page comes back full, every `poll_min` seconds while a step
+of the run is `running`, backing off (×2) to `poll_max` while the run is parked or idle. It ends after the
 first closing event (`result` / `error`), or — without one — when it has been following for
 `max_seconds` (STREAM_MAX_SECONDS, below the function's timeout in AWS): the client resumes
 with `Last-Event-ID` on a fresh stream.
@@ -23,32 +24,29 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 from anyio import to_thread
-from workflow_runs.states import CLOSING_EVENTS
-from workflow_runs.waiting import Pacing
+from workflow_runs.backoff import Backoff
+from workflow_runs.events import EventData, cannot_follow_event
+from workflow_runs.events import is_closing as is_closing_event
+from workflow_runs.log_reader import LogReader, Pacing, read_page
+from workflow_runs.log_reader import RunLog as EventLog
+from workflow_runs.states import TERMINAL_VALUES
 
 from .cursors import START, is_closing
 
 logger = logging.getLogger("workflow_runs.stream.follow")
 
-PAGE_SIZE = 100
 READ_ATTEMPTS = 4
 
-
-class EventLog(Protocol):
-    def events_after(self, run_id: str, cursor: str | None, limit: int = 100) -> list[tuple[str, str, dict]]: ...
-
-    def run_state(self, run_id: str) -> tuple[Any, str] | None:
-        """(status, ISO 8601 time of its last change), or None for an unknown run."""
-        ...
+__all__ = ["EventLog", "FollowPolicy", "LogEvent", "cannot_follow", "follow"]
 
 
 @dataclass(frozen=True)
 class FollowPolicy(Pacing):
-    """The log reader's pacing (`workflow_runs.waiting.Pacing`, which the blocking execute
+    """The log reader's pacing (`workflow_runs.log_reader.Pacing`, which the blocking execute
     shares), and what only a stream has: how long a run's closing event may lag, and its
     own longest life."""
 
@@ -68,12 +66,12 @@ class FollowPolicy(Pacing):
 class LogEvent:
     cursor: str
     name: str
-    data: dict[str, Any]
+    data: EventData | dict[str, Any]
 
 
 def cannot_follow(cursor: str, details: str, message: str = "the run cannot be followed") -> LogEvent:
     # Its id is the last cursor delivered: a client that resumes from it loses nothing.
-    return LogEvent(cursor, "error", {"error": message, "details": details})
+    return LogEvent(cursor, *cannot_follow_event(details, message))
 
 
 async def follow(
@@ -85,11 +83,11 @@ async def follow(
     monotonic: Callable[[], float] = anyio.current_time,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
 ) -> AsyncGenerator[LogEvent, None]:
-    cursor = after or START
-    if is_closing(cursor):
+    if is_closing(after or START):
         return  # resumed after the closing event: nothing comes after it
-    delay = policy.poll_min
-    idle_since: float | None = None
+    reader = LogReader(policy, cursor=after or START)
+    retries = Backoff(attempts=READ_ATTEMPTS, base_seconds=2 * policy.poll_min, cap_seconds=policy.poll_max,
+                      jitter=False)
     failures = 0
     deadline = monotonic() + policy.max_seconds
     while True:
@@ -97,38 +95,29 @@ async def follow(
             logger.info("the stream reached its longest life; the client resumes", extra={"run_id": run_id})
             return
         try:
-            page = await to_thread.run_sync(log.events_after, run_id, cursor, PAGE_SIZE)
+            page = await to_thread.run_sync(read_page, log, run_id, reader)
             failures = 0
         except Exception:
             failures += 1
             logger.exception("reading the event log failed", extra={"run_id": run_id, "attempt": failures})
             if failures >= READ_ATTEMPTS:
-                yield cannot_follow(cursor, "its events could not be read; resume with Last-Event-ID")
+                yield cannot_follow(reader.cursor or START, "its events could not be read; resume with Last-Event-ID")
                 return
-            await sleep(min(delay * 2**failures, max(0.0, deadline - monotonic())))
+            await sleep(min(retries.delay(failures - 1), max(0.0, deadline - monotonic())))
             continue
-        for event_cursor, name, data in page:
-            cursor = event_cursor
+        for event_cursor, name, data in reader.take(page, monotonic()):
             yield LogEvent(event_cursor, name, data)
-            if name in CLOSING_EVENTS:
+            if is_closing_event(name):
                 return
-        if len(page) == PAGE_SIZE:
+        if reader.more_waiting:
             continue  # more is waiting: read on at once
-        if page:
-            idle_since, delay = None, policy.poll_min
-        else:
-            now = monotonic()
-            if idle_since is None:
-                idle_since = now
-            elif now - idle_since >= policy.close_grace:
-                ended = await _ended_without_close(log, run_id, policy.lag_limit)
-                if ended is not None:
-                    yield cannot_follow(cursor, ended)
-                    return
-                idle_since = now  # still going: look again after another grace period
-        await sleep(min(delay, max(0.0, deadline - monotonic())))
-        if not page:
-            delay = min(delay * 2, policy.poll_max)
+        now = monotonic()
+        if reader.idle_check(now):
+            ended = await _ended_without_close(log, run_id, policy.lag_limit)
+            if ended is not None:
+                yield cannot_follow(reader.cursor or START, ended)
+                return
+        await sleep(min(reader.pause(now), max(0.0, deadline - monotonic())))
 
 
 async def _ended_without_close(log: EventLog, run_id: str, lag_limit: float) -> str | None:
@@ -142,7 +131,7 @@ async def _ended_without_close(log: EventLog, run_id: str, lag_limit: float) -> 
         return "the run no longer exists"
     status, changed_at = state
     value = getattr(status, "value", status)
-    if value in ("completed", "failed", "cancelled") and _seconds_since(changed_at) > lag_limit:
+    if value in TERMINAL_VALUES and _seconds_since(changed_at) > lag_limit:
         return f"the run is {value}, but its remaining events are no longer available; get the run instead"
     return None
 

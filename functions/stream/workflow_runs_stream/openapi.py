@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from workflow_runs.events import sse_frame_schema
 from workflow_runs_http.execute_body import EXECUTE_BODY, IDEMPOTENCY_KEY_DESCRIPTION, IDEMPOTENCY_KEY_HEADER
 
 from .cursors import MAX_CURSOR_CHARS
@@ -31,17 +32,7 @@ SSE_200 = {
     "`thinking` and `ping` events, then one closing `result` or `error` — or, at the stream's longest life "
     "(STREAM_MAX_SECONDS), an end without one: resume with `Last-Event-ID`. See docs/streaming.md.",
     # One event of the stream (what an SSE parser yields per frame); `data` is JSON text.
-    "content": {"text/event-stream": {"schema": {
-        "type": "object",
-        "required": ["data"],
-        "properties": {
-            "event": {"type": "string",
-                      "enum": ["workflow-run", "activity-run", "thinking", "ping", "result", "error"]},
-            "data": {"type": "string", "description": "a JSON object (docs/streaming.md, Events)"},
-            "id": {"type": "string", "description": "the cursor to resume after (Last-Event-ID)"},
-            "retry": {"type": "integer", "description": "the reconnect pace in ms (first frame only)"},
-        },
-    }}},
+    "content": {"text/event-stream": {"schema": sse_frame_schema()}},
 }
 ERRORS = {
     "400": _error("Invalid input: `details` says what to fix"),

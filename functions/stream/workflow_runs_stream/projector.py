@@ -1,8 +1,9 @@
 """The projector: the runs table's DynamoDB stream → each run's event log.
 
 Lambda entry point `handler` (event source mapping with `ReportBatchItemFailures`). Each
-stream record becomes zero or more events, written with `RunStore.put_event` under cursors
-derived from the record (see `cursors`), so a redelivered record rewrites the same events:
+stream record becomes zero or more events (built by `workflow_runs.events`, their one
+schema), written with `RunStore.put_event` under cursors derived from the record (see
+`cursors`), so a redelivered record rewrites the same events:
 
   run item INSERT, or its status changed  → `workflow-run`  {"content": {workflowRunId, status}}
     … and, when that status is terminal, in the same record, the one closing event:
@@ -39,18 +40,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from workflow_runs import events as events_schema
 from workflow_runs import keys, telemetry
+from workflow_runs.events import EventData
 from workflow_runs.marshal import NotDynamoJson, plain
-from workflow_runs.states import (
-    CLOSING_EVENTS,
-    EVENT_ACTIVITY,
-    EVENT_ERROR,
-    EVENT_RESULT,
-    EVENT_RUN,
-    EVENT_THINKING,
-    STATUS_VALUES,
-    TERMINAL_VALUES,
-)
+from workflow_runs.states import CLOSING_EVENTS, STATUS_VALUES, TERMINAL_VALUES, Status
 
 from .cursors import event_cursor
 
@@ -80,7 +74,7 @@ class Event:
     run_id: str
     cursor: str
     name: str
-    data: dict[str, Any]
+    data: EventData
 
 
 # ------------------------------------------------------------------ Lambda entry point
@@ -254,61 +248,39 @@ def _expire(run_id: str, raw: dict, stream: dict, store: RunStore) -> None:
                                       "by_ttl": identity.get("principalId") == TTL_PRINCIPAL})
 
 
-def _run_events(run_id: str, new: dict, old: dict, store: RunStore) -> list[tuple[str, dict]]:
+def _run_events(run_id: str, new: dict, old: dict, store: RunStore) -> list[tuple[str, EventData]]:
     status = _status(new)
     if old and old.get("status") == status:
         return []  # another attribute changed (executionStarted, …): nothing to tell
-    events: list[tuple[str, dict]] = [(EVENT_RUN, {"content": {"workflowRunId": run_id, "status": status}})]
-    if status == "completed":
-        run = store.get_run(str(new.get("tenant")), run_id)
-        events.append((EVENT_RESULT, {"success": True, "workflowRun": run.dump()}))
+    events: list[tuple[str, EventData]] = [events_schema.run_event(run_id, status)]
+    if status == Status.COMPLETED.value:
+        events.append(events_schema.result_event(store.get_run(str(new.get("tenant")), run_id).dump()))
     elif status in TERMINAL:
         error = _json_attribute(new, "error") or {}
-        message = error.get("message") if isinstance(error, dict) else None
-        events.append(
-            (
-                EVENT_ERROR,
-                {
-                    "error": message or ("run cancelled" if status == "cancelled" else "run failed"),
-                    "details": {
-                        "workflowRunId": run_id,
-                        "status": status,
-                        "stepId": error.get("stepId") if isinstance(error, dict) else None,
-                    },
-                },
-            )
-        )
+        error = error if isinstance(error, dict) else {}
+        events.append(events_schema.end_error_event(run_id, status, error.get("message"), error.get("stepId")))
     return events
 
 
-def _activity_events(run_id: str, new: dict, old: dict) -> list[tuple[str, dict]]:
+def _activity_events(run_id: str, new: dict, old: dict) -> list[tuple[str, EventData]]:
     status = _status(new)
     if old and old.get("status") == status:
         return []
     try:
-        content = {
-            "workflowRunId": run_id,
-            "activityRunId": str(new["id"]),
-            "stepId": str(new["stepId"]),
-            "status": status,
-            "attempt": int(new["attempt"]),
-        }
+        ids = str(new["id"]), str(new["stepId"]), int(new["attempt"])
     except (KeyError, TypeError, ValueError) as exc:
         raise PoisonRecord(f"activity item without {exc}") from None
-    if status == "waiting":  # what it waits for: an approval's {"prompt"}, a wait step's {"seconds"} (masked)
-        outputs = _json_attribute(new, "outputs")
-        if isinstance(outputs, dict):
-            content["outputs"] = outputs
-    return [(EVENT_ACTIVITY, {"content": content})]
+    # What a waiting step waits for: an approval's {"prompt"}, a wait step's {"seconds"} (masked).
+    outputs = _json_attribute(new, "outputs") if status == Status.WAITING.value else None
+    return [events_schema.activity_event(run_id, *ids[:2], status, ids[2],
+                                         outputs if isinstance(outputs, dict) else None)]
 
 
-def _thinking_events(new: dict) -> list[tuple[str, dict]]:
+def _thinking_events(new: dict) -> list[tuple[str, EventData]]:
     content = new.get("content")
     if not isinstance(content, str):
         raise PoisonRecord("thinking item without content")
-    return [
-        (EVENT_THINKING, {"content": content, "stepId": new.get("stepId"), "activityRunId": new.get("activityRunId")})
-    ]
+    return [events_schema.thinking_event(content, new.get("stepId"), new.get("activityRunId"))]
 
 
 # ------------------------------------------------------------------ record plumbing

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from workflow_runs.log_reader import PAGE_SIZE
 from workflow_runs_stream.cursors import START, event_cursor
-from workflow_runs_stream.follow import PAGE_SIZE, READ_ATTEMPTS, FollowPolicy, LogEvent, follow
+from workflow_runs_stream.follow import READ_ATTEMPTS, FollowPolicy, LogEvent, follow
 
 POLICY = FollowPolicy(poll_min=0.05, poll_max=0.4, close_grace=1.0)
 
@@ -25,7 +26,7 @@ class ScriptedLog:
         self.now = 0.0
         self.on_sleep = None  # called with the number of sleeps so far
 
-    def events_after(self, run_id: str, cursor: str | None, limit: int = 100):
+    def events_after(self, run_id: str, cursor: str | None, limit: int = 100, *, consistent: bool = True):
         self.queries.append(cursor)
         if self.failures:
             self.failures -= 1

@@ -18,6 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from . import retries, run_class, telemetry
 from .ending import end_from_outside
 from .errors import Conflict, PayloadTooLarge, TransitionRejected, Unavailable, ValidationFailed
+from .log_reader import Pacing
 from .models import (
     ApiModel,
     InputsInvalid,
@@ -35,7 +36,7 @@ from .pages import open_token, seal_token
 from .serverkey import server_key
 from .settings import Settings
 from .store import NewRun, Page, RunRecord, RunStore
-from .waiting import Pacing, parked_steps_of, quiet_steps_of, wait_for_end
+from .waiting import parked_steps_of, quiet_steps_of, wait_for_end
 
 if TYPE_CHECKING:
     from .approvals import DecisionRequest

@@ -78,6 +78,7 @@ ACTION_FAIL = "fail"
 ACTION_PARK_APPROVAL = "approval"
 ACTION_APPROVAL_TIMED_OUT = "approval-timeout"
 APPROVAL_STEP = "approval"
+WAIT_STEP = "wait"
 
 # AWS: an Express execution runs at most five minutes (here so the reconciler needs no pydantic).
 EXPRESS_MAX_SECONDS = 300

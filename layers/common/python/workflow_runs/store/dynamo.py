@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from ..backoff import Backoff
 from ..errors import Unavailable
 
 CONDITION_FAILED = "ConditionalCheckFailed"
@@ -58,19 +59,6 @@ def dynamodb_client(endpoint_url: str | None = None) -> Any:
 
     config = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=64)
     return aws_clients.make("dynamodb", endpoint_url=endpoint_url, config=config)
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Full-jitter exponential backoff: attempt k sleeps uniform(0, min(cap, base·2^k))."""
-
-    attempts: int = 8
-    base_seconds: float = 0.02
-    cap_seconds: float = 0.5
-
-    def delays(self, rng: Callable[[], float]) -> Iterator[float]:
-        for attempt in range(self.attempts - 1):
-            yield rng() * min(self.cap_seconds, self.base_seconds * 2**attempt)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from .. import keys
@@ -12,7 +13,7 @@ from .base import StoreBase
 
 
 class EventLog(StoreBase):
-    def put_event(self, run_id: str, cursor: str, name: str, data: dict[str, Any]) -> None:
+    def put_event(self, run_id: str, cursor: str, name: str, data: Mapping[str, Any]) -> None:
         """Idempotent: a redelivered stream record rewrites the same event under the same cursor."""
         self.db.put(
             TableName=self.events_table,
@@ -24,15 +25,17 @@ class EventLog(StoreBase):
             },
         )
 
-    def events_after(self, run_id: str, cursor: str | None, limit: int = 100) -> list[tuple[str, str, dict]]:
-        """Events of a run after `cursor`, oldest first, read consistently."""
+    def events_after(self, run_id: str, cursor: str | None, limit: int = 100, *,
+                     consistent: bool = True) -> list[tuple[str, str, dict[str, Any]]]:
+        """Events of a run after `cursor`, oldest first; read consistently unless the caller
+        can do with an eventually consistent read (`workflow_runs.log_reader` says when)."""
         condition = "PK = :pk AND SK > :c" if cursor else "PK = :pk"
         values = {":pk": s(keys.run_pk(run_id)), **({":c": s(cursor)} if cursor else {})}
         response = self.db.query(
             TableName=self.events_table,
             KeyConditionExpression=condition,
             ExpressionAttributeValues=values,
-            ConsistentRead=True,
+            ConsistentRead=consistent,
             Limit=limit,
         )
         return [(i[keys.SK]["S"], i["event"]["S"], json.loads(i["data"]["S"])) for i in response.get("Items", [])]
