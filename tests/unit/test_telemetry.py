@@ -164,3 +164,22 @@ def test_after_a_restore_the_random_sequence_differs_from_the_snapshot_s(monkeyp
     telemetry.restored(lambda: remade.append(True))
 
     assert random.getstate() != state and remade == [True]
+
+
+def test_an_approval_that_times_out_counts_its_run_as_ended_once(from_env: Bench,
+                                                                   capsys: pytest.CaptureFixture[str]):
+    # Given a run parked on an approval step (the Approval state's park invocation)
+    run_id = from_env.new_run([{"id": "review", "type": "approval",
+                                "config": {"prompt": "Ship it?", "timeoutSeconds": 60}}])
+    assert step_handler.handler({"runId": run_id, "action": "approval", "token": "task-token", "attempt": 0},
+                                Context())["next"] == "approval"
+    capsys.readouterr()
+
+    # When its timeout fires (States.Timeout → the approval-timeout invocation)
+    reply = step_handler.handler({"runId": run_id, "action": "approval-timeout"}, Context())
+
+    # Then the run failed, and RunsEnded{failed} was emitted once for it
+    assert reply["next"] == "failed"
+    ended = [m for m in metrics(capsys.readouterr().out) if m.name == "RunsEnded"]
+    assert [(m.dimensions, m.values) for m in ended] == [
+        ({"service": "step-runner", "Status": "failed", "RunClass": "standard"}, (1,))]

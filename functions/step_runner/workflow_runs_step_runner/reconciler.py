@@ -123,8 +123,6 @@ def settle(store: EndingStore, run_id: str, execution_status: str | None, *, log
     if ending.record is None:
         log.warning("execution of an unknown run", extra={"run_id": run_id})
     if ending.changed:
-        if ending.record is not None:
-            telemetry.run_ended(ending.record.status.value, ending.record.run.orchestration)
         log.warning("run settled by the reconciler",
                     extra={"run_id": run_id, "execution_status": execution_status, "was": ending.before.value
                            if ending.before else None})

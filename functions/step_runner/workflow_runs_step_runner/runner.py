@@ -285,7 +285,6 @@ class _Invocation:
             # every SSE reader) after the step's, which one transaction would not promise.
             try:
                 self.store.transition_run(record, Status.COMPLETED)
-                telemetry.run_ended(Status.COMPLETED.value, record.run.orchestration)
                 self.log.info("run completed", extra={"run_id": run_id})
             except TransitionRejected:
                 # Only a real rejection lands here (a conflict is retried, a busy table raises
@@ -424,7 +423,6 @@ class _Invocation:
             self.store.transition_run(record, Status.FAILED, error=RunError(message=message, step_id=step.id))
         except TransitionRejected:
             return _reply(run_id, NEXT_DONE)  # it ended otherwise meanwhile (cancelled)
-        telemetry.run_ended(Status.FAILED.value, record.run.orchestration)
         return _reply(run_id, NEXT_FAILED)
 
     def _after_rejected_finish(self, run_id: str) -> dict[str, Any]:
@@ -442,7 +440,6 @@ class _Invocation:
         # step, or an earlier invocation stopped between two writes).
         if record.status is not Status.COMPLETED:
             self.store.transition_run(record, Status.COMPLETED)  # TransitionRejected: read again
-            telemetry.run_ended(Status.COMPLETED.value, record.run.orchestration)
         return _reply(record.id, NEXT_DONE)
 
     def _context(self, record: RunRecord, step: Step, activity: ActivityRun) -> tuple[StepContext, Callable[[], None]]:
@@ -493,7 +490,6 @@ class _Invocation:
 
         ending = end_from_outside(self.store, run_id, Status.FAILED, error=error_of)
         if ending.changed and ending.record is not None:
-            telemetry.run_ended(Status.FAILED.value, ending.record.run.orchestration)
             error = ending.record.run.error
             self.log.warning("run failed by the state machine's Catch", extra={
                 "run_id": run_id, "step_id": error.step_id if error else None, "error": error.message if error else None})

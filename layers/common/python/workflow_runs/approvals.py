@@ -21,7 +21,6 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from . import telemetry
 from .ending import LostRaces, retry_lost_races
 from .errors import Conflict, NotFound, ValidationFailed
 from .models import ApiModel, RunError, Status, WorkflowRun, utc_now
@@ -146,8 +145,6 @@ def decide(
         _callback(orchestrator, sealer, run_id, step_id, sealed, True, message, again=True)
         raise Conflict(f"step {step_id} was decided already")
     logger.info("approval decided", extra={"run_id": run_id, "step_id": step_id, "approved": approve})
-    if updated.status is Status.FAILED:  # a rejection ends the run here, not in the step runner
-        telemetry.run_ended(Status.FAILED.value, updated.run.orchestration)
     _callback(orchestrator, sealer, run_id, step_id, sealed, approve, message)
     return updated.run
 

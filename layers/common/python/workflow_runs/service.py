@@ -259,11 +259,9 @@ class RunService:
         except Exception:
             logger.exception("could not start the orchestration", extra={"run_id": record.id})
             try:
-                failed = self.store.transition_run(
+                return self.store.transition_run(
                     record, Status.FAILED, error=RunError(message="the run could not be started; try again")
                 )
-                telemetry.run_ended(Status.FAILED.value, record.run.orchestration)
-                return failed
             except TransitionRejected:
                 return self.store.get_run_record(record.id)
         return record
@@ -359,7 +357,6 @@ class RunService:
                 return CancelResult(run_id=run_id, status="not_eligible", message="run was already cancelled")
             return CancelResult(run_id=run_id, status="already_completed",
                                 message=f"run already {ending.record.status.value}")
-        telemetry.run_ended(Status.CANCELLED.value, ending.record.run.orchestration)
         return self._stop(run_id, reason, started=ending.before is not Status.SCHEDULED,
                           orchestration=ending.record.run.orchestration)
 

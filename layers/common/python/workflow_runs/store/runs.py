@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .. import keys
+from .. import keys, telemetry
 from ..errors import Conflict, TransitionRejected
 from ..marshal import js, key, n, plain, s
 from ..models import NON_TERMINAL, TERMINAL, ActivityRun, RunError, Status, WorkflowRun, can_transition, utc_now
@@ -117,7 +117,8 @@ class RunWrites(RunQueries):
         fenced: bool = False,
         also: Sequence[dict[str, Any]] = (),
     ) -> RunRecord:
-        """Move a run from its current status to `new`, with its counters, exactly once.
+        """Move a run from its current status to `new`, with its counters, exactly once;
+        a terminal `new` is counted as RunsEnded{Status,RunClass} here, once per run.
 
         `activities` ride in the same transaction (a step's start with the run's move to
         running), so readers never see one without the other. `fenced` also requires that
@@ -181,6 +182,10 @@ class RunWrites(RunQueries):
             self.db.transact(writes)
         except ConditionFailed as exc:
             raise TransitionRejected(f"run {run.id} is no longer {old.value}") from exc
+        if new in TERMINAL:
+            # The one place a run's end is written, so the one place it is counted (a no-op
+            # outside an instrumented Lambda invocation).
+            telemetry.run_ended(new.value, run.orchestration)
         updated = run.model_copy(
             update={
                 "status": new,
