@@ -38,12 +38,12 @@ RETRYABLE_CODES = frozenset({
 
 @lru_cache(maxsize=8)
 def _default_bedrock_client(read_timeout: float) -> Any:
-    import boto3
     from botocore.config import Config
+    from workflow_runs import aws_clients
 
     # botocore's own retries stay small: the state machine owns retrying with backoff. No
     # single read waits longer than the step's whole budget.
-    return boto3.client("bedrock-runtime", config=Config(retries={"max_attempts": 2, "mode": "standard"},
+    return aws_clients.make("bedrock-runtime", config=Config(retries={"max_attempts": 2, "mode": "standard"},
                                                          read_timeout=read_timeout, connect_timeout=5))
 
 

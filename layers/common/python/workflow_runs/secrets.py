@@ -244,9 +244,9 @@ class KmsSealer:
 
     def _kms(self) -> Any:
         if self._client is None:
-            import boto3
+            from . import aws_clients
 
-            self._client = boto3.client("kms")
+            self._client = aws_clients.make("kms")
         return self._client
 
     def seal(self, envs: dict[str, str], run_id: str) -> str:

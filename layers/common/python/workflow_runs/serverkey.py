@@ -32,9 +32,9 @@ def server_key(settings: Settings, label: bytes) -> bytes:
 def kms_derived_key(key_id: str, label: bytes, client: Any = None) -> bytes:
     """HMAC-SHA256 of the label under the KMS HMAC key: a pseudo-random key only KMS can remake."""
     if client is None:
-        import boto3  # deferred: most requests need no server key
+        from . import aws_clients  # deferred: most requests need no server key
 
-        client = boto3.client("kms")
+        client = aws_clients.make("kms")
     return bytes(client.generate_mac(KeyId=key_id, MacAlgorithm="HMAC_SHA_256", Message=label)["Mac"])
 
 
