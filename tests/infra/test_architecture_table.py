@@ -42,4 +42,4 @@ def test_each_module_is_where_its_handler_lives():
         spec = importlib.util.find_spec(dotted)
         assert spec is not None and spec.origin is not None, row
         assert Path(spec.origin).resolve() == module.resolve(), row
-        assert re.search(rf"^def {attribute}\(", module.read_text(), re.M), row
+        assert re.search(rf"^def {attribute}\(", module.read_text(), re.MULTILINE), row
