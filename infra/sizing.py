@@ -4,11 +4,16 @@ and the cost model (bench/scale.py) prices measured durations with the same memo
 
 from __future__ import annotations
 
+# Sized from measurement (bench/cost_model.py, section 10; the table is in docs/decisions.md,
+# 2026-12-07): every function spends ≥ 90 % of its billed time waiting on I/O (DynamoDB, the
+# model, the run it waits on or streams), which costs in proportion to memory and runs no
+# faster with more of it. The API keeps 512 MB: its requests that do not wait (list, get,
+# dashboard) are CPU-bound, and their latency is the API's.
 MEMORY_MB = {
-    "api": 1024,
-    "step_runner": 1024,
-    "stream": 1024,
-    "projector": 512,
+    "api": 512,
+    "step_runner": 256,
+    "stream": 256,
+    "projector": 256,
     "reconciler": 512,
 }
 
