@@ -36,6 +36,7 @@ from typing import Any
 
 from . import Figure, SectionResult, md_table
 from .dynamodb_cost import TENANT, client, dynamodb_endpoint, fresh_settings, transform_workflow
+from .first_request import Context  # what Lambda passes a handler
 from .prices import (
     AS_OF,
     EXPRESS_BILLED_MB,
@@ -191,24 +192,6 @@ def timed(calls: Calls) -> Iterator[None]:
         yield
     finally:
         calls.add(time.perf_counter() - wall, time.thread_time() - cpu)
-
-
-class Context:
-    """What Lambda passes a handler (Powertools reads these)."""
-
-    function_name = "workflow-runs-bench"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:workflow-runs-bench"
-    log_group_name = "/aws/lambda/workflow-runs-bench"
-    log_stream_name = "bench"
-
-    def __init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 300_000
 
 
 # ------------------------------------------------------------------ the timed runs
