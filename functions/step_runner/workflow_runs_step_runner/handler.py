@@ -69,7 +69,7 @@ def prime() -> None:
 
     _ready_clients()
     _instrumented()
-    for type_name in registry.TYPES:
+    for type_name in registry.names():
         registry.get(type_name)
     render_string("{{ inputs.topic }}", {"inputs": {"topic": "priming"}, "steps": {}})
     now = utc_now()

@@ -42,7 +42,7 @@ def test_fail_without_message_uses_the_default(make_ctx, config):
 
 def test_registry_serves_every_step_type_the_model_accepts():
     assert {registry.get(name).name for name in STEP_TYPES} == set(STEP_TYPES)
-    assert set(registry.TYPES) == set(STEP_TYPES)
+    assert set(registry.names()) == set(STEP_TYPES)
 
 
 def test_registry_returns_the_same_instance_each_time():

@@ -1,6 +1,7 @@
 """The one small interface every step type implements.
 
-A new step type is one module here and one line in `registry.py`.
+A new step type is one module here and one line in `workflow_runs.models.STEP_KINDS`
+(where the step runner's registry finds it and a PUT checks its config).
 """
 
 from __future__ import annotations

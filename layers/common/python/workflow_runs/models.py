@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -19,7 +21,6 @@ from .states import (  # noqa: F401 - re-exported: models is where most code loo
 )
 
 MAX_ATTEMPTS_CEILING = 10  # the state machine's Retry upper bound; see docs/decisions.md
-STEP_TYPES = ("transform", "http", "llm", "wait", "fail", "approval")
 INPUT_TYPES = ("string", "number", "integer", "boolean", "object", "array")
 _STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -66,7 +67,8 @@ class Retry(ApiModel):
 class Step(ApiModel):
     id: str
     name: str | None = Field(default=None, max_length=200)
-    type: Literal["transform", "http", "llm", "wait", "fail", "approval"]
+    # One of STEP_KINDS (below): checked by `_type`, listed in the schema as an enum.
+    type: str = Field(json_schema_extra=lambda schema: schema.update(enum=list(STEP_KINDS)))
     config: dict[str, Any] = Field(default_factory=dict)
     retry: Retry = Field(default_factory=Retry)
 
@@ -77,9 +79,16 @@ class Step(ApiModel):
             raise ValueError("step ids start with a letter and hold letters, digits, _ and - (≤ 64)")
         return value
 
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        if value not in STEP_KINDS:
+            raise ValueError("Input should be " + ", ".join(f"'{name}'" for name in STEP_KINDS))
+        return value
+
     @model_validator(mode="after")
     def _config_shape(self) -> Step:
-        problems = STEP_CONFIG_RULES[self.type](self.config)
+        problems = STEP_KINDS[self.type].rules(self.config)
         if problems:
             raise ValueError(f"step '{self.id}' ({self.type}): " + "; ".join(problems))
         return self
@@ -153,14 +162,33 @@ DEFAULT_LLM_TIMEOUT_SECONDS = 60
 # The step runner's Lambda timeout is 300 s; the rest is room for the step's own writes.
 MAX_LLM_TIMEOUT_SECONDS = 270
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
-STEP_CONFIG_RULES: dict[str, Any] = {
-    "transform": _transform_rules,
-    "http": _http_rules,
-    "llm": _llm_rules,
-    "wait": _wait_rules,
-    "fail": _fail_rules,
-    "approval": _approval_rules,
+
+
+def _any_config(config: dict[str, Any]) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class StepKind:
+    """A step type: where the step runner finds it ("module:Class", imported there on first
+    use) and the rules its `config` must meet when a workflow is PUT."""
+
+    runner: str
+    rules: Callable[[dict[str, Any]], list[str]] = _any_config
+
+
+_STEPS = "workflow_runs_step_runner.steps"
+# Every step type, once. A new type is one module in functions/step_runner/…/steps/ and one
+# line here; the PUT validation, the schema's enum and the step runner's registry read this.
+STEP_KINDS: dict[str, StepKind] = {
+    "transform": StepKind(f"{_STEPS}.transform:TransformStep", _transform_rules),
+    "http": StepKind(f"{_STEPS}.http:HttpStep", _http_rules),
+    "llm": StepKind(f"{_STEPS}.llm:LlmStep", _llm_rules),
+    "wait": StepKind(f"{_STEPS}.wait:WaitStep", _wait_rules),
+    "fail": StepKind(f"{_STEPS}.fail:FailStep", _fail_rules),
+    "approval": StepKind(f"{_STEPS}.approval:ApprovalStep", _approval_rules),
 }
+STEP_TYPES = tuple(STEP_KINDS)
 
 
 class WorkflowDefinition(ApiModel):
