@@ -200,6 +200,8 @@ def test_projector_reads_the_runs_stream_with_partial_batch_responses_and_an_on_
     assert 0 < props["MaximumRecordAgeInSeconds"] <= 24 * 3600
     assert 1 <= props["BatchSize"] <= 1000
     assert 1 < props["ParallelizationFactor"] <= 10
+    # Tuned for latency: no batching window (records are projected as soon as they are polled)
+    assert props["MaximumBatchingWindowInSeconds"] == 0
     destination = props["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"]
     assert destination[1] == "Arn"
     assert prod.template["Resources"][destination[0]]["Type"] == "AWS::SQS::Queue"
