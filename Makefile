@@ -7,11 +7,12 @@ BIN := $(VENV)/bin
 STAGE ?= dev
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install dev test test-fast typecheck bench soak openapi build synth diff deploy smoke lint clean
+.PHONY: help install dev test check typecheck bench soak openapi build synth diff deploy smoke lint clean
 
 help:
 	@echo "make dev     install everything and start the local server (workflow-runs dev)"
 	@echo "make test    install everything and run every test"
+	@echo "make check   the inner loop: lint, types, unit and API tests (no server, no browser, nothing slow)"
 	@echo "make bench   run the benchmarks and write docs/benchmarks.md"
 	@echo "make soak    long reliability runs (load, fuzzing, contention)"
 	@echo "make typecheck  mypy over layers/, functions/ and local/ (part of make test)"
@@ -62,8 +63,12 @@ test: install .make-chromium typecheck lint
 typecheck: .make-python
 	$(BIN)/mypy
 
-test-fast: install
-	$(BIN)/python -m pytest -q -x -m "not browser and not slow"
+# The inner loop, in a few minutes: lint, types and every test that needs no server
+# (DynamoDB Local, workflow-runs dev, a browser) and is not slow (tests/conftest.py marks them
+# by folder and fixture). The plugins only the fuzz suite uses are not loaded.
+CHECK_MARKERS := not dynamodb_local and not server and not browser and not slow
+check: lint typecheck
+	$(BIN)/python -m pytest -q -p no:cacheprovider -p no:schemathesis -p no:hypothesispytest -m "$(CHECK_MARKERS)"
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from workflow_runs.devkeys import DevIdentity
 from workflow_runs.settings import Settings
 from workflow_runs.store import RunStore
 from workflow_runs_dev import dynamodb_local
@@ -16,6 +18,27 @@ from tests.support import dynamodb, make_settings
 # The JWT issuer's fixtures (jwks_server, signing_key, tokens, clock, verifier), for every suite.
 pytest_plugins = ("tests.auth_fixtures",)
 
+# Suites by what they need, so `make check` can leave out every test that starts a server or
+# runs long (`-m "not dynamodb_local and not server and not browser and not slow"`), and
+# `make test` still runs them all. A test is marked by its folder or by the fixtures it uses,
+# never by hand in each module.
+_SERVER_FOLDERS = {"e2e": "server", "integration": "dynamodb_local"}
+_SLOW_FOLDERS = {"reliability", "contention", "bench", "infra"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_root = Path(__file__).parent
+    for item in items:
+        folder = item.path.relative_to(tests_root).parts[0] if item.path.is_relative_to(tests_root) else ""
+        if folder in _SERVER_FOLDERS:
+            item.add_marker(_SERVER_FOLDERS[folder])
+        if folder in _SLOW_FOLDERS:
+            item.add_marker("slow")
+        fixtures = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "dynamodb_local_endpoint" in fixtures or "dynamodb_local" in params.values():
+            item.add_marker("dynamodb_local")
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _aws_credentials() -> None:
@@ -23,6 +46,13 @@ def _aws_credentials() -> None:
     for name, value in dynamodb_local.DUMMY_CREDENTIALS.items():
         os.environ[name] = value
     os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def dev_identity() -> DevIdentity:
+    """One dev signing key for the session: a 2048-bit RSA key costs a fifth of a second, and
+    each test's verifier trusts only the key it was built from anyway."""
+    return DevIdentity.generate()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import http.server
 import threading
 import uuid
@@ -26,8 +27,15 @@ def make_settings(endpoint_url: str | None, **overrides) -> Settings:
     return Settings(**values)
 
 
+@functools.cache
+def _session() -> boto3.session.Session:
+    # One session for every test's client: a new session loads DynamoDB's service model again
+    # (most of a client's cost); clients made from one session are still separate clients.
+    return boto3.session.Session()
+
+
 def dynamodb(endpoint_url: str | None):
-    return boto3.session.Session().client("dynamodb", endpoint_url=endpoint_url)
+    return _session().client("dynamodb", endpoint_url=endpoint_url)
 
 
 class ScriptedServer:

@@ -86,8 +86,8 @@ class Api:
 
 
 @pytest.fixture
-def api(moto_store: RunStore) -> Api:
-    identity = DevIdentity.generate()
+def api(moto_store: RunStore, dev_identity: DevIdentity) -> Api:
+    identity = dev_identity
     settings = identity.settings_for(moto_store.settings).model_copy(
         update={"execute_wait_seconds": 0.0, "max_body_bytes": 64 * 1024}
     )

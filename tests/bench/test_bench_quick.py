@@ -1,6 +1,7 @@
 """CI's proof that the benchmarks still run: `python -m bench --quick` end to end, in a
 subprocess, and the report it writes has every section with figures. Nothing is timed here:
-the figures of a quick run are not asserted (benchmarks are not tests)."""
+the figures of a quick run are not asserted (benchmarks are not tests), and neither is its
+length: it has no time limit, so a busy machine makes it slower, never red."""
 
 from __future__ import annotations
 
@@ -16,14 +17,14 @@ from bench.__main__ import SECTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.dynamodb_local, pytest.mark.timeout(200)]
+pytestmark = [pytest.mark.dynamodb_local, pytest.mark.slow, pytest.mark.timeout(0)]
 
 
 def test_quick_bench_writes_a_report_with_every_section(tmp_path: Path) -> None:
     report = tmp_path / "benchmarks.md"
 
     done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--output", str(report)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=180, check=False)
+                          capture_output=True, text=True, check=False)
 
     assert done.returncode == 0, done.stderr[-3000:]
     text = report.read_text()
