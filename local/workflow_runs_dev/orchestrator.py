@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from workflow_runs.retry_rules import RECORD_FAILURE_RETRY, RUN_STEP_RETRIERS, STORE_RETRY
 from workflow_runs.states import (
     ACTION_APPROVAL_TIMED_OUT,
     ACTION_PARK_APPROVAL,
@@ -65,34 +66,6 @@ logger = logging.getLogger("workflow_runs_dev.orchestrator")
 RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED = "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """One ASL retrier. `max_attempts` counts retries, as the ASL's MaxAttempts does."""
-
-    errors: tuple[str, ...]
-    interval_seconds: float
-    backoff_rate: float
-    max_delay_seconds: float
-    max_attempts: int
-    jitter: str = "FULL"
-
-    def matches(self, error_name: str) -> bool:
-        return "States.ALL" in self.errors or error_name in self.errors
-
-    def delay(self, retry_count: int, rng: random.Random) -> float:
-        """Seconds before retry number `retry_count + 1` (how Step Functions computes it)."""
-        interval = min(self.interval_seconds * self.backoff_rate**retry_count, self.max_delay_seconds)
-        return rng.uniform(0, interval) if self.jitter == "FULL" else interval
-
-
-# The same numbers as infra/state_machine.asl.json (tests/unit/test_local_orchestrator.py
-# keeps them equal). The ASL's retrier for Lambda service errors has no local counterpart.
-STEP_RETRY = RetryPolicy(("StepRetryableError",), 2, 2.0, 300, 9)
-# The store stayed busy (throttled or contended) through its own retries: nothing was
-# written, so the invocation is simply made again.
-STORE_RETRY = RetryPolicy(("Unavailable",), 1, 2.0, 20, 6)
-RUN_STEP_RETRIERS = (STEP_RETRY, STORE_RETRY)
-RECORD_FAILURE_RETRY = RetryPolicy(("States.ALL",), 1, 2.0, 30, 3)
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import random
 import threading
 import time
@@ -14,10 +13,11 @@ from typing import Any
 import pytest
 from workflow_runs.errors import Unavailable
 from workflow_runs.models import MAX_ATTEMPTS_CEILING, Status, WorkflowDefinition
+from workflow_runs.retry_rules import STEP_RETRY
 from workflow_runs.secrets import get_sealer
 from workflow_runs.settings import Settings
 from workflow_runs.store import NewRun, RunStore
-from workflow_runs_dev.orchestrator import RECORD_FAILURE_RETRY, STEP_RETRY, STORE_RETRY, LocalOrchestrator
+from workflow_runs_dev.orchestrator import LocalOrchestrator
 from workflow_runs_step_runner.runner import run_step
 from workflow_runs_step_runner.steps import registry as real_registry
 from workflow_runs_step_runner.steps.base import StepError, StepOutcome
@@ -254,18 +254,7 @@ def test_shutdown_ends_waits_and_refuses_new_starts(orchestrators):
         orchestrator.start("r2")
 
 
-def test_retry_policies_are_the_state_machines():
-    states = json.loads(ASL.read_text())["States"]
-
-    def policy(state: str, error: str) -> dict:
-        return next(r for r in states[state]["Retry"] if error in r["ErrorEquals"])
-
-    for state, local in (("RunStep", STEP_RETRY), ("RunStep", STORE_RETRY), ("RecordFailure", RECORD_FAILURE_RETRY)):
-        asl = policy(state, local.errors[0])
-        assert asl["ErrorEquals"] == list(local.errors)
-        assert (asl["IntervalSeconds"], asl["BackoffRate"], asl["MaxDelaySeconds"], asl["MaxAttempts"],
-                asl["JitterStrategy"]) == (local.interval_seconds, local.backoff_rate, local.max_delay_seconds,
-                                           local.max_attempts, local.jitter)
+def test_every_attempt_a_step_may_ask_for_fits_in_the_retry():
     # Every attempt a step may ask for (retry.maxAttempts ≤ the ceiling) fits in the Retry.
     assert STEP_RETRY.max_attempts == MAX_ATTEMPTS_CEILING - 1
 

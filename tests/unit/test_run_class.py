@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -64,11 +63,3 @@ def test_the_setting_forces_a_class(mode: str):
 def test_an_unknown_setting_fails_loudly():
     with pytest.raises(ValueError):
         settings(ORCHESTRATION="fast")
-
-
-def test_the_back_off_numbers_are_the_state_machines():
-    (retrier,) = [r for r in json.loads(ASL.read_text())["States"]["RunStep"]["Retry"]
-                  if r["ErrorEquals"] == ["StepRetryableError"]]
-    assert (retrier["IntervalSeconds"], retrier["BackoffRate"], retrier["MaxDelaySeconds"]) == (
-        run_class.STEP_RETRY_INTERVAL_SECONDS, run_class.STEP_RETRY_BACKOFF_RATE,
-        run_class.STEP_RETRY_MAX_DELAY_SECONDS)

@@ -15,15 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .models import MAX_ATTEMPTS_CEILING, Step, llm_timeout_seconds
+from .retry_rules import STEP_RETRY
 from .settings import Settings
 from .states import APPROVAL_STEP, EXPRESS, EXPRESS_MAX_SECONDS, STANDARD  # noqa: F401 - EXPRESS_MAX_SECONDS re-exported
 
 EXPRESS_BUDGET_SECONDS = 240
 
-# The ASL's StepRetryableError retrier (infra/state_machine.asl.json; a test keeps them equal).
-STEP_RETRY_INTERVAL_SECONDS = 2.0
-STEP_RETRY_BACKOFF_RATE = 2.0
-STEP_RETRY_MAX_DELAY_SECONDS = 300.0
 
 # How long one attempt of a step type can take. `transform` and `fail` only compute; `http`
 # and `llm` have their `timeoutSeconds` (the step enforces it) plus the step's own writes.
@@ -48,10 +45,7 @@ def attempt_bound_seconds(step: Step, settings: Settings) -> float:
 def backoff_bound_seconds(attempts: int) -> float:
     """The longest the state machine waits between `attempts` attempts (full jitter draws
     from [0, interval], so the interval itself is the bound)."""
-    return sum(
-        min(STEP_RETRY_INTERVAL_SECONDS * STEP_RETRY_BACKOFF_RATE**n, STEP_RETRY_MAX_DELAY_SECONDS)
-        for n in range(attempts - 1)
-    )
+    return sum(STEP_RETRY.ceiling(n) for n in range(attempts - 1))
 
 
 def bound_seconds(steps: Iterable[Step], settings: Settings) -> float:
