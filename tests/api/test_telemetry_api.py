@@ -39,9 +39,9 @@ def in_lambda(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
     saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
                     logging.getLogger(name).propagate) for name in telemetry.OUR_LOGGERS}
-    api_handler._instrumented.cache_clear()
+    api_handler.entry.cache_clear()
     yield
-    api_handler._instrumented.cache_clear()
+    api_handler.entry.cache_clear()
     for name, (handlers, level, propagate) in saved.items():
         ours = logging.getLogger(name)
         ours.handlers, ours.propagate = handlers, propagate

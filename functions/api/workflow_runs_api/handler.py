@@ -13,6 +13,7 @@ from typing import Any
 
 from mangum import Mangum
 from workflow_runs import telemetry
+from workflow_runs.lambda_entry import LambdaEntry
 
 
 @lru_cache(maxsize=1)
@@ -38,13 +39,8 @@ def _correlation(event: Any, context: Any) -> dict[str, Any]:
     return {"request_id": request_context.get("requestId") or getattr(context, "aws_request_id", None)}
 
 
-@lru_cache(maxsize=1)
-def _instrumented() -> Any:
-    return telemetry.instrument(telemetry.API, _handle, correlation=_correlation)
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _instrumented()(event, context)
+entry = LambdaEntry(telemetry.API, _handle, correlation=_correlation)
+handler = entry.handler
 
 
 def prime() -> None:
@@ -54,7 +50,7 @@ def prime() -> None:
     from . import schemas
 
     adapter = _adapter()
-    _instrumented()
+    entry.instrumented()
     _ready_clients()
     # Routing, the middleware, the error handlers and the auth dependency: /health answers
     # 200, and a run read without credentials is refused before it reaches the store.
@@ -85,11 +81,9 @@ def _rehearse_a_run_read() -> None:
     store = _default_service().store
     items = rehearsal.run_items(store, "priming", _PRIMING_RUN)
     event = _priming_event(f"/api/v1/workflow-runs/{_PRIMING_RUN}", tenant="priming", api_id=private_api_ids[0])
-    rehearsed = telemetry.instrument(telemetry.API, _handle, correlation=_correlation, traced=False)
     answers = {"Query": {"Items": items, "Count": len(items), "ScannedCount": len(items)}}
-    with telemetry.rehearsal(telemetry.API), rehearsal.answered_here(store.client, answers):
-        for _ in range(rehearsal.rounds()):
-            _rehearse(rehearsed, event, 200)
+    entry.rehearse(lambda _: (event, rehearsal.answered_here(store.client, answers)),
+                    lambda reply: reply.get("statusCode") == 200)
 
 
 def _rehearse(handle: Any, event: dict[str, Any], expected: int) -> None:
@@ -98,11 +92,9 @@ def _rehearse(handle: Any, event: dict[str, Any], expected: int) -> None:
         raise RuntimeError(f"priming request {event['path']} answered {reply.get('statusCode')}, not {expected}")
 
 
-def _after_restore() -> None:
+def _remake_clients() -> None:
     from workflow_runs_http.dependencies import _default_service
 
-    # Clients made again after the restore (their credentials could not renew themselves),
-    # here rather than on the first request.
     _default_service.cache_clear()
     _ready_clients()
 
@@ -134,4 +126,6 @@ def _priming_event(path: str, *, tenant: str | None = None, api_id: str | None =
     }
 
 
-telemetry.lambda_init(prime, after_restore=_after_restore)
+# After a restore whose clients could not renew their credentials: the service and its
+# clients made again here rather than on the first request.
+entry.init(prime, ready=_remake_clients)

@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from workflow_runs import telemetry
+from workflow_runs.lambda_entry import LambdaEntry
 
 
 class LazySealer:
@@ -48,13 +49,8 @@ def _correlation(event: Any, context: Any) -> dict[str, Any]:
     return {"run_id": event.get("runId") if isinstance(event, dict) else None}
 
 
-@lru_cache(maxsize=1)
-def _instrumented() -> Any:
-    return telemetry.instrument(telemetry.STEP_RUNNER, _handle, correlation=_correlation)
-
-
-def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    return _instrumented()(event, context)
+entry = LambdaEntry(telemetry.STEP_RUNNER, _handle, correlation=_correlation)
+handler = entry.handler
 
 
 def prime() -> None:
@@ -68,7 +64,7 @@ def prime() -> None:
     from workflow_runs_step_runner.steps.templating import render_string
 
     _ready_clients()
-    _instrumented()
+    entry.instrumented()
     for type_name in registry.names():
         registry.get(type_name)
     render_string("{{ inputs.topic }}", {"inputs": {"topic": "priming"}, "steps": {}})
@@ -92,18 +88,10 @@ def _rehearse_a_step() -> None:
     from workflow_runs.store import rehearsal
 
     store = collaborators()["store"]
-    rehearsed = telemetry.instrument(telemetry.STEP_RUNNER, _handle, correlation=_correlation, traced=False)
-    with telemetry.rehearsal(telemetry.STEP_RUNNER):
-        for number in range(rehearsal.rounds()):
-            with rehearsal.answered_here(store.client, rehearsal.step_answers(store, "priming", _PRIMING_RUN, number)):
-                reply = rehearsed({"runId": _PRIMING_RUN, "attempt": 0}, telemetry.RehearsalContext())
-            if reply.get("next") != "done":
-                raise RuntimeError(f"the priming step answered {reply}, not done")
-
-
-def _after_restore() -> None:
-    collaborators.cache_clear()  # made again: their credentials could not renew themselves
-    _ready_clients()
+    entry.rehearse(lambda number: ({"runId": _PRIMING_RUN, "attempt": 0},
+                                    rehearsal.answered_here(store.client,
+                                                            rehearsal.step_answers(store, "priming", _PRIMING_RUN, number))),
+                    lambda reply: reply.get("next") == "done")
 
 
 def _ready_clients() -> None:
@@ -112,4 +100,5 @@ def _ready_clients() -> None:
     warm_up(collaborators()["store"])  # answered in-process: nothing is sent
 
 
-telemetry.lambda_init(prime, after_restore=_after_restore)
+# After a restore whose clients could not renew their credentials: made again, and readied.
+entry.init(prime, remake=(collaborators,), ready=_ready_clients)

@@ -24,6 +24,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from workflow_runs import telemetry
+from workflow_runs.lambda_entry import LambdaEntry
 from workflow_runs.states import EXPRESS, EXPRESS_ENDED, EXPRESS_MAX_SECONDS
 
 if TYPE_CHECKING:  # the handler imports the domain lazily (cold start)
@@ -177,15 +178,10 @@ def _correlation(event: Any, context: Any) -> dict[str, Any]:
     return {"run_id": detail.get("name") if isinstance(detail, dict) else None}
 
 
-@lru_cache(maxsize=1)
-def _instrumented() -> Any:
-    return telemetry.instrument(telemetry.RECONCILER, _handle, correlation=_correlation)
-
-
-def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """Lambda entry point: Powertools Logger (run_id of a status change), Metrics (RunsEnded
-    of every run it settles), Tracer."""
-    return _instrumented()(event, context)
+# Lambda entry point: Powertools Logger (run_id of a status change), Metrics (RunsEnded of
+# every run it settles), Tracer.
+entry = LambdaEntry(telemetry.RECONCILER, _handle, correlation=_correlation)
+handler = entry.handler
 
 
 def prime() -> None:
@@ -197,13 +193,8 @@ def prime() -> None:
     import workflow_runs_step_runner.runner  # noqa: F401
 
     _ready_clients()
-    _instrumented()
+    entry.instrumented()
     _failure_message("FAILED")
-
-
-def _after_restore() -> None:
-    collaborators.cache_clear()  # made again: their credentials could not renew themselves
-    _ready_clients()
 
 
 def _ready_clients() -> None:
@@ -214,4 +205,5 @@ def _ready_clients() -> None:
     warm_up(made["store"])  # answered in-process: nothing is sent
 
 
-telemetry.lambda_init(prime, after_restore=_after_restore)
+# After a restore whose clients could not renew their credentials: made again, and readied.
+entry.init(prime, remake=(collaborators,), ready=_ready_clients)

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from workflow_runs import events as events_schema
 from workflow_runs import keys, telemetry
 from workflow_runs.events import EventData
+from workflow_runs.lambda_entry import LambdaEntry
 from workflow_runs.marshal import NotDynamoJson, plain
 from workflow_runs.states import CLOSING_EVENTS, STATUS_VALUES, TERMINAL_VALUES, Status
 
@@ -86,16 +87,15 @@ def handler(event: dict[str, Any], context: Any, *, store: RunStore | None = Non
     (ProjectionLag per projected record). The dev server's poller passes its store and
     calls the projection directly."""
     if store is None:
-        return _instrumented()(event, context)
+        return entry.handler(event, context)
     return project_batch(event, context, store=store)
 
 
-@lru_cache(maxsize=1)
-def _instrumented() -> Callable[[Any, Any], dict[str, Any]]:
-    def in_lambda(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return project_batch(event, context, store=_default_store(), lag=telemetry.projection_lag)
+def _in_lambda(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return project_batch(event, context, store=_default_store(), lag=telemetry.projection_lag)
 
-    return telemetry.instrument(telemetry.PROJECTOR, in_lambda)
+
+entry = LambdaEntry(telemetry.PROJECTOR, _in_lambda)
 
 
 def project_batch(event: dict[str, Any], context: Any, *, store: RunStore,
@@ -348,27 +348,15 @@ def prime() -> None:
     from workflow_runs.store import rehearsal
 
     _ready_client()
-    _instrumented()
+    entry.instrumented()
     store = _default_store()
     keys_ = {keys.PK: {"S": keys.run_pk("00000000-0000-4000-8000-000000000000")}, keys.SK: {"S": keys.RUN_SK}}
     record = {"eventID": "priming", "eventName": "MODIFY", "eventSource": "aws:dynamodb", "dynamodb": {
         "Keys": keys_, "SequenceNumber": "1", "ApproximateCreationDateTime": 1767225600,
         "NewImage": {**keys_, "status": {"S": "running"}, "tenant": {"S": "priming"}},
         "OldImage": {**keys_, "status": {"S": "scheduled"}, "tenant": {"S": "priming"}}}}
-
-    def in_lambda(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return project_batch(event, context, store=store, lag=telemetry.projection_lag)
-
-    rehearsed = telemetry.instrument(telemetry.PROJECTOR, in_lambda, traced=False)
-    with telemetry.rehearsal(telemetry.PROJECTOR), rehearsal.answered_here(store.client, {}):
-        for _ in range(rehearsal.rounds()):
-            if rehearsed({"Records": [record]}, telemetry.RehearsalContext()) != {"batchItemFailures": []}:
-                raise RuntimeError("the priming batch was not projected")
-
-
-def _after_restore() -> None:
-    _default_store.cache_clear()  # made again: its credentials could not renew themselves
-    _ready_client()
+    entry.rehearse(lambda _: ({"Records": [record]}, rehearsal.answered_here(store.client, {})),
+                    lambda reply: reply == {"batchItemFailures": []})
 
 
 def _ready_client() -> None:
@@ -377,4 +365,5 @@ def _ready_client() -> None:
     warm_up(_default_store())  # answered in-process: nothing is sent
 
 
-telemetry.lambda_init(prime, after_restore=_after_restore)
+# After a restore whose client could not renew its credentials: made again, and readied.
+entry.init(prime, remake=(_default_store,), ready=_ready_client)
