@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aws_cdk import aws_logs as logs
+from workflow_runs.states import RUN_CLASSES
 
 STAGES_CONTEXT_KEY = "workflow-runs:stages"
 ENV_PREFIX = "WORKFLOW_RUNS_"
@@ -117,7 +118,7 @@ class StageConfig:
             raise ConfigError(
                 f"stage {self.name}: executeWaitSeconds must be in 1..25, got {self.execute_wait_seconds}"
             )
-        if self.orchestration not in ("auto", "standard", "express"):
+        if self.orchestration not in ("auto", *RUN_CLASSES):
             raise ConfigError(
                 f"stage {self.name}: orchestration must be auto, standard or express, got {self.orchestration!r}"
             )

@@ -26,6 +26,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
+from workflow_runs.states import RUN_CLASSES
 
 from infra.config import StageConfig
 
@@ -37,7 +38,6 @@ API_5XX_PER_5_MINUTES = 5
 FUNCTION_ERRORS_PER_5_MINUTES = 5
 # Powertools metrics of the functions (names agreed with the functions' code).
 METRICS_NAMESPACE = "WorkflowRuns"
-RUN_CLASSES = ("standard", "express")
 # Services that may end a run as failed: the step runner (a step failed), the reconciler
 # (an execution failed, timed out or was aborted, or a stale run swept), the API (a start
 # that failed, an approval rejected).

@@ -14,7 +14,9 @@ from pydantic.alias_generators import to_camel
 from .states import (  # noqa: F401 - re-exported: models is where most code looks for them
     ALLOWED_TRANSITIONS,
     NON_TERMINAL,
+    STANDARD,
     TERMINAL,
+    RunClass,
     Status,
     can_transition,
     sources_of,
@@ -278,7 +280,7 @@ class WorkflowRun(WorkflowRunSummary):
     error: RunError | None = None
     cancel_reason: str | None = None
     # The run class, chosen when the run starts (workflow_runs.run_class); never changes.
-    orchestration: Literal["standard", "express"] = "standard"
+    orchestration: RunClass = STANDARD
     # A retry of a failed run names the run it retries; the failed run names its retry.
     retry_of: str | None = None
     retried_by: str | None = None

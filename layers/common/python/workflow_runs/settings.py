@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from workflow_runs.origins import ANY_ORIGIN_REFUSED, checked_origins
+from workflow_runs.states import RunClass
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -23,7 +24,7 @@ class Settings(BaseModel, frozen=True):
     # The Express state machine (the same definition); runs bound to end well inside
     # Express's five minutes go there when `orchestration` allows it.
     express_state_machine_arn: str | None = None
-    orchestration: Literal["auto", "standard", "express"] = "auto"
+    orchestration: Literal["auto"] | RunClass = "auto"  # auto: by the run class rules (run_class.py)
 
     jwks_url: str | None = None
     jwt_issuer: str | None = None

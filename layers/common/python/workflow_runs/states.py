@@ -9,6 +9,7 @@ spelling the strings again; the projector and the follower stay free of pydantic
 from __future__ import annotations
 
 from enum import Enum
+from typing import Literal, get_args
 
 
 class Status(str, Enum):
@@ -59,9 +60,9 @@ EVENT_ERROR = "error"
 CLOSING_EVENTS = frozenset({EVENT_RESULT, EVENT_ERROR})
 
 # --- run classes: which state machine executes a run (docs/orchestration.md) ------------
-STANDARD = "standard"
-EXPRESS = "express"
-RUN_CLASSES = (STANDARD, EXPRESS)
+RunClass = Literal["standard", "express"]
+RUN_CLASSES: tuple[RunClass, ...] = get_args(RunClass)
+STANDARD, EXPRESS = RUN_CLASSES
 # What the reconciler's sweep knows of an Express run still open after any Express execution
 # could have lived (no status events, no DescribeExecution by name): its execution is over.
 EXPRESS_ENDED = "EXPRESS_ENDED"

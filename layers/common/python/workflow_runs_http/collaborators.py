@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
+from workflow_runs.states import STANDARD
 
 if TYPE_CHECKING:
     from workflow_runs.service import RunService
@@ -23,7 +24,7 @@ def default_service() -> RunService:
     settings = get_settings()
     if not settings.state_machine_arn:
         raise RuntimeError("missing required setting: STATE_MACHINE_ARN")
-    if settings.orchestration != "standard" and not settings.express_state_machine_arn:
+    if settings.orchestration != STANDARD and not settings.express_state_machine_arn:
         raise RuntimeError("missing required setting: EXPRESS_STATE_MACHINE_ARN (or ORCHESTRATION=standard)")
     orchestrator = StepFunctionsOrchestrator(settings.state_machine_arn, settings.express_state_machine_arn)
     return RunService(RunStore(settings), orchestrator, settings)
