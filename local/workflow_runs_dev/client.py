@@ -12,9 +12,15 @@ Exit codes (EXIT_CODES below; the same for every command that reports a run's en
   0 the run completed (or, for a command that does not follow a run, it succeeded)
   1 the run failed           2 bad usage (argparse's own)
   3 the run was cancelled    4 the API refused the request (4xx/5xx; its error is printed)
-  5 the API could not be reached, or the stream could not be resumed
+  5 the API could not be reached, answered with something that is not its JSON (a proxy's
+    page, another server), or the stream could not be resumed
   6 the run had not ended when the command returned (`run` without --follow, after the
     blocking execute's budget)
+  130 interrupted (Ctrl-C): one line says so; a followed run goes on on the server
+
+Every string that comes from the server (names, messages, outputs, thinking text) is printed
+with its control characters removed (C0 but newline and tab, DEL, C1, so ESC too): a workflow
+name cannot retitle the terminal, clear it or write the clipboard.
 """
 
 from __future__ import annotations
@@ -22,13 +28,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shlex
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Self, TextIO
+from typing import Any, Self, TextIO, cast
 
 import httpx
 from workflow_runs import events
@@ -47,6 +55,7 @@ EXIT_CANCELLED = 3
 EXIT_API_ERROR = 4
 EXIT_UNREACHABLE = 5
 EXIT_NOT_ENDED = 6
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 EXIT_CODES = {Status.COMPLETED.value: EXIT_COMPLETED, Status.FAILED.value: EXIT_FAILED,
               Status.CANCELLED.value: EXIT_CANCELLED}
 
@@ -70,6 +79,39 @@ class ApiError(Exception):
 
 class Unreachable(Exception):
     pass
+
+
+class Interrupted(Exception):
+    def __init__(self, run_id: str | None):
+        self.run_id = run_id
+        super().__init__(run_id or "")
+
+
+# C0 controls but \t and \n, DEL, and C1 (ESC is C0): what a terminal acts on instead of showing.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """`text` with the control characters a terminal would obey removed."""
+    return _CONTROL.sub("", text)
+
+
+class SafeText:
+    """A text stream that writes everything through `clean`: every line the client prints
+    carries server-supplied text somewhere, so the one safe place to strip is the stream."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    @classmethod
+    def wrap(cls, stream: TextIO) -> TextIO:
+        return stream if isinstance(stream, cls) else cast(TextIO, cls(stream))
+
+    def write(self, text: str) -> int:
+        return self.stream.write(clean(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 class UsageError(Exception):
@@ -103,7 +145,7 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--inputs-file", metavar="FILE", help="a JSON object of inputs (--input wins over it)")
     run.add_argument("--follow", action="store_true", help="stream the run's events until it ends")
     run.add_argument("--idempotency-key", help="send Idempotency-Key: a repeat returns the first run")
-    run.set_defaults(handler=cmd_run)
+    run.set_defaults(handler=cmd_run, usage_parser=run)
 
     runs = commands.add_parser("runs", help="list, show, cancel or retry runs", epilog=epilog)
     actions = runs.add_subparsers(dest="action", required=True)
@@ -114,21 +156,21 @@ def add_commands(commands: Any) -> None:
     listing.add_argument("--limit", type=int, help="runs per page (1-100)")
     listing.add_argument("--page", type=int)
     listing.add_argument("--next-token", help="the page after the one that printed this token")
-    listing.set_defaults(handler=cmd_list)
+    listing.set_defaults(handler=cmd_list, usage_parser=listing)
     get = actions.add_parser("get", parents=[common], help="show one run", epilog=epilog)
     get.add_argument("run_id", metavar="runId")
     get.add_argument("--follow", action="store_true", help="stream the run's events until it ends")
-    get.set_defaults(handler=cmd_get)
+    get.set_defaults(handler=cmd_get, usage_parser=get)
     cancel = actions.add_parser("cancel", parents=[common], help="cancel runs", epilog=epilog)
     cancel.add_argument("run_ids", metavar="runId", nargs="*")
     cancel.add_argument("--workflow-id", help="cancel every run of this workflow that has not ended")
     cancel.add_argument("--reason")
-    cancel.set_defaults(handler=cmd_cancel)
+    cancel.set_defaults(handler=cmd_cancel, usage_parser=cancel)
     retry = actions.add_parser("retry", parents=[common], help="retry a failed run from its failed step",
                                epilog=epilog)
     retry.add_argument("run_id", metavar="runId")
     retry.add_argument("--follow", action="store_true", help="stream the new run's events until it ends")
-    retry.set_defaults(handler=cmd_retry)
+    retry.set_defaults(handler=cmd_retry, usage_parser=retry)
 
     for decision in ("approve", "reject"):
         decide = commands.add_parser(decision, parents=[common], epilog=epilog,
@@ -139,26 +181,34 @@ def add_commands(commands: Any) -> None:
         if decision == "approve":
             decide.add_argument("--outputs", metavar="JSON", help="a JSON object merged into the step's outputs")
         decide.add_argument("--follow", action="store_true", help="then stream the run's events until it ends")
-        decide.set_defaults(handler=cmd_decide, decision=decision)
+        decide.set_defaults(handler=cmd_decide, decision=decision, usage_parser=decide)
 
 
-def run_command(args: argparse.Namespace) -> int:
-    out = sys.stdout
+def run_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None,
+                transport: httpx.BaseTransport | None = None) -> int:
+    out = SafeText.wrap(out or sys.stdout)
+    err = SafeText.wrap(err or sys.stderr)
     try:
-        with Api(args.url, token=args.token, tenant=args.tenant) as api:
+        with Api(args.url, token=args.token, tenant=args.tenant, transport=transport) as api:
             code: int = args.handler(api, args, out)
             return code
     except UsageError as exc:
-        print(f"workflow-runs: {exc}", file=sys.stderr)
+        print(f"workflow-runs: {exc}", file=err)
         return EXIT_USAGE
     except ApiError as exc:
         if args.json:
             print(json.dumps({"status": exc.status, **exc.body}), file=out)
-        print(f"workflow-runs: the API answered {exc}", file=sys.stderr)
+        print(f"workflow-runs: the API answered {exc}", file=err)
         return EXIT_API_ERROR
     except Unreachable as exc:
-        print(f"workflow-runs: {exc}", file=sys.stderr)
+        print(f"workflow-runs: {exc}", file=err)
         return EXIT_UNREACHABLE
+    except (Interrupted, KeyboardInterrupt) as exc:
+        run_id = exc.run_id if isinstance(exc, Interrupted) else None
+        goes_on = (f"; run {run_id} goes on (follow it again: workflow-runs runs get {run_id} --follow)"
+                   if run_id else "")
+        print(f"\nworkflow-runs: interrupted{goes_on}", file=err, flush=True)
+        return EXIT_INTERRUPTED
 
 
 # ------------------------------------------------------------------ HTTP
@@ -192,7 +242,17 @@ class Api:
         return response
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self.call(method, path, **kwargs).json()
+        return reply_json(self.call(method, path, **kwargs))
+
+
+def reply_json(response: httpx.Response) -> Any:
+    """A successful reply's JSON; anything else is not this API answering."""
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("content-type", "no content type").split(";")[0]
+        raise Unreachable(f"{response.request.url} answered {response.status_code} with {kind}, not the API's "
+                          "JSON (is --url / WORKFLOW_RUNS_URL the API's base URL?)") from None
 
 
 def _json_or_none(response: httpx.Response) -> Any:
@@ -213,7 +273,7 @@ def cmd_run(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     if args.follow:
         return Follower(api, out, as_json=args.json).follow(execute=body, idempotency_key=key or str(uuid.uuid4()))
     response = api.call("POST", f"{RUNS}/execute", json=body, headers={"Idempotency-Key": key} if key else {})
-    reply = response.json()
+    reply = reply_json(response)
     run = reply["workflowRun"]
     if args.json:
         print(json.dumps(reply), file=out)
@@ -237,7 +297,13 @@ def cmd_list(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     pagination = reply["pagination"]
     print(f"{len(reply['data'])} of {pagination['total']} run(s)", file=out)
     if pagination.get("nextToken"):
-        print(f"next page: --next-token {pagination['nextToken']}", file=out)
+        # The token is bound to the filters that made this page: the hint repeats them.
+        again = ["workflow-runs", "runs", "list"]
+        for flag, value in (("--workflow-id", args.workflow_id), ("--status", args.status),
+                            ("--search", args.search), ("--limit", args.limit)):
+            if value is not None:
+                again += [flag, str(value)]
+        print(f"next page: {shlex.join([*again, '--next-token', pagination['nextToken']])}", file=out)
     return EXIT_COMPLETED
 
 
@@ -395,7 +461,7 @@ class Follower:
     api: Api
     out: TextIO
     as_json: bool = False
-    err: TextIO = field(default_factory=lambda: sys.stderr)
+    err: TextIO = field(default_factory=lambda: SafeText.wrap(sys.stderr))
     last_id: str | None = None
     seen: set[str] = field(default_factory=set)
     run_id: str | None = None
@@ -406,6 +472,12 @@ class Follower:
 
     def follow(self, *, execute: dict[str, Any] | None = None, idempotency_key: str | None = None,
                run_id: str | None = None) -> int:
+        try:
+            return self._follow(execute, idempotency_key, run_id)
+        except KeyboardInterrupt:
+            raise Interrupted(self.run_id) from None
+
+    def _follow(self, execute: dict[str, Any] | None, idempotency_key: str | None, run_id: str | None) -> int:
         self.run_id = run_id
         if run_id:
             self._line(f"run {run_id}")
@@ -478,6 +550,9 @@ class Follower:
             self._line(f"run {content.get('status')}")
         elif (activity := events.activity_of(event.name, data)) is not None:
             self._line(f"  step {activity.get('stepId')}: {activity['status']} (attempt {activity.get('attempt')})")
+            outputs = activity.get("outputs")
+            if events.waiting_step(event.name, data) and isinstance(outputs, dict) and "prompt" in outputs:
+                self._ask(str(activity.get("stepId")), str(outputs["prompt"]))
         elif event.name == events.EVENT_THINKING:
             self._think(str(data.get("stepId")), str(data.get("content", "")))
         elif event.name == events.EVENT_RESULT:
@@ -493,6 +568,13 @@ class Follower:
                 return EXIT_CODES[details["status"]]
             raise Unreachable(f"the run could not be followed: {data.get('error')}")
         return None
+
+    def _ask(self, step_id: str, prompt: str) -> None:
+        """A waiting approval: its prompt, and the commands that decide it."""
+        run, step = shlex.quote(str(self.run_id)), shlex.quote(step_id)
+        self._line(f"    waiting for a decision: {prompt}")
+        self._line(f"    decide with: workflow-runs approve {run} {step} [--comment TEXT]")
+        self._line(f"             or: workflow-runs reject {run} {step} [--comment TEXT]")
 
     def _ended_already(self) -> int:
         run = self.api.json("GET", f"{RUNS}/{self.run_id}")["workflowRun"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,10 +174,12 @@ def test_runs_list_pages_with_next_token_and_get_shows_a_run(server: DevServer, 
                   "--limit", "2") as t:
         assert t.wait(30) == 0, t.output
     first = re.findall(r"^([0-9a-f-]{36})  failed", t.output, re.MULTILINE)
-    token = re.search(r"^next page: --next-token (\S+)$", t.output, re.MULTILINE).group(1)
+    hint = re.search(r"^next page: (.+)$", t.output, re.MULTILINE).group(1)
     assert len(first) == 2
-    with terminal(server.public, server.token, "runs", "list", "--workflow-id", workflows["failing"],
-                  "--limit", "2", "--next-token", token, "--json") as t:
+    # the hint is followed literally: it repeats the filters its token is bound to
+    argv = shlex.split(hint)
+    assert argv[:3] == ["workflow-runs", "runs", "list"] and workflows["failing"] in argv
+    with terminal(server.public, server.token, *argv[1:], "--json") as t:
         assert t.wait(30) == 0, t.output
     page = json.loads(t.output)
     assert page["data"] and not {r["id"] for r in page["data"]} & set(first)
