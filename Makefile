@@ -7,10 +7,13 @@ BIN := $(VENV)/bin
 STAGE ?= dev
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install dev test check typecheck bench soak openapi build synth diff deploy smoke lint clean
+.PHONY: help install dev cli test check typecheck bench soak openapi build synth diff deploy smoke lint clean
 
 help:
-	@echo "make dev     install everything and start the local server (workflow-runs dev)"
+	@echo "make install install everything make dev and make test need (Python venv, node_modules, DynamoDB Local, checkov)"
+	@echo "make dev     install everything and start the local server (workflow-runs dev) on 127.0.0.1:8000 (internal: 8001)"
+	@echo "make dev     PORT=8100 INTERNAL_PORT=8101 ARGS='--dynamodb moto': other ports, any workflow-runs dev flags"
+	@echo "make cli     ARGS='runs list': the workflow-runs client (same as bin/workflow-runs runs list)"
 	@echo "make test    install everything and run every test"
 	@echo "make check   the inner loop: lint, types, unit and API tests (no server, no browser, nothing slow)"
 	@echo "make bench   run the benchmarks and write docs/benchmarks.md"
@@ -24,6 +27,8 @@ help:
 	@echo "make diff    STAGE=dev|prod: what a deploy would change (needs AWS credentials)"
 	@echo "make deploy  STAGE=dev|prod: deploy with the CDK CLI (needs AWS credentials)"
 	@echo "make smoke   SMOKE_URL=… SMOKE_TOKEN=…: execute and stream one run on a deployed stage"
+	@echo "make clean   remove the venvs, node_modules, build outputs and install stamps"
+	@echo "make help    this list"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,8 +59,16 @@ CHECKOV_VENV := .venv-checkov
 
 install: .make-python .make-node .make-dynamodb-local .make-checkov
 
+# make dev PORT=8100 INTERNAL_PORT=8101 ARGS='--inject-faults conflict=0.2'
+PORT ?= 8000
+INTERNAL_PORT ?= 8001
+ARGS ?=
 dev: install
-	$(BIN)/workflow-runs dev
+	@$(BIN)/workflow-runs dev --port $(PORT) --internal-port $(INTERNAL_PORT) $(ARGS)
+
+# make cli ARGS='runs list --status failed' (or bin/workflow-runs …, or . .venv/bin/activate)
+cli: .make-python
+	@$(BIN)/workflow-runs $(ARGS)
 
 test: install .make-chromium typecheck lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider

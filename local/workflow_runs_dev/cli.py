@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--cors-origin", metavar="ORIGIN", action="append", default=[], type=_origin,
                      help="a browser origin allowed to call the API (CORS), e.g. http://localhost:5173; "
                           "repeatable; added to CORS_ALLOW_ORIGINS")
-    dev.set_defaults(handler=None)
+    dev.set_defaults(handler=None, usage_parser=dev)
     from .client import add_commands  # httpx only, still instant
 
     add_commands(commands)
@@ -82,7 +82,10 @@ def _origin(value: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the subcommand that was given them, with its own usage (exit 2)
+        (getattr(args, "usage_parser", None) or parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.handler is not None:  # a client command (client.py): run, runs, approve, reject
         from .client import run_command
 
@@ -115,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         print("stopping…", flush=True)
         runtime.stop()
     return 0
+
+
+QUIET_STEP_TYPES = frozenset({"transform", "llm"})
 
 
 def banner(runtime) -> str:
@@ -162,7 +168,12 @@ def banner(runtime) -> str:
         lines += ["", "JWKS_URL is set: use a token from your issuer.", "Try:",
                   f'  curl -s -H "Authorization: Bearer $TOKEN" {base}']
     lines.append(f'  curl -s -H "X-Tenant-Id: dev" {runtime.internal_url}/api/v1/workflow-runs')
-    runnable = next((e for e in runtime.loaded_examples if not e.needs_inputs), None)
+    # The first run a newcomer starts should succeed: an example that needs no inputs and has
+    # no step that fails on purpose, waits for a person or reaches the network.
+    runnable = next((e for e in runtime.loaded_examples if not e.needs_inputs
+                     and {s.type for s in e.workflow.steps} <= QUIET_STEP_TYPES), None)
+    approval = next((e for e in runtime.loaded_examples
+                     if any(s.type == "approval" for s in e.workflow.steps)), None)
     if runnable:
         lines.append(f'  curl -s -H "Authorization: Bearer $TOKEN" -F workflowId={runnable.workflow.id} '
                      f"-F 'inputs={{}}' {base}/execute")
@@ -173,9 +184,13 @@ def banner(runtime) -> str:
         f"  viewer: {runtime.public_url}/viewer/   (paste the token)",
         f"          {runtime.internal_url}/viewer/#tenant={DEV_TENANT}   (internal listener: no token needed)",
         f"  CLI:    export WORKFLOW_RUNS_URL={runtime.public_url} WORKFLOW_RUNS_TOKEN=$TOKEN",
-        "          workflow-runs runs list   ·   workflow-runs run <workflowId> --follow",
-        "Ctrl-C stops everything.",
+        "          bin/workflow-runs runs list   ·   bin/workflow-runs run <workflowId> --follow",
     ]
+    if approval is not None:
+        sample = " ".join(f"--input {i.name}=v2" for i in approval.workflow.inputs if i.required and i.default is None)
+        lines.append(f"          bin/workflow-runs run {approval.workflow.id} {sample} --follow".replace("  ", " ")
+                     + "   (waits for your Approve, in the viewer or with the command it prints)")
+    lines.append("Ctrl-C stops everything.")
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ import base64
 import logging
 import os
 import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -80,6 +81,30 @@ def _checked_settings(env: dict[str, str]) -> Settings:
         return Settings.from_env(env)
     except ValidationError as exc:
         raise ValueError("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())) from None
+
+
+class PortInUse(RuntimeError):
+    """A listener's address is taken: said in one line, naming the settings that move it."""
+
+    def __init__(self, busy: list[tuple[str, str, int]]):
+        self.busy = busy
+        taken = " and ".join(f"{host}:{port} ({what})" for what, host, port in busy)
+        super().__init__(f"{taken} already in use; choose free ports, e.g. "
+                         "make dev PORT=8100 INTERNAL_PORT=8101 "
+                         "(or workflow-runs dev --port 8100 --internal-port 8101)")
+
+
+def busy_addresses(listeners: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """The (what, host, port) of `listeners` that cannot be bound now (as uvicorn binds them)."""
+    busy = []
+    for what, host, port in listeners:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                busy.append((what, host, port))
+    return busy
 
 
 @dataclass(frozen=True)
@@ -160,6 +185,11 @@ class LocalRuntime:
         return self._poller is not None and self._poller.wait_idle(timeout)
 
     def start(self) -> LocalRuntime:
+        # Before anything is started: a taken port is one clear line, not a half-started server.
+        busy = busy_addresses([("the public listener, PORT", self.host, self.port),
+                               ("the internal listener, INTERNAL_PORT", INTERNAL_HOST, self.internal_port)])
+        if busy:
+            raise PortInUse(busy)
         try:
             self._start()
         except BaseException:
@@ -250,8 +280,14 @@ class LocalRuntime:
         for server in self._servers:
             server.install_signal_handlers = lambda: None  # the CLI owns Ctrl-C
 
+        async def serve(server: Any) -> None:
+            try:
+                await server.serve()
+            except SystemExit:  # uvicorn's "could not bind" (logged already); reported below
+                pass
+
         async def serve_all() -> None:
-            await asyncio.gather(*(server.serve() for server in self._servers))
+            await asyncio.gather(*(serve(server) for server in self._servers))
 
         self._thread = threading.Thread(target=asyncio.run, args=(serve_all(),), name="dev-http", daemon=True)
         self._thread.start()
