@@ -65,7 +65,7 @@ def test_approve_on_the_public_listener_lets_the_run_finish_and_sse_showed_the_w
     assert response.json()["workflowRun"]["status"] == "running"
     done = until(http, run_id, "completed")
     assert done["activityRuns"][-1]["outputs"] == {"note": "Release notes: v2", "channel": "#releases",
-                                                   "approvedBy": "ana"}
+                                                   "comment": "ana"}
     again = http.post(f"{RUNS}/{run_id}/steps/review/approve", json={})
     assert again.status_code == 409 and again.json()["error"] == "Conflict"
 
