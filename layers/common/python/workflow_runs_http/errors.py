@@ -49,6 +49,10 @@ _CODE_OF_HTTP = {400: "ValidationError", 401: "Unauthorized", 403: "Forbidden", 
 
 
 def error_body(code: str, details: str | list[str]) -> dict:
+    # A validation error's details are always a list of `<field>: <what to fix>` lines (one
+    # line when the whole request is wrong), so a client reads one shape (docs/api.md, Errors).
+    if code == "ValidationError" and isinstance(details, str):
+        details = [details]
     return {"success": False, "error": code, "details": details}
 
 
