@@ -260,8 +260,9 @@ class LiveRun {
         break;
       case "activity-run":
         if (content) this.updateStep(content.stepId, {status: content.status, attempt: content.attempt});
-        if (content && content.status === "waiting" && content.prompt !== undefined) {
-          this.showPrompt(content.stepId, content.prompt);
+        // a waiting approval's event carries its prompt: ask the person at once, before any GET
+        if (content && content.status === "waiting" && typeof content.outputs?.prompt === "string") {
+          this.showPrompt(content.stepId, content.outputs.prompt);
         }
         this.scheduleRefresh();
         break;
