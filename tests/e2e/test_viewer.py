@@ -5,16 +5,14 @@ the DevTools protocol; every check reads the page's DOM. A proxy between Chromiu
 server can cut every open connection, as a dropped network does, to prove the page resumes
 with Last-Event-ID and shows no event twice.
 
-Set VIEWER_SCREENSHOT=<file.png> to keep a screenshot of the live run (docs/viewer.png is made so).
+(docs/viewer.png comes from the README's tour, tests/e2e/test_viewer_tour.py.)
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -102,15 +100,6 @@ def test_timeline_fills_in_live_to_completed(server: DevServer, workflows: dict[
     assert [tuple(e) for e in shown_event_ids(browser)] == server.events(run_id)
     assert browser.exceptions == []
     assert not [entry for entry in browser.log if "Content Security Policy" in entry]
-
-    if os.environ.get("VIEWER_SCREENSHOT"):
-        browser.evaluate(step("fetch", "details.outputs-box") + ".open = true")
-        browser.wait_for(f"document.querySelector('#workflows tr[data-workflow=\"{workflows['live']}\"] .counts')"
-                         ".textContent.includes('completed')")
-        browser.send("Emulation.setDeviceMetricsOverride",
-                      {"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
-        browser.evaluate("window.scrollTo(0, 0)")
-        browser.screenshot(Path(os.environ["VIEWER_SCREENSHOT"]))
 
 
 def test_step_outputs_and_names_are_shown_as_text_never_as_markup(server: DevServer, workflows: dict[str, str],
