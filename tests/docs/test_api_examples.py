@@ -79,6 +79,7 @@ def test_every_curl_line_of_the_api_docs_states_its_status():
         "a curl example outside an sh block is not run by this test"
 
 
+@pytest.mark.timeout(300)  # some 45 requests in sequence, the server's start and stop included
 def test_every_curl_line_of_the_api_docs_answers_the_status_it_states(server: DevServer, tmp_path: Path):
     script = [PRELUDE]
     curls: dict[int, Command] = {}
