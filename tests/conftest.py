@@ -22,7 +22,7 @@ pytest_plugins = ("tests.auth_fixtures",)
 # runs long (`-m "not dynamodb_local and not server and not browser and not slow"`), and
 # `make test` still runs them all. A test is marked by its folder or by the fixtures it uses,
 # never by hand in each module.
-_SERVER_FOLDERS = {"e2e": "server", "integration": "dynamodb_local"}
+_SERVER_FOLDERS = {"e2e": "server", "docs": "server", "integration": "dynamodb_local"}
 _SLOW_FOLDERS = {"reliability", "contention", "bench", "infra"}
 
 
