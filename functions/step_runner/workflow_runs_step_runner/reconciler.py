@@ -75,10 +75,12 @@ def sweep(
     Express runs older than EXPRESS_SETTLE_AFTER_SECONDS are settled without asking: an
     Express execution cannot be described by name, emits no status events, and cannot
     outlive its five minutes, so a run still open after that has lost its execution."""
+    from workflow_runs.models import timestamp  # deferred: cold start
+
     log = log or _logger()
     now = now or datetime.now(UTC)
-    cutoff = _iso(now - timedelta(seconds=stale_after_seconds))
-    express_cutoff = _iso(now - timedelta(seconds=EXPRESS_SETTLE_AFTER_SECONDS))
+    cutoff = timestamp(now - timedelta(seconds=stale_after_seconds))
+    express_cutoff = timestamp(now - timedelta(seconds=EXPRESS_SETTLE_AFTER_SECONDS))
     checked = settled = 0
     for run in store.stale_runs(max(cutoff, express_cutoff)):
         express = run.orchestration == EXPRESS
@@ -142,11 +144,6 @@ def _failure_message(execution_status: str | None) -> str:
     if execution_status == EXPRESS_ENDED:
         return "the run's execution ended before the run did (an Express execution lasts at most 5 minutes)"
     return f"the run's execution ended ({execution_status}) before the run did"
-
-
-def _iso(moment: datetime) -> str:
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _logger() -> Any:

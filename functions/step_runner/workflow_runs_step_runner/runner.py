@@ -45,6 +45,7 @@ from workflow_runs.models import (
     Status,
     Step,
     approval_timeout_seconds,
+    parse_timestamp,
     utc_now,
 )
 from workflow_runs.secrets import StreamMasker
@@ -537,7 +538,7 @@ def in_flight(record: RunRecord) -> tuple[int | None, ActivityRun | None]:
 
 
 def _remaining_approval(step: Step, waiting: ActivityRun) -> float:
-    since = datetime.strptime(waiting.updated_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    since = parse_timestamp(waiting.updated_at)
     return approval_timeout_seconds(step) - (datetime.now(UTC) - since).total_seconds()
 
 
@@ -547,7 +548,7 @@ def _remaining_wait(step: Step, waiting: ActivityRun) -> float:
         seconds = (waiting.outputs or {}).get("seconds")
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         return 0.0
-    since = datetime.strptime(waiting.updated_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    since = parse_timestamp(waiting.updated_at)
     return seconds - (datetime.now(UTC) - since).total_seconds()
 
 

@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
-from workflow_runs_http.cors import CorsMiddleware, origins_from_env
+from workflow_runs_http.cors import CorsMiddleware
 from workflow_runs_http.errors import exception_handlers
 from workflow_runs_http.limits import BodyLimitMiddleware
 
@@ -28,9 +28,6 @@ if TYPE_CHECKING:
     from workflow_runs.settings import Settings
 
     from .telemetry import StreamTelemetry
-
-DEFAULT_MAX_BODY_BYTES = 256 * 1024
-
 
 def create_app(
     *,
@@ -48,12 +45,19 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         Mount("/viewer", app=viewer_app()),
     ]
-    # Outermost first: CORS (from the settings, or in Lambda from CORS_ALLOW_ORIGINS, read
-    # without loading the settings' pydantic model), then the body limit.
-    origins = settings.cors_allow_origins if settings is not None else origins_from_env()
+    # Outermost first: CORS, then the body limit, both from the settings — in Lambda read on
+    # the first request (the adapter's readiness check on /health, so a bad setting still
+    # fails the start), keeping pydantic out of the import.
+    def settings_now() -> Settings:
+        if settings is not None:
+            return settings
+        from workflow_runs.settings import get_settings
+
+        return get_settings()
+
     middleware = [
-        Middleware(CorsMiddleware, allow_origins=origins),
-        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes if settings else DEFAULT_MAX_BODY_BYTES),
+        Middleware(CorsMiddleware, allow_origins=lambda: settings_now().cors_allow_origins),
+        Middleware(BodyLimitMiddleware, max_bytes=lambda: settings_now().max_body_bytes),
     ]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers())
     app.state.settings = settings

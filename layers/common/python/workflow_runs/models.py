@@ -28,10 +28,24 @@ _STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
+# The one timestamp format of the contract: ISO 8601 UTC with milliseconds and Z.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # to parse; %f reads the milliseconds
+
+
+def timestamp(moment: datetime) -> str:
+    """`moment` as the contract writes a time: 2026-01-01T00:00:00.000Z."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(value: str) -> datetime:
+    """A time the contract wrote (`timestamp`), as an aware UTC datetime."""
+    return datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+
+
 def utc_now() -> str:
-    """ISO 8601 UTC with milliseconds and Z, as the contract fixes."""
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    """Now, as the contract writes a time."""
+    return timestamp(datetime.now(UTC))
 
 
 class ApiModel(BaseModel):

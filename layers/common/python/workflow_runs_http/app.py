@@ -7,14 +7,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from workflow_runs.service import RunService
-from workflow_runs.settings import Settings
+from workflow_runs.settings import Settings, get_settings
 
 from .cors import CorsMiddleware
 from .deadlines import ArrivalClock
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
-
-DEFAULT_MAX_BODY_BYTES = 256 * 1024
 
 
 class EdgeApp(FastAPI):
@@ -48,7 +46,10 @@ def new_app(
     app.state.verifier = verifier
     app.state.internal_listener = internal_listener
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes if settings else DEFAULT_MAX_BODY_BYTES)
+    # Without injected settings (Lambda builds them on first use), the limit is read from the
+    # same settings then: one default, one parser (workflow_runs.settings).
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes if settings else
+                       lambda: get_settings().max_body_bytes)
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict:

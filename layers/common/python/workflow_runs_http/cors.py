@@ -20,8 +20,7 @@ dev server wraps both apps of a listener, and each app may wrap itself for Lambd
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from workflow_runs.origins import checked_origins
@@ -41,22 +40,25 @@ MAX_AGE_SECONDS = 600
 HANDLED = "workflow_runs.cors"
 
 
-def origins_from_env(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """`CORS_ALLOW_ORIGINS` (comma separated) for an app built before its settings are: the
-    stream app in Lambda, which loads its settings on the first request. Checked as the
-    settings check it: `*` or a malformed origin is a ValueError, never every origin."""
-    raw = (os.environ if env is None else env).get("CORS_ALLOW_ORIGINS", "")
-    return checked_origins(tuple(o.strip() for o in raw.split(",") if o.strip()))
-
-
 class CorsMiddleware:
     """`CorsMiddleware(app, allow_origins=("https://app.example.com", ...))`. `*` is refused
-    (ValueError), as every reader of allowed origins refuses it."""
+    (ValueError), as every reader of allowed origins refuses it. `allow_origins` may be a
+    function, read on the first request: the stream app in Lambda reads its settings then
+    (its import loads no pydantic), and the settings are the one reader of the environment."""
 
-    def __init__(self, app: ASGIApp, allow_origins: Iterable[str] = (), *, max_age: int = MAX_AGE_SECONDS):
+    def __init__(self, app: ASGIApp, allow_origins: Iterable[str] | Callable[[], Iterable[str]] = (), *,
+                 max_age: int = MAX_AGE_SECONDS):
         self.app = app
-        self.allow_origins = frozenset(o.rstrip("/") for o in checked_origins(tuple(allow_origins), "allow_origins"))
+        self._source = allow_origins if callable(allow_origins) else None
+        self._origins: frozenset[str] | None = None if callable(allow_origins) else _checked(allow_origins)
         self.max_age = max_age
+
+    @property
+    def allow_origins(self) -> frozenset[str]:
+        if self._origins is None:
+            assert self._source is not None
+            self._origins = _checked(self._source())
+        return self._origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.allow_origins or scope.get(HANDLED):
@@ -105,6 +107,10 @@ def _merged_vary(existing: list[tuple[bytes, bytes]], added: list[tuple[bytes, b
     values = [p.strip() for v in vary for p in v.split(",") if p.strip() and p.strip().lower() != "origin"]
     merged = ", ".join([*values, "Origin"]).encode("latin-1")
     return [(k, merged if k == b"vary" else v) for k, v in added]
+
+
+def _checked(origins: Iterable[str]) -> frozenset[str]:
+    return frozenset(o.rstrip("/") for o in checked_origins(tuple(origins), "allow_origins"))
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -4,6 +4,7 @@ client declared its length or streams it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,9 +16,20 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    """`max_bytes` is the settings' `max_body_bytes`; as a function it is read on the first
+    request (the stream app in Lambda reads its settings then)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int | Callable[[], int]):
         self.app = app
-        self.max_bytes = max_bytes
+        self._source = max_bytes if callable(max_bytes) else None
+        self._max_bytes = None if callable(max_bytes) else max_bytes
+
+    @property
+    def max_bytes(self) -> int:
+        if self._max_bytes is None:
+            assert self._source is not None
+            self._max_bytes = self._source()
+        return self._max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
