@@ -61,7 +61,8 @@ from workflow_runs.states import (
     NEXT_STEP,
     NEXT_WAIT,
 )
-from workflow_runs.store import RunRecord, RunStore
+from workflow_runs.store import RunRecord
+from workflow_runs.store.ports import StepStore
 
 from workflow_runs_step_runner.outputs import outputs_too_large
 from workflow_runs_step_runner.steps.base import StepContext, StepError
@@ -100,7 +101,7 @@ def run_step(
     event: dict[str, Any],
     *,
     settings: Settings,
-    store: RunStore,
+    store: StepStore,
     sealer: Unsealer,
     registry: Registry | None = None,
     logger: Any = None,
@@ -146,7 +147,7 @@ def _approval_reply(run_id: str, timeout_seconds: int) -> dict[str, Any]:
 
 
 class _Invocation:
-    def __init__(self, *, settings: Settings, store: RunStore, sealer: Unsealer, registry: Registry, logger: Any):
+    def __init__(self, *, settings: Settings, store: StepStore, sealer: Unsealer, registry: Registry, logger: Any):
         self.settings = settings
         self.store = store
         self.sealer = sealer

@@ -51,6 +51,7 @@ from .cursors import event_cursor
 
 if TYPE_CHECKING:  # pragma: no cover
     from workflow_runs.store import RunStore
+    from workflow_runs.store.ports import ProjectorStore
 
 logger = logging.getLogger("workflow_runs.stream.projector")
 
@@ -81,7 +82,7 @@ class Event:
 # ------------------------------------------------------------------ Lambda entry point
 
 
-def handler(event: dict[str, Any], context: Any, *, store: RunStore | None = None) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any, *, store: ProjectorStore | None = None) -> dict[str, Any]:
     """Project one batch; answer the partial batch response the event source mapping reads.
     In Lambda (no `store` given): with the function's Powertools Logger, Tracer and Metrics
     (ProjectionLag per projected record). The dev server's poller passes its store and
@@ -98,7 +99,7 @@ def _in_lambda(event: dict[str, Any], context: Any) -> dict[str, Any]:
 entry = LambdaEntry(telemetry.PROJECTOR, _in_lambda)
 
 
-def project_batch(event: dict[str, Any], context: Any, *, store: RunStore,
+def project_batch(event: dict[str, Any], context: Any, *, store: ProjectorStore,
                   lag: Callable[[float], None] | None = None) -> dict[str, Any]:
     """One batch through Powertools' batch processor. `lag(ms)` hears, for each record
     projected, how long after its change reached the stream (ApproximateCreationDateTime)."""
@@ -144,7 +145,7 @@ def _is_terminal_run_change(raw: Any) -> bool:
     return isinstance(new, dict) and new.get("S") in TERMINAL and new != old
 
 
-def _record_handler(store: RunStore, lag: Callable[[float], None] | None = None) -> Callable[[Any], list[Event]]:
+def _record_handler(store: ProjectorStore, lag: Callable[[float], None] | None = None) -> Callable[[Any], list[Event]]:
     stalled: set[str] = set()  # runs with a transient failure earlier in this batch
 
     def project_in_order(record: Any) -> list[Event]:
@@ -183,7 +184,7 @@ def _default_store() -> RunStore:
 # ------------------------------------------------------------------ one record
 
 
-def project(record: Any, store: RunStore) -> list[Event]:
+def project(record: Any, store: ProjectorStore) -> list[Event]:
     """Write the events of one stream record (a Lambda-shaped dict or a Powertools record)."""
     events = plan(record, store)
     for event in events:
@@ -191,7 +192,7 @@ def project(record: Any, store: RunStore) -> list[Event]:
     return events
 
 
-def plan(record: Any, store: RunStore) -> list[Event]:
+def plan(record: Any, store: ProjectorStore) -> list[Event]:
     """The events a record stands for, without writing them. Reads the store only to put
     the whole run into a `result`."""
     raw = _raw(record)
@@ -234,7 +235,7 @@ def plan(record: Any, store: RunStore) -> list[Event]:
     ]
 
 
-def _expire(run_id: str, raw: dict, stream: dict, store: RunStore) -> None:
+def _expire(run_id: str, raw: dict, stream: dict, store: ProjectorStore) -> None:
     """The run's head is gone: DynamoDB's TTL deleted it (RUN_RETENTION_DAYS after it ended;
     the record's `userIdentity` is then the DynamoDB service). Its counters move, once,
     and its other items go (store/retention.py). Nothing is told to the run's event log."""
@@ -248,7 +249,7 @@ def _expire(run_id: str, raw: dict, stream: dict, store: RunStore) -> None:
                                       "by_ttl": identity.get("principalId") == TTL_PRINCIPAL})
 
 
-def _run_events(run_id: str, new: dict, old: dict, store: RunStore) -> list[tuple[str, EventData]]:
+def _run_events(run_id: str, new: dict, old: dict, store: ProjectorStore) -> list[tuple[str, EventData]]:
     status = _status(new)
     if old and old.get("status") == status:
         return []  # another attribute changed (executionStarted, …): nothing to tell

@@ -39,6 +39,7 @@ from .follow import FollowPolicy, LogEvent, cannot_follow, follow
 if TYPE_CHECKING:
     from workflow_runs.settings import Settings
     from workflow_runs.store import StreamLease
+    from workflow_runs.store.ports import StreamLeases
 
     from .telemetry import StreamTelemetry
 
@@ -124,7 +125,7 @@ class StreamSlot:
 
     @classmethod
     async def take(cls, request: Request, settings: Settings, tenant: str, run_id: str | None = None) -> StreamSlot:
-        store = service_of(request).store
+        store: StreamLeases = service_of(request).store
         telemetry = telemetry_of(request)
         keys = {"request_id": request_id(request), "tenant": tenant, **({"run_id": run_id} if run_id else {})}
         limit = settings.stream_max_per_tenant
