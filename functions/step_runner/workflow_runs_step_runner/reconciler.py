@@ -13,6 +13,10 @@ Two triggers, one handler:
   creation has outlived any Express execution: it is failed without asking. A lost event,
   a crashed step runner, a start that never happened: all end here.
 
+A third duty, the repair: a run whose event log never got its closing event (the
+projector's attempts ran out on the record of its end) has it written from its status
+(`repair`, workflow_runs.closing), so every log ends whatever the projector met.
+
 Every write is conditional on the old status (TransitionRejected = someone else settled
 it first), so a repeated event or two sweeps at once change nothing twice.
 """
@@ -130,6 +134,18 @@ def settle(store: EndingStore, run_id: str, execution_status: str | None, *, log
                     extra={"run_id": run_id, "execution_status": execution_status, "was": ending.before.value
                            if ending.before else None})
     return ending.changed
+
+
+def repair(store: Any, run_id: str, *, log: Any = None) -> bool:
+    """Re-project an ended run whose event log is behind its status: its closing events
+    written from the run item. True when it wrote them."""
+    from workflow_runs.closing import repair_log
+
+    repaired = repair_log(store, run_id)
+    if repaired:
+        (log or _logger()).warning("event log repaired: its closing event written from the run's status",
+                                   extra={"run_id": run_id})
+    return repaired
 
 
 def _failure_message(execution_status: str | None) -> str:

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 from workflow_runs import telemetry
 from workflow_runs.ending import end_from_outside, retry_lost_races
-from workflow_runs.errors import NotFound, TransitionRejected
+from workflow_runs.errors import NotFound, TransitionRejected, Unavailable
 from workflow_runs.models import (
     MAX_ATTEMPTS_CEILING,
     ActivityRun,
@@ -257,7 +257,15 @@ class _Invocation:
                 telemetry.step_duration(step.type, elapsed())
                 flush_thinking()  # before the step's end is written, so readers see it first
         except StepError as exc:
+            if exc.busy:
+                return self._step_met_busy_service(record, index, activity, self._mask(exc.message), log_keys)
             return self._step_failed(record, index, activity, self._mask(exc.message), exc.retryable)
+        except Unavailable:
+            # The store stayed busy under the step (its thinking, its outputs): no fault of
+            # the step's. The state machine makes the invocation again, and the next one
+            # closes this attempt as interrupted: the run never fails for a busy table.
+            self.log.warning("the store was busy under the step; the state machine tries again", extra=log_keys)
+            raise
         except Exception as exc:  # noqa: BLE001 - a bug in a step type must still end the step cleanly
             self.log.error("step raised unexpectedly", extra={**log_keys, "error_type": type(exc).__name__,
                                                               "error": self._mask(str(exc))[:MAX_ERROR_CHARS]})
@@ -403,6 +411,18 @@ class _Invocation:
                     "status": Status.FAILED, "updated_at": utc_now(),
                     "outputs": {"error": f"the invocation was interrupted; retried as attempt {attempt}"}})
                 self.store.finish_activity(record.id, index, interrupted, expected=[Status.RUNNING])
+
+    def _step_met_busy_service(self, record: RunRecord, index: int, activity: ActivityRun, message: str,
+                               log_keys: dict[str, Any]) -> dict[str, Any]:
+        """The attempt fails with the service's answer, and the state machine's `Unavailable`
+        retrier makes the invocation again (the next attempt), as for a busy table."""
+        failed = activity.model_copy(update={"status": Status.FAILED, "outputs": {"error": message[:MAX_ERROR_CHARS]},
+                                             "updated_at": utc_now()})
+        if not self.store.finish_activity(record.id, index, failed, expected=[Status.RUNNING]):
+            return self._after_rejected_finish(record.id)
+        self.log.warning("a service the step called was busy; the state machine tries again",
+                         extra={**log_keys, "error": message[:MAX_ERROR_CHARS]})
+        raise Unavailable(message[:MAX_ERROR_CHARS])
 
     def _step_failed(
         self, record: RunRecord, index: int, activity: ActivityRun, message: str, retryable: bool

@@ -9,11 +9,14 @@ first closing event (`result` / `error`), or — without one — when it has bee
 `max_seconds` (STREAM_MAX_SECONDS, below the function's timeout in AWS): the client resumes
 with `Last-Event-ID` on a fresh stream.
 
-A run it cannot follow ends with an `error` event whose `details` is a string:
-- the event log cannot be read (after a few tries);
-- the log stays idle while the run is gone, or ended more than `lag_limit` seconds ago
-  (its events expired, or its projection failed). A run that ended recently is waited
-  for: a projector running behind (throttling, batch retries) looks idle too.
+A read that fails (the store stayed busy through its retries) keeps the connection: the
+reader tries again, backing off to `poll_max`, until the stream's longest life; then it
+ends without a closing event and the client resumes. A log that stays idle for
+`close_grace` seconds has the run read: when the run has ended, the stream ends with the
+closing event told from the run (workflow_runs.closing, the same content the projector
+writes, under the repair's cursor): a log behind its run (a projection running late or
+failed, events expired) never holds a reader past its end. A run that no longer exists
+ends the stream with an `error` event whose `details` is a string.
 
 Every blocking store call runs in a worker thread; when the client goes away, the response
 cancels this generator at its next await, so no poll outlives the request.
@@ -24,34 +27,32 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio import to_thread
 from workflow_runs.backoff import Backoff
+from workflow_runs.closing import RunReader, closing_events, ended_run
 from workflow_runs.events import EventData, cannot_follow_event
 from workflow_runs.events import is_closing as is_closing_event
-from workflow_runs.log_reader import LogReader, Pacing, read_page
-from workflow_runs.log_reader import RunLog as EventLog
-from workflow_runs.states import TERMINAL_VALUES
+from workflow_runs.log_reader import LogReader, Pacing, RunLog, read_page
 
 from .cursors import START, is_closing
 
 logger = logging.getLogger("workflow_runs.stream.follow")
 
-READ_ATTEMPTS = 4
-
 __all__ = ["EventLog", "FollowPolicy", "LogEvent", "cannot_follow", "follow"]
+
+
+class EventLog(RunLog, RunReader, Protocol):
+    """The run's event log, and the run itself (to end from its status)."""
 
 
 @dataclass(frozen=True)
 class FollowPolicy(Pacing):
     """The log reader's pacing (`workflow_runs.log_reader.Pacing`, which the blocking execute
-    shares), and what only a stream has: how long a run's closing event may lag, and its
-    own longest life."""
+    shares), and what only a stream has: its own longest life."""
 
-    # How long after a run's end its closing event may still be on its way (projection lag).
-    lag_limit: float = 300.0
     # A stream's longest life: then it ends without a closing event, and the client resumes.
     max_seconds: float = float("inf")
 
@@ -86,7 +87,7 @@ async def follow(
     if is_closing(after or START):
         return  # resumed after the closing event: nothing comes after it
     reader = LogReader(policy, cursor=after or START)
-    retries = Backoff(attempts=READ_ATTEMPTS, base_seconds=2 * policy.poll_min, cap_seconds=policy.poll_max,
+    retries = Backoff(attempts=2, base_seconds=2 * policy.poll_min, cap_seconds=policy.poll_max,
                       jitter=False)
     failures = 0
     deadline = monotonic() + policy.max_seconds
@@ -99,11 +100,9 @@ async def follow(
             failures = 0
         except Exception:
             failures += 1
-            logger.exception("reading the event log failed", extra={"run_id": run_id, "attempt": failures})
-            if failures >= READ_ATTEMPTS:
-                yield cannot_follow(reader.cursor or START, "its events could not be read; resume with Last-Event-ID")
-                return
-            await sleep(min(retries.delay(failures - 1), max(0.0, deadline - monotonic())))
+            logger.warning("reading the event log failed; the stream goes on", exc_info=True,
+                           extra={"run_id": run_id, "attempt": failures})
+            await sleep(min(retries.delay(min(failures - 1, 20)), max(0.0, deadline - monotonic())))
             continue
         for event_cursor, name, data in reader.take(page, monotonic()):
             yield LogEvent(event_cursor, name, data)
@@ -113,34 +112,31 @@ async def follow(
             continue  # more is waiting: read on at once
         now = monotonic()
         if reader.idle_check(now):
-            ended = await _ended_without_close(log, run_id, policy.lag_limit)
-            if ended is not None:
+            ended = await _ended_without_close(log, run_id)
+            if isinstance(ended, str):
                 yield cannot_follow(reader.cursor or START, ended)
+                return
+            if ended:
+                for event in ended:
+                    yield event
                 return
         await sleep(min(reader.pause(now), max(0.0, deadline - monotonic())))
 
 
-async def _ended_without_close(log: EventLog, run_id: str, lag_limit: float) -> str | None:
-    """Why an idle log will stay idle, or None while the run may still produce events."""
+async def _ended_without_close(log: EventLog, run_id: str) -> list[LogEvent] | str | None:
+    """What ends an idle log's stream: the run's closing events told from its status when
+    it has ended, why it cannot end otherwise (a string), or None while the run goes on (or
+    the store is too busy to say)."""
+    from workflow_runs.errors import NotFound
+
     try:
-        state = await to_thread.run_sync(log.run_state, run_id)
-    except Exception:
-        logger.exception("reading the run status failed", extra={"run_id": run_id})
-        return None
-    if state is None:
+        run = await to_thread.run_sync(ended_run, log, run_id)
+    except NotFound:
         return "the run no longer exists"
-    status, changed_at = state
-    value = getattr(status, "value", status)
-    if value in TERMINAL_VALUES and _seconds_since(changed_at) > lag_limit:
-        return f"the run is {value}, but its remaining events are no longer available; get the run instead"
-    return None
-
-
-def _seconds_since(timestamp: str) -> float:
-    from datetime import UTC, datetime
-
-    try:
-        then = datetime.fromisoformat(timestamp)
-    except (TypeError, ValueError):
-        return float("inf")  # unreadable: treat as long ago rather than wait forever
-    return (datetime.now(UTC) - then).total_seconds()
+    except Exception:
+        logger.warning("reading the run's status failed", exc_info=True, extra={"run_id": run_id})
+        return None
+    if run is None:
+        return None
+    logger.info("the event log is behind the run's end; closing from its status", extra={"run_id": run_id})
+    return [LogEvent(cursor, name, data) for cursor, name, data in closing_events(run)]

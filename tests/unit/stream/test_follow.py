@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import anyio
 import pytest
+from workflow_runs.closing import REPAIR_CURSORS
+from workflow_runs.errors import NotFound
 from workflow_runs.log_reader import PAGE_SIZE
-from workflow_runs_stream.cursors import START, event_cursor
-from workflow_runs_stream.follow import READ_ATTEMPTS, FollowPolicy, LogEvent, follow
+from workflow_runs.models import Status
+from workflow_runs_stream.cursors import event_cursor
+from workflow_runs_stream.follow import FollowPolicy, LogEvent, follow
 
 POLICY = FollowPolicy(poll_min=0.05, poll_max=0.4, close_grace=1.0)
 
@@ -35,6 +40,19 @@ class ScriptedLog:
 
     def run_state(self, run_id: str):
         return None if self.status is None else (self.status, self.changed_at)
+
+    def get_run_record(self, run_id: str, tenant: str | None = None):
+        if self.status is None:
+            raise NotFound(f"workflow run {run_id} not found")
+        return SimpleNamespace(status=Status(self.status), tenant="t-1")
+
+    def get_run(self, tenant: str, run_id: str):
+        from workflow_runs.models import WorkflowRun
+
+        return WorkflowRun.model_validate({
+            "id": run_id, "workflowId": "00000000-0000-4000-8000-000000000001", "workflowName": "w",
+            "status": self.status, "inputs": [], "activityRuns": [],
+            "createdAt": self.changed_at, "updatedAt": self.changed_at})
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
@@ -103,37 +121,53 @@ def test_resuming_after_a_cursor_reads_only_what_follows():
     assert log.queries[0] == event(1)[0]
 
 
-def test_a_log_that_cannot_be_read_ends_the_stream_with_a_string_error():
+def test_a_log_that_cannot_be_read_keeps_the_connection_and_ends_without_a_closing_event():
+    # Given a store that stays busy for the whole life of the stream
     log = ScriptedLog([event(1)])
-    log.failures = READ_ATTEMPTS
-    [closing] = collect(log)
-    assert closing.name == "error" and isinstance(closing.data["details"], str)
-    assert closing.cursor == START  # resuming from it loses nothing
-    assert len(log.queries) == READ_ATTEMPTS
+    log.failures = 10**6
+    policy = FollowPolicy(poll_min=0.05, poll_max=0.4, close_grace=1.0, max_seconds=30.0)
+
+    async def run() -> list[LogEvent]:
+        return [e async for e in follow(log, "r-1", None, policy, monotonic=log.clock, sleep=log.sleep)]
+
+    # Then it never sends an event (no `error` a client would take for the run's end) and
+    # ends at its longest life, having read on at the idle pace at most
+    assert anyio.run(run) == []
+    assert log.now >= policy.max_seconds and len(log.queries) > 30 / 0.4
+    assert max(log.sleeps) <= policy.poll_max
 
 
 def test_a_passing_read_failure_is_retried_without_the_client_noticing():
     log = ScriptedLog([event(1), event(2, "result", closing=True)])
-    log.failures = READ_ATTEMPTS - 1
+    log.failures = 3
     assert [e.name for e in collect(log)] == ["workflow-run", "result"]
 
 
-@pytest.mark.parametrize(("status", "words"), [("completed", "completed"), (None, "no longer exists")])
-def test_a_silent_log_of_an_ended_or_missing_run_ends_with_a_string_error(status, words):
-    log = ScriptedLog([event(1)], status=status)
+def test_a_silent_log_of_a_missing_run_ends_with_a_string_error():
+    log = ScriptedLog([event(1)], status=None)
     events = collect(log)
     assert [e.name for e in events] == ["workflow-run", "error"]
-    assert words in events[-1].data["details"] and events[-1].cursor == event(1)[0]
+    assert "no longer exists" in events[-1].data["details"] and events[-1].cursor == event(1)[0]
     assert log.now >= POLICY.close_grace
 
 
-def test_a_silent_log_of_a_run_that_just_ended_keeps_waiting_for_a_late_projection():
+@pytest.mark.parametrize(("status", "closing"), [("completed", "result"), ("failed", "error"),
+                                                 ("cancelled", "error")])
+def test_a_silent_log_of_an_ended_run_ends_with_the_closing_event_told_from_its_status(status, closing):
+    # Given a log whose closing event never came (the projector's attempts ran out)
     from workflow_runs.models import utc_now
 
-    log = ScriptedLog([event(1)], status="completed", changed_at=utc_now())
-    log.on_sleep = lambda n: log.events.append(event(2, "result", closing=True)) if n == 30 else None
-    assert [e.name for e in collect(log)] == ["workflow-run", "result"]
-    assert log.now > 3 * POLICY.close_grace
+    log = ScriptedLog([event(1)], status=status, changed_at=utc_now())
+    events = collect(log)
+    # Then, one grace period after the log went idle, the stream ends from the run's status
+    assert [e.name for e in events] == ["workflow-run", "workflow-run", closing]
+    assert [e.cursor for e in events[1:]] == list(REPAIR_CURSORS)
+    assert events[1].data == {"content": {"workflowRunId": "r-1", "status": status}}
+    if closing == "result":
+        assert events[-1].data["success"] is True and events[-1].data["workflowRun"]["status"] == status
+    else:
+        assert events[-1].data["details"]["status"] == status
+    assert POLICY.close_grace <= log.now < 3 * POLICY.close_grace
 
 
 def test_a_silent_log_of_a_run_still_going_keeps_waiting():

@@ -39,12 +39,16 @@ class StepOutcome:
 
 
 class StepError(Exception):
-    """A step failed. `retryable` errors are retried by the orchestrator while attempts remain."""
+    """A step failed. `retryable` errors are retried by the orchestrator while attempts remain.
+    `busy`: a service the step called was throttled or answered 5xx past its client's retries:
+    no fault of the step's, so the attempt fails and the state machine makes the invocation
+    again (its `Unavailable` retrier), whatever attempts the step's own retry allows."""
 
-    def __init__(self, message: str, *, retryable: bool = False):
+    def __init__(self, message: str, *, retryable: bool = False, busy: bool = False):
         super().__init__(message)
         self.message = message
-        self.retryable = retryable
+        self.retryable = retryable or busy
+        self.busy = busy
 
 
 class StepType(Protocol):

@@ -35,6 +35,11 @@ RETRYABLE_CODES = frozenset({
     "ModelTimeoutException", "RequestTimeout", "RequestTimeoutException",
 })
 
+# Of those, the ones that say the service was busy (throttled, or down for a moment): the
+# state machine tries the invocation again, however few attempts the step allows.
+BUSY_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "ServiceUnavailableException",
+                        "InternalServerException"})
+
 
 @lru_cache(maxsize=8)
 def _default_bedrock_client(read_timeout: float) -> Any:
@@ -196,7 +201,8 @@ def _classify(exc: Exception, model_id: str) -> StepError:
         code = error.get("Code", "")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         retryable = code in RETRYABLE_CODES or status >= 500 or status == 429
-        return StepError(f"llm: bedrock {model_id} failed: {code}: {error.get('Message', '')}", retryable=retryable)
+        return StepError(f"llm: bedrock {model_id} failed: {code}: {error.get('Message', '')}", retryable=retryable,
+                         busy=code in BUSY_CODES or status >= 500 or status == 429)
     if isinstance(exc, BotoCoreError):  # connection closed, read timeout, endpoint unreachable
         return StepError(f"llm: bedrock {model_id} failed: {type(exc).__name__}", retryable=True)
     return StepError(f"llm: bedrock {model_id} failed: {type(exc).__name__}: {exc}", retryable=False)

@@ -137,6 +137,33 @@ class CancelRequest(ApiModel):
 
 
 BUSY = "the store is busy; nothing was changed for this run; try again"
+# How long a start is tried again while Step Functions throttles (a storm lasts seconds).
+START_PATIENCE_SECONDS = 10.0
+START_GRACE_SECONDS = 3.0
+START_RETRY_FIRST_SECONDS = 0.1
+# What an AWS service answers when it is busy, not when the request is wrong.
+TRANSIENT_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
+                             "ServiceUnavailable", "ServiceUnavailableException", "InternalServerError",
+                             "InternalServerException", "InternalFailure"})
+
+
+def _transient(exc: Exception) -> bool:
+    """A throttle or a 5xx that outlasted botocore's retries, or a connection that failed:
+    worth another try a moment later. (Duck-typed: botocore loads with the client.)"""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
+        return (response.get("Error") or {}).get("Code") in TRANSIENT_CODES or status >= 500 or status == 429
+    return type(exc).__name__ in ("EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
+                                  "ConnectTimeoutError")
+
+
+def _settled_or(store: RunStore, record: RunRecord) -> RunRecord:
+    """The run as stored now, or `record` when the store is too busy to say."""
+    try:
+        return store.get_run_record(record.id)
+    except Unavailable:
+        return record
 
 
 class ListQuery(ApiModel):
@@ -223,7 +250,7 @@ class RunService:
         return self._start_run(tenant, request, idempotency_key, subject)[0]
 
     def _start_run(self, tenant: str, request: ExecuteRequest, idempotency_key: str | None,
-                   subject: str) -> tuple[WorkflowRun, Workflow]:
+                   subject: str, deadline: float | None = None) -> tuple[WorkflowRun, Workflow]:
         workflow = self.store.get_workflow(tenant, request.workflow_id)
         try:
             inputs = resolve_inputs(workflow, request.inputs)
@@ -250,21 +277,42 @@ class RunService:
         if created or record.status is Status.SCHEDULED:
             # A repeat of a request whose first attempt died before starting resumes the start;
             # the execution name is the run id, so starting twice starts once.
-            record = self._start_execution(record)
+            record = self._start_execution(record, deadline)
         return record.run, workflow
 
-    def _start_execution(self, record: RunRecord) -> RunRecord:
-        try:
-            self.orchestrator.start(record.id, record.run.orchestration)
-        except Exception:
-            logger.exception("could not start the orchestration", extra={"run_id": record.id})
+    def _start_execution(self, record: RunRecord, deadline: float | None = None) -> RunRecord:
+        """Start the run's execution, again while Step Functions is busy (a throttle that
+        outlasted botocore's retries, a storm lasts seconds) for START_PATIENCE_SECONDS, or
+        until START_GRACE_SECONDS past a blocking execute's `deadline` (its answer stays
+        within API Gateway's 29 s). A start that still fails ends the run `failed` with that
+        reason; when even that write meets a busy table the run stays `scheduled` for the
+        reconciler. Never raises: the run exists, and its caller answers with it."""
+        give_up = time.monotonic() + START_PATIENCE_SECONDS
+        give_up = min(give_up, deadline + START_GRACE_SECONDS) if deadline is not None else give_up
+        delay = START_RETRY_FIRST_SECONDS
+        while True:
             try:
-                return self.store.transition_run(
-                    record, Status.FAILED, error=RunError(message="the run could not be started; try again")
-                )
-            except TransitionRejected:
-                return self.store.get_run_record(record.id)
-        return record
+                self.orchestrator.start(record.id, record.run.orchestration)
+                return record
+            except Exception as exc:
+                if _transient(exc) and time.monotonic() + delay < give_up:
+                    logger.warning("starting the orchestration failed; trying again", exc_info=True,
+                                   extra={"run_id": record.id, "in_seconds": delay})
+                    time.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                logger.exception("could not start the orchestration", extra={"run_id": record.id})
+                break
+        try:
+            return self.store.transition_run(
+                record, Status.FAILED, error=RunError(message="the run could not be started; try again")
+            )
+        except TransitionRejected:
+            return _settled_or(self.store, record)
+        except Unavailable:
+            logger.warning("the run could not be started nor failed; the reconciler settles it",
+                           extra={"run_id": record.id})
+            return record
 
     def execute(
         self, tenant: str, request: ExecuteRequest, idempotency_key: str | None = None, *, subject: str = "",
@@ -275,17 +323,25 @@ class RunService:
         by default `EXECUTE_WAIT_SECONDS` from now. Returns (run, ended)."""
         if deadline is None:
             deadline = time.monotonic() + self.settings.execute_wait_seconds
-        run, workflow = self._start_run(tenant, request, idempotency_key, subject)
+        run, workflow = self._start_run(tenant, request, idempotency_key, subject, deadline)
         if run.status.terminal:
             return run, True
         if time.monotonic() >= deadline:
             return run, False
-        # The run's end reaches its event log as the closing event: wake on it.
-        outcome = wait_for_end(self.store, run.id, deadline, Pacing.from_settings(self.settings),
-                               quiet_steps=quiet_steps_of(workflow.steps), parked_steps=parked_steps_of(workflow.steps))
-        if outcome.run is not None:
-            return WorkflowRun.model_validate(outcome.run), True
-        final = self.store.get_run(tenant, run.id)
+        # From here on the run exists: whatever the store meets, the answer is the run (202
+        # with its Location when its end is not known), never "nothing was changed".
+        try:
+            # The run's end reaches its event log as the closing event: wake on it.
+            outcome = wait_for_end(self.store, run.id, deadline, Pacing.from_settings(self.settings),
+                                   quiet_steps=quiet_steps_of(workflow.steps),
+                                   parked_steps=parked_steps_of(workflow.steps))
+            if outcome.run is not None:
+                return WorkflowRun.model_validate(outcome.run), True
+            final = self.store.get_run(tenant, run.id)
+        except Unavailable:
+            logger.warning("the store is busy after the run was created; answering with the run",
+                           extra={"run_id": run.id})
+            return run, False
         return final, outcome.ended or final.status.terminal
 
     def retry(self, tenant: str, run_id: str, idempotency_key: str | None = None, *, subject: str = "") -> WorkflowRun:
@@ -329,7 +385,10 @@ class RunService:
                 logger.warning("copying the reused steps met a busy table; the step runner copies them",
                                extra={"run_id": record.id})
             record = self._start_execution(record)
-        return self.store.get_run(tenant, record.id)
+        try:
+            return self.store.get_run(tenant, record.id)
+        except Unavailable:  # the retry exists: answered with it as written, never "nothing changed"
+            return record.run
 
     def cancel(self, tenant: str, request: CancelRequest) -> list[CancelResult]:
         if request.workflow_id:

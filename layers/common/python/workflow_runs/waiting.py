@@ -17,6 +17,9 @@ gets its 202 with `Location` at once instead of at the deadline.
 
 A log that stays idle for `close_grace` seconds has the run's status read once (a
 projection running behind, or failed, must not hold the answer to the deadline).
+
+A read that fails (the store stayed busy through its retries) counts as a read that found
+nothing: the wait goes on to its deadline, and the caller answers from the run.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import Unavailable
 from .events import carried_run, is_closing, waiting_step
 from .log_reader import LogReader, Pacing, RunLog, read_page
 from .states import APPROVAL_STEP, WAIT_STEP
@@ -55,7 +59,7 @@ def wait_for_end(
     `quiet_steps`: step id → seconds it waits."""
     reader = LogReader(pacing, quiet_steps=quiet_steps or {})
     while True:
-        for _, name, data in reader.take(read_page(log, run_id, reader), monotonic()):
+        for _, name, data in reader.take(_read(log, run_id, reader), monotonic()):
             if is_closing(name):
                 return WaitOutcome(True, carried_run(data))
             if waiting_step(name, data) in parked_steps:
@@ -64,13 +68,23 @@ def wait_for_end(
             continue  # more is waiting: read on at once
         now = monotonic()
         if reader.idle_check(now):
-            state = log.run_state(run_id)
+            try:
+                state = log.run_state(run_id)
+            except Unavailable:
+                state = (None, "")  # busy: not known to have ended; look again after another grace
             if state is None or getattr(state[0], "terminal", False):
                 return WaitOutcome(state is not None)
         left = deadline - now
         if left <= 0:
             return WaitOutcome(False)
         sleep(min(reader.pause(now), left))
+
+
+def _read(log: RunLog, run_id: str, reader: LogReader) -> list[tuple[str, str, Any]]:
+    try:
+        return read_page(log, run_id, reader)
+    except Unavailable:
+        return []  # busy: nothing read this time; the wait goes on
 
 
 def parked_steps_of(steps: Iterable[Any]) -> frozenset[str]:
