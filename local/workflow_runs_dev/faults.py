@@ -25,6 +25,26 @@ What it does, per HTTP attempt (a botocore retry is a new attempt):
   half each; any other operation: ProvisionedThroughputExceededException or
   ThrottlingException, half each. Control-plane calls (CreateTable, DescribeTable, …) pass.
 
+- **Server errors.** `error_rate` of every data-plane request is answered 500
+  InternalServerError or 503 ServiceUnavailable (half each), as AWS's 5xx are: botocore
+  retries them like throttling.
+- **Surfaced faults.** `surface_rate` of every call fails before botocore sends it
+  (`before-call`): the throttle reaches our code at once, as one that outlasted botocore's
+  own retries does.
+- **Storms.** Throttling is not a rate in AWS: an episode fails every call for seconds. For
+  `storm_seconds` from `storm_at` seconds after it is first attached (then every
+  `storm_every` seconds, when given), or from a `storm()` call, every attempt of every
+  attached client is throttled or answered 5xx: botocore's retries run and give up, and
+  the error reaches our code.
+
+Any boto3 client can be attached (`attach`), not only DynamoDB's: the stream poller's
+DynamoDB Streams client too; for any other service every operation is data plane and a
+throttle is `ThrottlingException`. The local stand-ins of the other AWS services (the local
+orchestrator for Step Functions, the `echo` model for Bedrock) have no botocore client: they
+ask `guard(service, operation)`, which raises what botocore would raise after its retries
+(a ClientError `ThrottlingException`) during a storm and for `surface_rate` of the calls
+(`FaultyOrchestrator`, `faulty_registry`).
+
 A refused request never reaches DynamoDB Local, so it changes nothing. The draws come from
 one `random.Random(seed)` (four per attempt, whatever the outcome), so a single-threaded
 sequence of requests meets the same faults on every run. `stats` counts what was injected.
@@ -35,10 +55,11 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -74,18 +95,26 @@ KINDS = (
     "throttle_cancelled_transaction",  # TransactionCanceledException: ThrottlingError on one entry
     "throttle_provisioned",            # ProvisionedThroughputExceededException
     "throttle_throttling",             # ThrottlingException
+    "server_error",                    # 500 InternalServerError / 503 ServiceUnavailable
+    "surfaced",                        # refused before botocore sent it: no retry of botocore's
+    "storm",                           # refused because a storm is on
+    "guarded",                         # a local stand-in's call refused (guard)
 )
 
 # An attempt is in flight from `before-send` until its response arrives (`before-parse`, so
 # the client's own parsing does not stretch it), or its send failed (`response-received`,
 # after every attempt), or the call raised (`after-call-error`). All run in the caller's thread.
-_EVENTS = ("before-send.dynamodb", "before-parse.dynamodb", "response-received.dynamodb", "after-call-error.dynamodb")
-_SPEC_KEYS = {"conflict": "conflict_rate", "throttle": "throttle_rate", "seed": "seed", "overlap": "overlap"}
+_EVENTS = ("before-send", "before-parse", "response-received", "after-call-error", "before-call")
+_SPEC_KEYS = {"conflict": "conflict_rate", "throttle": "throttle_rate", "error": "error_rate",
+              "surface": "surface_rate", "storm": "storm_seconds", "storm_at": "storm_at",
+              "storm_every": "storm_every", "seed": "seed", "overlap": "overlap"}
+_SECONDS = frozenset({"storm_seconds", "storm_at", "storm_every"})
 
 
 def parse_spec(spec: str) -> dict[str, Any]:
-    """`conflict=0.2,throttle=0.1,seed=7[,overlap=off]` → FaultInjector keyword arguments.
-    Rates are fractions from 0 to 1; ValueError names what is wrong."""
+    """`conflict=0.2,throttle=0.1,error=0.05,surface=0.02,storm=5,storm_at=0,storm_every=30,
+    seed=7[,overlap=off]` → FaultInjector keyword arguments. Rates are fractions from 0 to 1,
+    storm times seconds; ValueError names what is wrong."""
     options: dict[str, Any] = {}
     for part in (p.strip() for p in spec.split(",")):
         if not part:
@@ -102,10 +131,17 @@ def parse_spec(spec: str) -> dict[str, Any]:
             if raw.lower() not in ("on", "off", "1", "0", "true", "false"):
                 raise ValueError(f"overlap must be on or off, not '{raw}'")
             options["overlap"] = raw.lower() in ("on", "1", "true")
+        elif _SPEC_KEYS[name] in _SECONDS:
+            try:
+                options[_SPEC_KEYS[name]] = float(raw.removesuffix("s"))
+            except ValueError:
+                raise ValueError(f"{name} must be a number of seconds, not '{raw}'") from None
+            if options[_SPEC_KEYS[name]] < 0:
+                raise ValueError(f"{name} must not be negative")
         else:
             options[_SPEC_KEYS[name]] = _rate(name, raw)
     if not options:
-        raise ValueError("empty fault spec; e.g. conflict=0.2,throttle=0.1")
+        raise ValueError("empty fault spec; e.g. conflict=0.2,throttle=0.1 or storm=5")
     return options
 
 
@@ -132,16 +168,30 @@ class FaultInjector:
         throttle_rate: float = 0.0,
         seed: int | None = None,
         *,
+        error_rate: float = 0.0,
+        surface_rate: float = 0.0,
+        storm_seconds: float = 0.0,
+        storm_at: float = 0.0,
+        storm_every: float = 0.0,
         overlap: bool = True,
         key_attributes: tuple[str, ...] = (keys.PK, keys.SK),
+        clock: Callable[[], float] = time.monotonic,
     ):
         """`key_attributes` name an item's key in a Put (both project tables key on PK, SK);
         `overlap=False` turns the in-flight overlap rule off, leaving the rates alone."""
-        for name, value in (("conflict_rate", conflict_rate), ("throttle_rate", throttle_rate)):
+        for name, value in (("conflict_rate", conflict_rate), ("throttle_rate", throttle_rate),
+                            ("error_rate", error_rate), ("surface_rate", surface_rate)):
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be from 0 to 1, not {value}")
         self.conflict_rate = conflict_rate
         self.throttle_rate = throttle_rate
+        self.error_rate = error_rate
+        self.surface_rate = surface_rate
+        self.storm_seconds = storm_seconds
+        self.storm_every = storm_every
+        self._clock = clock
+        self._storm_at = storm_at  # counted from the first attach
+        self._storm_from = self._storm_until = float("inf")
         self.seed = seed
         self.overlap = overlap
         self._key_attributes = key_attributes
@@ -160,8 +210,49 @@ class FaultInjector:
     def describe(self) -> str:
         overlap = "and every one overlapping another in flight" if self.overlap else "(overlaps not detected)"
         seed = f", seed {self.seed}" if self.seed is not None else ""
+        more = "".join(
+            (f", {self.error_rate:.0%} answered 5xx" if self.error_rate else "",
+             f", {self.surface_rate:.0%} of calls failed past botocore's retries" if self.surface_rate else "",
+             (f", storms of {self.storm_seconds:g} s failing every call"
+              + (f" every {self.storm_every:g} s" if self.storm_every else "")) if self.storm_seconds else ""))
         return (f"{self.conflict_rate:.0%} of transactions cancelled at random {overlap} (TransactionConflict), "
-                f"{self.throttle_rate:.0%} of requests throttled{seed}")
+                f"{self.throttle_rate:.0%} of requests throttled{more}{seed}")
+
+    # ------------------------------------------------------------------ storms
+
+    def storm(self, seconds: float) -> None:
+        """Fail every call of every attached client (and every `guard`) for `seconds` from now."""
+        with self._lock:
+            self._storm_from, self._storm_until = self._clock(), self._clock() + seconds
+            self.storm_every = 0.0
+
+    @property
+    def storming(self) -> bool:
+        """Whether a storm is on now (a periodic storm moves on to its next window)."""
+        now = self._clock()
+        if self.storm_every and now >= self._storm_until:
+            periods = (now - self._storm_from) // self.storm_every
+            self._storm_from += periods * self.storm_every
+            self._storm_until = self._storm_from + self.storm_seconds
+        return self._storm_from <= now < self._storm_until
+
+    def guard(self, service: str, operation: str) -> None:
+        """A call of a local stand-in of `service` (no botocore client of its own): raises
+        what botocore raises once its retries gave up (ClientError ThrottlingException)
+        during a storm, and for `surface_rate` of the calls."""
+        with self._lock:
+            if self._suspended:
+                return
+            self._counts["requests"] += 1
+            refused = self.storming or (self.surface_rate > 0 and self._rng.random() < self.surface_rate)
+            if refused:
+                self._counts["guarded"] += 1
+        if refused:
+            from botocore.exceptions import ClientError
+
+            answer: Any = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
+                           "ResponseMetadata": {"HTTPStatusCode": 400}}
+            raise ClientError(answer, operation)
 
     # ------------------------------------------------------------------ wiring
 
@@ -169,16 +260,24 @@ class FaultInjector:
         """Put the injector in front of `client` (a boto3 DynamoDB client); returns it."""
         if any(a.client is client for a in self._attached):
             return client
+        with self._lock:
+            if self.storm_seconds and self._storm_from == float("inf"):
+                self._storm_from = self._clock() + self._storm_at
+                self._storm_until = self._storm_from + self.storm_seconds
         region = client.meta.region_name or "us-east-1"
+        service = client.meta.service_model.service_id.hyphenize()
+        dynamodb = service == "dynamodb"
         handlers = (
-            lambda request, event_name, **_: self._before_send(request, event_name, region),
+            lambda request, event_name, **_: self._before_send(request, event_name, region, dynamodb),
             self._attempt_answered,
             self._attempt_answered,
             self._attempt_answered,
+            lambda model, **_: self._before_call(model, dynamodb),
         )
-        for event, handler in zip(_EVENTS, handlers, strict=True):
+        events = tuple(f"{event}.{service}" for event in _EVENTS)
+        for event, handler in zip(events, handlers, strict=True):
             client.meta.events.register(event, handler)
-        self._attached.append(_Attached(client, handlers))
+        self._attached.append(_Attached(client, tuple(zip(events, handlers, strict=True))))
         return client
 
     def detach(self, client: Any | None = None) -> None:
@@ -188,7 +287,7 @@ class FaultInjector:
             if client is not None and attached.client is not client:
                 keep.append(attached)
                 continue
-            for event, handler in zip(_EVENTS, attached.handlers, strict=True):
+            for event, handler in attached.handlers:
                 attached.client.meta.events.unregister(event, handler)
         self._attached = keep
 
@@ -219,12 +318,29 @@ class FaultInjector:
 
     # ------------------------------------------------------------------ the handlers
 
-    def _before_send(self, request: Any, event_name: str, region: str) -> Any:
+    def _before_call(self, model: Any, dynamodb: bool) -> Any:
+        """Before botocore's first attempt: a surfaced fault skips its retries."""
+        if not self.surface_rate or (dynamodb and model.name not in DATA_PLANE):
+            return None
+        with self._lock:
+            if self._suspended or self._rng.random() >= self.surface_rate:
+                return None
+            self._counts["requests"] += 1
+            self._counts["surfaced"] += 1
+            transaction = model.name == TRANSACT_WRITE
+        from botocore.awsrequest import AWSResponse
+
+        code = "ProvisionedThroughputExceededException" if dynamodb and not transaction else "ThrottlingException"
+        parsed: dict[str, Any] = {"Error": {"Code": code, "Message": THROTTLING_MESSAGE},
+                                  "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return AWSResponse("https://fault.invalid/", 400, {}, _Body(b"")), parsed  # type: ignore[arg-type]
+
+    def _before_send(self, request: Any, event_name: str, region: str, dynamodb: bool = True) -> Any:
         self._attempt_answered()  # a thread sends one attempt at a time: any earlier one is over
         operation = event_name.rsplit(".", 1)[-1]
-        if operation not in DATA_PLANE:
+        if dynamodb and operation not in DATA_PLANE:
             return None
-        body = json.loads(request.body or b"{}")
+        body = json.loads(request.body or b"{}") if dynamodb else {}
         transaction = operation == TRANSACT_WRITE
         items = _transaction_items(body, self._key_attributes) if transaction else []
         with self._lock:
@@ -233,7 +349,18 @@ class FaultInjector:
             self._counts["requests"] += 1
             self._counts["transact_writes"] += transaction
             throttle, form, conflict, pick = (self._rng.random() for _ in range(4))
+            storming = self.storming
+            if storming or (self.error_rate and self._rng.random() < self.error_rate):
+                if storming:
+                    self._counts["storm"] += 1
+                if storming and form < 0.5 or not dynamodb:
+                    self._counts["throttle_throttling"] += 1
+                    return _response(request, THROTTLING_TYPE, {"message": THROTTLING_MESSAGE})
+                return self._server_error(request, pick)
             if throttle < self.throttle_rate:
+                if not dynamodb:
+                    self._counts["throttle_throttling"] += 1
+                    return _response(request, THROTTLING_TYPE, {"message": THROTTLING_MESSAGE})
                 return self._throttled(request, operation, body, items, region, form, pick)
             if transaction:
                 overlapping = [i for i, item in enumerate(items) if self.overlap and self._in_flight[item]]
@@ -279,6 +406,13 @@ class FaultInjector:
                              {"message": PROVISIONED_MESSAGE, "ThrottlingReasons": [reason]})
         self._counts["throttle_throttling"] += 1
         return _response(request, THROTTLING_TYPE, {"message": THROTTLING_MESSAGE})
+
+    def _server_error(self, request: Any, pick: float) -> Any:
+        self._counts["server_error"] += 1
+        if pick < 0.5:
+            return _response(request, DYNAMODB_TYPE + "InternalServerError", {"message": "Internal server error"},
+                             status=500)
+        return _response(request, "ServiceUnavailable", {"message": "Service unavailable"}, status=503)
 
     def _cancelled(self, request: Any, kind: str, entries: int, failing: list[int], code: str) -> Any:
         self._counts[kind] += 1
@@ -329,8 +463,8 @@ class _Body:
         yield self._data
 
 
-def _response(request: Any, error_type: str, fields: dict[str, Any]) -> Any:
-    """DynamoDB's error response: 400, `__type` plus the error's fields, as AWS sends it."""
+def _response(request: Any, error_type: str, fields: dict[str, Any], status: int = 400) -> Any:
+    """DynamoDB's error response: 400 (or `status`), `__type` plus the error's fields, as AWS sends it."""
     from botocore.awsrequest import AWSResponse  # keeps parse_spec (the CLI's) light
 
     body = json.dumps({"__type": error_type, **fields}, separators=(",", ":")).encode()
@@ -341,4 +475,70 @@ def _response(request: Any, error_type: str, fields: dict[str, Any]) -> Any:
         "x-amz-crc32": str(zlib.crc32(body) & 0xFFFFFFFF),
     }
     # botocore wraps any mapping in a HeadersDict; its stub asks for the narrower HTTPHeaders.
-    return AWSResponse(request.url, 400, headers, _Body(body))  # type: ignore[arg-type]
+    return AWSResponse(request.url, status, headers, _Body(body))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ the local stand-ins
+
+
+# The orchestrator port's methods, and the Step Functions operation each one calls.
+ORCHESTRATOR_OPERATIONS = {"start": "StartExecution", "stop": "StopExecution", "describe": "DescribeExecution",
+                           "send_task_success": "SendTaskSuccess", "send_task_failure": "SendTaskFailure"}
+
+
+class FaultyOrchestrator:
+    """The orchestrator port with Step Functions' faults: each call asks the injector first,
+    as `StepFunctionsOrchestrator`'s botocore client would meet them after its retries."""
+
+    def __init__(self, inner: Any, injector: FaultInjector):
+        self._inner = inner
+        self._injector = injector
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        operation = ORCHESTRATOR_OPERATIONS.get(name)
+        if operation is None:
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._injector.guard("states", operation)
+            return attribute(*args, **kwargs)
+
+        return call
+
+
+class _FaultyModel:
+    """An `llm` step whose model call (Bedrock's ConverseStream, or the local `echo`) meets the
+    injector's faults, classified as the step classifies Bedrock's errors."""
+
+    def __init__(self, inner: Any, injector: FaultInjector):
+        self._inner = inner
+        self._injector = injector
+        self.name = getattr(inner, "name", "llm")
+
+    def run(self, ctx: Any) -> Any:
+        from botocore.exceptions import ClientError
+        from workflow_runs_step_runner.steps.llm import _classify
+
+        try:
+            self._injector.guard("bedrock-runtime", "ConverseStream")
+        except ClientError as exc:
+            model = "echo" if ctx.settings.llm_provider == "echo" else ctx.settings.bedrock_model_id
+            raise _classify(exc, model) from None
+        return self._inner.run(ctx)
+
+
+class faulty_registry:
+    """The step registry with the model call of `llm` steps behind the injector."""
+
+    def __init__(self, injector: FaultInjector, registry: Any = None):
+        if registry is None:
+            from workflow_runs_step_runner.steps import registry as default_registry
+
+            registry = default_registry
+        self._registry = registry
+        self._injector = injector
+
+    def get(self, type_name: str) -> Any:
+        step = self._registry.get(type_name)
+        return _FaultyModel(step, self._injector) if type_name == "llm" else step

@@ -131,6 +131,7 @@ class LocalOrchestrator:
         rng: random.Random | None = None,
         express_max_seconds: float = float(EXPRESS_MAX_SECONDS),
         express_duplicates: bool = False,
+        registry: Any = None,
     ):
         """`invoke` is the step runner (default: `run_step` with these settings, store and
         sealer); `retry_interval_scale` multiplies every backoff (tests use 0.001);
@@ -141,7 +142,7 @@ class LocalOrchestrator:
         if invoke is None:
             if settings is None or store is None:
                 raise TypeError("LocalOrchestrator needs invoke=…, or settings= and store=")
-            invoke = _step_runner(settings, store, sealer)
+            invoke = _step_runner(settings, store, sealer, registry)
         if on_execution_end is None and store is not None:
             on_execution_end = functools.partial(_settle, store)
         self._invoke = invoke
@@ -387,11 +388,12 @@ class _TaskFailed(Exception):
         self.error = error
 
 
-def _step_runner(settings: Settings, store: RunStore, sealer: Unsealer | None) -> Invoke:
+def _step_runner(settings: Settings, store: RunStore, sealer: Unsealer | None, registry: Any = None) -> Invoke:
     from workflow_runs_step_runner.handler import LazySealer
     from workflow_runs_step_runner.runner import run_step
 
-    return functools.partial(run_step, settings=settings, store=store, sealer=sealer or LazySealer(settings))
+    return functools.partial(run_step, settings=settings, store=store, sealer=sealer or LazySealer(settings),
+                             registry=registry)
 
 
 def _settle(store: Any, run_id: str, status: str) -> None:

@@ -1,8 +1,10 @@
 """The whole product on one machine: an embedded DynamoDB (or one already running, at
 `dynamodb_endpoint`), the local orchestrator running the real step runner, a stream poller
 feeding the real projector, and both HTTP apps on two listeners (public, and internal = the
-private API's stand-in). With `faults`, a FaultInjector stands between the runtime and its
-DynamoDB once it has started (see faults.py)."""
+private API's stand-in). With `faults`, a FaultInjector stands in front of every AWS call
+the runtime makes from its start on (see faults.py): every DynamoDB client, the stream
+poller's DynamoDB Streams client, the orchestrator (Step Functions' calls) and the model
+call of `llm` steps; start-up itself waits a storm out."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from workflow_runs.settings import Settings
 from workflow_runs.store import RunStore, dynamodb_client
 
 from . import dynamodb_local
-from .faults import FaultInjector
+from .faults import FaultInjector, FaultyOrchestrator, faulty_registry
 
 logger = logging.getLogger("workflow_runs.dev")
 
@@ -35,6 +37,8 @@ DEV_TENANT = "dev"
 # loopback only, whatever `--host` says, so opening the public listener to a network never
 # opens the trusted one with it.
 INTERNAL_HOST = "127.0.0.1"
+# How long start-up waits out a busy store (a storm of throttles) before giving up.
+START_PATIENCE_SECONDS = 60.0
 # Paths the stream function serves in AWS; every other path belongs to the API function.
 STREAM_SUFFIXES = ("/execute/stream", "/events")
 # The run viewer's static page (workflow_runs_stream.viewer), served beside the stream routes.
@@ -130,6 +134,23 @@ def load_examples(service: RunService, tenant: str, folder: Path) -> list[Loaded
     return loaded
 
 
+def patiently(call: Any, patience: float = START_PATIENCE_SECONDS) -> Any:
+    """`call()`, made again while the store stays busy (a storm outlasts the store's own
+    retries), for up to `patience` seconds: start-up waits a storm out."""
+    from workflow_runs.errors import Unavailable
+
+    give_up, delay = time.monotonic() + patience, 0.1
+    while True:
+        try:
+            return call()
+        except Unavailable:
+            if time.monotonic() >= give_up:
+                raise
+            logger.warning("the store is busy at start; trying again", extra={"in_seconds": delay})
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 @dataclass
 class LocalRuntime:
     host: str = "127.0.0.1"
@@ -139,8 +160,8 @@ class LocalRuntime:
     # An already running DynamoDB (a shared DynamoDB Local, or anything speaking its protocol):
     # used instead of starting one; its tables are created when missing, reused when present.
     dynamodb_endpoint: str | None = None
-    # Attached to the runtime's DynamoDB client once started (start-up itself runs clean). With
-    # projector_faults off, the projector gets a client of its own that the faults do not reach.
+    # In front of every AWS call from the start on. With projector_faults off, the projector
+    # (and the stream poller) get clients of their own that the faults do not reach.
     faults: FaultInjector | None = None
     projector_faults: bool = True
     examples_dir: Path | None = None
@@ -200,12 +221,13 @@ class LocalRuntime:
     def _start(self) -> None:
         from workflow_runs.devkeys import DevIdentity
         from workflow_runs_api.app import create_app as create_api_app
+        from workflow_runs_step_runner import reconciler
         from workflow_runs_stream import projector
         from workflow_runs_stream.app import create_app as create_stream_app
         from workflow_runs_stream.viewer import viewer_app
 
         from .orchestrator import LocalOrchestrator
-        from .stream_poller import StreamPoller
+        from .stream_poller import StreamPoller, streams_client
 
         env = {
             "RUNS_TABLE": RUNS_TABLE,
@@ -227,6 +249,10 @@ class LocalRuntime:
         settings = _checked_settings(env)
         client = dynamodb_client(endpoint)
         self.tables_created = dynamodb_local.create_tables(client, settings.runs_table, settings.events_table)
+        faults = self.faults
+        if faults is not None:
+            faults.attach(client)
+            logger.warning("faults injected into every AWS call", extra={"faults": faults.describe()})
 
         verifier = None
         dev_jwks = None
@@ -239,15 +265,21 @@ class LocalRuntime:
         self.settings = settings
         self.store = RunStore(settings, client=client)
         self._orchestrator = LocalOrchestrator(
-            settings=settings, store=self.store, retry_interval_scale=self.retry_interval_scale
+            settings=settings, store=self.store, retry_interval_scale=self.retry_interval_scale,
+            registry=faulty_registry(faults) if faults is not None else None,
         )
-        self.service = RunService(self.store, self._orchestrator, settings)
+        orchestrator: Any = self._orchestrator if faults is None else FaultyOrchestrator(self._orchestrator, faults)
+        self.service = RunService(self.store, orchestrator, settings)
         projector_store = self.store
-        if self.faults is not None and not self.projector_faults:
+        streams = streams_client(endpoint)
+        if faults is not None and not self.projector_faults:
             # The same factory, uncached: a client the injector is not attached to.
             projector_store = RunStore(settings, client=dynamodb_client.__wrapped__(endpoint))
+        elif faults is not None:
+            faults.attach(streams)
         self._poller = StreamPoller(settings, lambda batch, context: projector.handler(batch, context,
-                                                                                       store=projector_store))
+                                                                                       store=projector_store),
+                                    client=streams, repair=lambda run_id: reconciler.repair(projector_store, run_id))
         self._poller.start()
 
         def apps(internal: bool) -> Any:
@@ -259,10 +291,8 @@ class LocalRuntime:
 
         self.listen(apps(False), apps(True))
         if self.examples_dir and self.examples_dir.is_dir():
-            self.loaded_examples = load_examples(self.service, DEV_TENANT, self.examples_dir)
-        if self.faults is not None:
-            self.faults.attach(client)
-            logger.warning("faults injected into every DynamoDB request", extra={"faults": self.faults.describe()})
+            service, folder = self.service, self.examples_dir
+            self.loaded_examples = patiently(lambda: load_examples(service, DEV_TENANT, folder))
 
     def listen(self, public_app: Any, internal_app: Any) -> None:
         """Serve the public app on `host:port` and the internal one on loopback only; each

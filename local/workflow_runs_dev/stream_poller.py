@@ -8,7 +8,9 @@ would: `{"Records": [{"eventID", "eventName", "eventSource": "aws:dynamodb",
 Like the event source mapping with `ReportBatchItemFailures`, a partial batch response
 makes it re-deliver the batch from the lowest failed sequence number on, a bounded number
 of times; records still failing after that are dropped (logged, and kept in `dropped`,
-the local stand-in for the on-failure destination) and the shard moves on. A child shard
+the local stand-in for the on-failure destination) and the shard moves on. The runs of
+dropped records go to `repair` (the reconciler's re-projection of a log behind its run,
+workflow_runs.closing), tried again on every pass until it answers. A child shard
 is read only after its parent is drained, so each item's records keep their order.
 
 It polls every `poll_interval` seconds (50 ms by default) while idle, and at once while
@@ -66,6 +68,7 @@ class StreamPoller:
         retry_delay: float = 0.05,
         shard_refresh_seconds: float = 1.0,
         ttl: TtlSweeper | None = None,
+        repair: Callable[[str], Any] | None = None,
     ):
         self._settings = settings
         self._handler = projector_handler
@@ -76,6 +79,8 @@ class StreamPoller:
         self._retry_delay = retry_delay
         self._shard_refresh_seconds = shard_refresh_seconds
         self._ttl = ttl  # what deleted by TTL: its REMOVE records carry the service's userIdentity
+        self._repair = repair
+        self._to_repair: set[str] = set()  # runs of dropped records, until `repair` answers
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stream_arn: str | None = None
@@ -141,6 +146,7 @@ class StreamPoller:
                 self._stop.wait(self._poll_interval)
 
     def _poll_once(self) -> bool:
+        self._repair_pending()
         if self._stream_arn is None:
             self._stream_arn = self._find_stream()
             if self._stream_arn is None:
@@ -155,6 +161,17 @@ class StreamPoller:
             if self._stop.is_set():
                 break
         return moved
+
+    def _repair_pending(self) -> None:
+        for run_id in sorted(self._to_repair):
+            try:
+                if self._repair is not None:
+                    self._repair(run_id)
+            except Exception:
+                logger.warning("repairing a run's event log failed; trying again", extra={"run_id": run_id},
+                               exc_info=True)
+                return
+            self._to_repair.discard(run_id)
 
     def _find_stream(self) -> str | None:
         streams = self._client.list_streams(TableName=self._settings.runs_table).get("Streams", [])
@@ -231,6 +248,9 @@ class StreamPoller:
                     return
         still_failing = [r["dynamodb"]["SequenceNumber"] for r in pending if r["dynamodb"]["SequenceNumber"] in failed]
         self.stats.dropped.extend(still_failing)
+        if self._repair is not None:
+            self._to_repair.update(run_id for r in pending if r["dynamodb"]["SequenceNumber"] in failed
+                                   and (run_id := _run_id(r)) is not None)
         logger.error(
             "stream records dropped after retries",
             extra={"sequence_numbers": still_failing, "attempts": self._max_retries + 1},
@@ -249,6 +269,14 @@ class StreamPoller:
         if reported - everything:
             return everything  # an identifier we did not send: Lambda fails the whole batch too
         return reported
+
+
+def _run_id(record: dict[str, Any]) -> str | None:
+    from workflow_runs import keys
+
+    pk = ((record.get("dynamodb") or {}).get("Keys") or {}).get(keys.PK, {}).get("S") or ""
+    prefix = keys.run_pk("")
+    return pk[len(prefix):] if pk.startswith(prefix) else None
 
 
 def streams_client(endpoint_url: str | None) -> Any:
