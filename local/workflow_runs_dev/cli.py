@@ -46,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "its protocol) instead of starting one; its tables (RUNS_TABLE, EVENTS_TABLE) are "
                           "created when missing and reused when present")
     dev.add_argument("--inject-faults", metavar="SPEC", type=_fault_spec,
-                     help="make DynamoDB unkind, as AWS is under load: e.g. conflict=0.2,throttle=0.1[,seed=7] "
-                          "cancels 20%% of transactions with TransactionConflict and throttles 10%% of requests "
+                     help="make every AWS call unkind, as AWS is under load: e.g. conflict=0.2,throttle=0.1[,seed=7] "
+                          "cancels 20%% of transactions with TransactionConflict and throttles 10%% of requests; "
+                          "error=0.05 answers 5xx, surface=0.02 fails calls past botocore's retries, "
+                          "storm=5[,storm_at=S,storm_every=T] fails every call for 5 s, then calm "
                           "(for showing retries and 503 Unavailable; never for real use)")
     dev.add_argument("--examples", type=Path, default=Path("examples"),
                      help="folder of workflow YAML files loaded for tenant 'dev' (default: %(default)s)")
@@ -147,7 +149,7 @@ def banner(runtime) -> str:
     if runtime.faults is not None:
         lines += [
             "",
-            "!! FAULTS INJECTED into every DynamoDB request this server makes:",
+            "!! FAULTS INJECTED into every AWS call this server makes (DynamoDB, its stream, Step Functions, the model):",
             f"!!   {runtime.faults.describe()}.",
             "!!   Expect retries, 503 Unavailable and slow answers: this server is unreliable on purpose.",
         ]
