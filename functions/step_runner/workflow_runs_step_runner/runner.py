@@ -66,6 +66,7 @@ from workflow_runs.store.ports import StepStore
 
 from workflow_runs_step_runner.outputs import outputs_too_large
 from workflow_runs_step_runner.steps.base import StepContext, StepError
+from workflow_runs_step_runner.thinking import ThinkingWriter
 
 MAX_ERROR_CHARS = 2000
 # The Wait state ends at least `seconds` after the runner wrote `waiting`; a resume that
@@ -471,17 +472,18 @@ class _Invocation:
             for a in record.run.activity_runs
             if a.status is Status.COMPLETED
         }
-        seq = iter(range(1, 1_000_000))
-        # A secret may arrive split over chunks: mask across them, not chunk by chunk.
+        # A secret may arrive split over chunks: mask across them, not chunk by chunk; then
+        # coalesce into at most one write per window (workflow_runs_step_runner.thinking).
         masker = StreamMasker(self.secrets)
-
-        def write_thinking(text: str) -> None:
-            if text:
-                self.store.put_thinking(record.id, activity.id, step.id, next(seq), text)
+        writer = ThinkingWriter(lambda seq, text: self.store.put_thinking(record.id, activity.id, step.id, seq, text))
 
         def emit_thinking(text: str) -> None:
             if text:
-                write_thinking(masker.feed(text))
+                writer.emit(masker.feed(text))
+
+        def flush_thinking() -> None:
+            writer.emit(masker.flush())
+            writer.flush()
 
         return StepContext(
             run_id=record.id,
@@ -493,7 +495,7 @@ class _Invocation:
             env=dict(self._env),
             settings=self.settings,
             emit_thinking=emit_thinking,
-        ), lambda: write_thinking(masker.flush())
+        ), flush_thinking
 
     # ------------------------------------------------------------------ Catch path
 
