@@ -44,7 +44,9 @@ from .prices import (
     LAMBDA_FULL_VCPU_MB,
     PRICES,
     REGION,
-    XRAY_SAMPLED_FRACTION,
+    RUNS_PER_MONTH,
+    SECONDS_PER_MONTH,
+    default_sampled_fraction,
 )
 
 MODEL_SECONDS = 8.0
@@ -367,7 +369,7 @@ class FunctionUse:
 
 
 def price(uses: dict[str, FunctionUse], memory: dict[str, int], *, units: dict[str, float], storage_gb_month: float,
-          states: int, run_class: str, run_seconds: float, api_requests: int, traces: float,
+          states: int, run_class: str, run_seconds: float, api_requests: int, traces: float,  # traces: recorded
           kms_calls: float) -> dict[str, float]:
     """USD per million runs, by service."""
     p, million = PRICES, 1e6
@@ -383,7 +385,7 @@ def price(uses: dict[str, FunctionUse], memory: dict[str, int], *, units: dict[s
               for name, u in uses.items())
     logs = sum(u.log_bytes for u in uses.values()) / 1024**3 * p["logs_ingestion_per_gb"]
     costs = {"step_functions": sfn, "dynamodb": dynamodb, "lambda": lam, "cloudwatch_logs": logs,
-             "x_ray": traces * XRAY_SAMPLED_FRACTION * p["xray_per_trace_recorded"],
+             "x_ray": traces * p["xray_per_trace_recorded"],
              "kms": kms_calls * p["kms_per_request"], "api_gateway": api_requests * p["apigw_rest_per_request"]}
     costs = {k: v * million for k, v in costs.items()}
     costs["total"] = sum(costs.values())
@@ -507,14 +509,15 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
     from workflow_runs_step_runner.steps import llm
 
     from infra.constructs.stream import PROJECTOR_BATCH_SIZE
-    from infra.sizing import MEMORY_MB
+    from infra.sizing import MEMORY_MB, XRAY_SAMPLED_PERCENT
 
     from .scale import _runs
     from .state_transitions import count_states
 
     logging.disable(logging.NOTSET)
-    # A shortened model wait in quick mode: only its I/O wait is scaled back to MODEL_SECONDS.
-    model_seconds = 1.0 if quick else MODEL_SECONDS
+    # The model streams at its full pace in quick mode too: the thinking items written (one a
+    # second at most) depend on it. (Quick mode runs fewer of each run instead.)
+    model_seconds = MODEL_SECONDS
     model = SimulatedModel(model_seconds)
     llm._default_bedrock_client = lambda read_timeout: model  # the step's seam for its client
 
@@ -541,11 +544,11 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
         sys.stdout = previous_stdout
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    # The run's own units (section 7's meter), the model answering at once: units do not
-    # depend on its wait, only on its chunks.
-    model.seconds = 0.0
+    # The run's own units (section 7's meter). The model streams at its pace: the step runner
+    # writes its reasoning at most once a second (workflow_runs_step_runner.thinking), so the
+    # thinking items written depend on how long it streams.
     count = 3 if quick else 20
-    units = {"transform": _runs(endpoint, 3, count), "ai": _runs(endpoint, 3, count, ai_workflow(),
+    units = {"transform": _runs(endpoint, 3, count), "ai": _runs(endpoint, 3, ai_repeats, ai_workflow(),
                                                                    llm_provider="bedrock")}
     storage = {"transform": storage_bytes_per_run(endpoint, transform_workflow(3), {}),
                "ai": storage_bytes_per_run(endpoint, ai_workflow(), {"llm_provider": "bedrock"})}
@@ -579,17 +582,23 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
                                              batched_per_record[1] * m.records, batched_logs_per_record * m.records)
         return found
 
+    xray_stream_fraction = default_sampled_fraction(RUNS_PER_MONTH / SECONDS_PER_MONTH)
+
     def cost(key: str, workflow: str, memory: dict[str, int], projection: str = "per record",
              run_cls: str | None = None) -> dict[str, float]:
         m, u = timed_runs[key], units[workflow]
         streamed = m.invocations["stream"] > 0
-        # Traces: the request's (API → Step Functions → step runner) or the stream's, and one
-        # per projector invocation (a stream-triggered invocation starts its own).
+        # Traces recorded: the run's one trace (API → Step Functions → step runner), sampled
+        # by the API stage's rule, or, streamed through the function URL, by the stream
+        # function's (Lambda's, at a million runs a month); the projector records none of
+        # its own (PassThrough: stream records carry no trace).
         function_uses = uses(m, projection)
-        traces = 1 + function_uses["projector"].invocations
+        traces = xray_stream_fraction if streamed else XRAY_SAMPLED_PERCENT / 100
+        # Reads: the run's own (section 7's meter: the step runner's and the projector's) and
+        # the waits' (the blocking execute's, the SSE follower's), each counted once.
         return price(function_uses, memory,
                      units={"wcu": u["wcu"] + u["events_wcu"],
-                            "rcu": u["rcu"] + u["events_rcu"] + sum(m.read_units.values())},
+                            "rcu": u["rcu"] + u["events_rcu"] + m.read_units["api"] + m.read_units["stream"]},
                      storage_gb_month=storage[workflow] / 1024**3 * months, states=states,
                      run_class=run_cls or classes[workflow], run_seconds=m.run_seconds,
                      api_requests=0 if streamed else 1, traces=traces,
@@ -667,10 +676,13 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
         f"Model tokens are excluded: the simulated model streams {THINKING_CHUNKS} reasoning deltas over "
         f"{MODEL_SECONDS:g} s" + (f" (quick mode measured {model_seconds:g} s and adds the rest as I/O wait to the "
                                   "step runner, the API or stream function, and the run's duration)" if quick else "")
-        + "; every delta is a thinking item written, a stream record, and an event.",
+        + "; the step runner writes the reasoning at most once a second (the first delta at once; "
+          "workflow_runs_step_runner.thinking): each write is a thinking item, a stream record and an event.",
         f"Storage: bytes kept per run × {months:.2f} months ({retention_note}) × the GB-month price.",
-        (f"X-Ray: one trace per request (API → Step Functions → step runner) and one per projector invocation, "
-        f"{XRAY_SAMPLED_FRACTION:.0%} sampled (the default rule; the stack sets none). KMS: the calls the real "
+        (f"X-Ray: one trace per run (API → Step Functions → step runner), recorded at the API stage's own rule "
+        f"({XRAY_SAMPLED_PERCENT} %, no reservoir) for a blocking run; a run streamed through the function URL is "
+        f"recorded at Lambda's fixed rule (the first request a second, then 5 %), {xray_stream_fraction:.0%} of "
+        f"runs at {RUNS_PER_MONTH:,} runs a month. The projector records none (PassThrough). KMS: the calls the real "
         "sealer made in the timed runs (these runs have no envs: none); a run with envs adds "
         f"{kms:g} (sealed once, opened once per step on a fresh environment, the worst case) = "
         f"${kms * PRICES['kms_per_request'] * 1e6:.2f} per million; the tables' key is cached by DynamoDB, not per run. API Gateway: a blocking execute is one REST request; a streamed run comes through the "

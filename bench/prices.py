@@ -33,9 +33,25 @@ PRICES = {
     "apigw_rest_per_request": 3.50 / 1e6,
 }
 
-# X-Ray's default sampling rule (the stack sets none of its own): the first request each
-# second, then 5 % of the rest. At a million runs a month and beyond, the 5 % dominates.
-XRAY_SAMPLED_FRACTION = 0.05
+# X-Ray's sampling where no rule of ours applies: Lambda's own (a function that starts a
+# trace: the stream function behind its URL), not configurable: the first request each
+# second, then 5 % of the rest. Below one request a second the first is every request.
+# (The API stages' own rule is infra.sizing.XRAY_SAMPLED_PERCENT; the projector only continues
+# a caller's trace, and stream records carry none.)
+XRAY_DEFAULT_RESERVOIR_PER_SECOND = 1.0
+XRAY_DEFAULT_FIXED_RATE = 0.05
+# The traffic at which the per-run figures are priced (where a reservoir makes the sampled
+# share depend on it): a million runs a month.
+RUNS_PER_MONTH = 1_000_000
+SECONDS_PER_MONTH = 30.4375 * 86400
+
+
+def default_sampled_fraction(requests_per_second: float) -> float:
+    """The share of requests X-Ray's default rule (and Lambda's) records at this rate."""
+    if requests_per_second <= XRAY_DEFAULT_RESERVOIR_PER_SECOND:
+        return 1.0
+    extra = requests_per_second - XRAY_DEFAULT_RESERVOIR_PER_SECOND
+    return (XRAY_DEFAULT_RESERVOIR_PER_SECOND + XRAY_DEFAULT_FIXED_RATE * extra) / requests_per_second
 # Lambda gives a function CPU in proportion to its memory: one full vCPU at 1,769 MB.
 LAMBDA_FULL_VCPU_MB = 1769
 # What Express bills a definition this small with {runId} as its data (about 50 MB): one chunk.

@@ -7,10 +7,12 @@ from __future__ import annotations
 # Sized from measurement (bench/cost_model.py, section 10; the table is in docs/decisions.md,
 # 2026-12-07): every function spends ≥ 90 % of its billed time waiting on I/O (DynamoDB, the
 # model, the run it waits on or streams), which costs in proportion to memory and runs no
-# faster with more of it. The API keeps 512 MB: its requests that do not wait (list, get,
-# dashboard) are CPU-bound, and their latency is the API's.
+# faster with more of it. The API too (256 MB, 2026-12-07): a blocking execute holds it for
+# the whole run (11 s for an AI workflow: $73 a million runs at 512 MB, half at 256), while
+# its requests that do not wait (list, get, dashboard) spend tens of milliseconds of CPU,
+# which 256 MB at most doubles (a seventh of a vCPU instead of two sevenths).
 MEMORY_MB = {
-    "api": 512,
+    "api": 256,
     "step_runner": 256,
     "stream": 256,
     "projector": 256,
@@ -40,3 +42,9 @@ STREAM_MAX_PER_TENANT = 100
 # Batches the projector processes at once per shard of the runs table's stream (1–10);
 # records of one run (one partition key) stay in order.
 PROJECTOR_PARALLELIZATION_FACTOR = 4
+
+# X-Ray: each REST API stage's own sampling rule (infra/constructs/api.py) records this
+# percentage of requests and no per-second reservoir (the default rule's first request each
+# second is every request below one a second). Its priority sits above the default's (10000).
+XRAY_SAMPLED_PERCENT = 5
+XRAY_RULE_PRIORITY = 1000

@@ -16,6 +16,7 @@ from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_xray as xray
 from constructs import Construct
 
 from infra.checks import skip_checkov
@@ -23,7 +24,7 @@ from infra.config import StageConfig
 from infra.constructs.data import Data
 from infra.constructs.functions import Functions, FunctionSpec
 from infra.constructs.orchestration import Orchestration
-from infra.sizing import MEMORY_MB
+from infra.sizing import MEMORY_MB, XRAY_RULE_PRIORITY, XRAY_SAMPLED_PERCENT
 
 API_ASSET = "functions/api"
 BASE_PATH = ("api", "v1")
@@ -214,6 +215,7 @@ class Api(Construct):
             ),
         )
         api.deployment_stage.node.add_dependency(self.account)
+        self._sampling_rule(construct_id, api)
         skip_checkov(
             api.deployment_stage,
             "CKV_AWS_120",
@@ -222,6 +224,30 @@ class Api(Construct):
         )
         self._cors_gateway_responses(api)
         return api
+
+    def _sampling_rule(self, construct_id: str, api: apigw.RestApi) -> None:
+        """X-Ray's default rule records the first request each second, then 5 %: below a
+        request a second (a million runs a month is 0.4 a second) that is every request. This
+        stage's own rule records `XRAY_SAMPLED_PERCENT` % of requests, however few (the trace
+        follows the request through Step Functions and the step runner). Errors need no trace
+        to be seen: they are logged and alarmed."""
+        xray.CfnSamplingRule(
+            self,
+            f"{construct_id}Sampling",
+            sampling_rule=xray.CfnSamplingRule.SamplingRuleProperty(
+                rule_name=f"wr-{self._config.name}-{construct_id}"[:32],
+                priority=XRAY_RULE_PRIORITY,
+                fixed_rate=XRAY_SAMPLED_PERCENT / 100,
+                reservoir_size=0,
+                service_name=f"{api.rest_api_name}/{self._config.name}",
+                service_type="AWS::ApiGateway::Stage",
+                host="*",
+                http_method="*",
+                url_path="*",
+                resource_arn="*",
+                version=1,
+            ),
+        )
 
     def _cors_gateway_responses(self, api: apigw.RestApi) -> None:
         """API Gateway's own 4xx/5xx (authorizer, throttling 429, integration failures) carry

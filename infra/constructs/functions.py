@@ -79,6 +79,9 @@ class FunctionSpec:
     # function is only invoked synchronously, by `sync_caller`.
     dead_letter_queue: sqs.IQueue | None = None
     sync_caller: str = ""
+    # X-Ray: ACTIVE records the function's own sampled traces; PASS_THROUGH only continues a
+    # trace its caller sampled.
+    tracing: lambda_.Tracing = lambda_.Tracing.ACTIVE
 
 
 class Functions(Construct):
@@ -187,7 +190,7 @@ class Functions(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=_application_log_level(self._config.powertools_log_level),
             system_log_level_v2=lambda_.SystemLogLevel.WARN,
-            tracing=lambda_.Tracing.ACTIVE,
+            tracing=spec.tracing,
             reserved_concurrent_executions=spec.reserved_concurrency,
             dead_letter_queue=spec.dead_letter_queue,
             snap_start=(

@@ -149,6 +149,12 @@ class Stream(Construct):
                 reserved_concurrency=config.projector_concurrency or RESERVED_CONCURRENCY["projector"],
                 alias=True,
                 sync_caller="its DynamoDB stream mapping, whose failures go to the ProjectorFailures queue",
+                # Stream records carry no trace header, so an ACTIVE projector would start a trace
+                # of its own at Lambda's fixed sampling (1 a second, then 5 %; sampling rules do not
+                # apply to it): one per stream record at low traffic, the most numerous traces of the
+                # stack, each showing one event write and linked to no request. Its failures are in
+                # its logs, the ProjectorFailures queue and its alarms (docs/decisions.md, 2026-12-07).
+                tracing=lambda_.Tracing.PASS_THROUGH,
             ),
         )
         self.projector_alias = functions.aliases["projector"]

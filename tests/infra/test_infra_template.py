@@ -293,6 +293,19 @@ def test_both_apis_proxy_every_other_path_and_every_preflight_to_the_api_functio
         assert alias_id in uri and f'"{api_id}"' not in uri  # the alias, never $LATEST
 
 
+def test_each_api_stage_has_its_own_xray_sampling_rule_without_a_reservoir(prod):
+    # The default rule's reservoir (the first request each second) records every request of
+    # a stage that serves fewer than one a second; the stage's rule records a fixed share.
+    rules = [r["Properties"]["SamplingRule"] for r in prod.resources("AWS::XRay::SamplingRule").values()]
+    apis = prod.resources("AWS::ApiGateway::RestApi")
+    assert len(rules) == len(apis) >= 1
+    for rule in rules:
+        assert rule["ReservoirSize"] == 0 and 0 < rule["FixedRate"] <= 0.05
+        assert rule["ServiceType"] == "AWS::ApiGateway::Stage" and rule["Priority"] < 10000
+        assert rule["ServiceName"].endswith("/prod") and len(rule["RuleName"]) <= 32
+    assert {r["ServiceName"].split("/")[0] for r in rules} == {a["Properties"]["Name"] for a in apis.values()}
+
+
 def test_public_api_takes_multipart_as_binary(prod):
     _, api = rest_api(prod, "REGIONAL")
     assert "multipart/form-data" in api["Properties"]["BinaryMediaTypes"]
@@ -343,7 +356,10 @@ def test_every_function_shares_the_defaults(prod):
         props = function["Properties"]
         assert props["Runtime"].startswith("python3.") and int(props["Runtime"].split(".")[1]) >= 12
         assert props["Architectures"] == ["arm64"]
-        assert props["TracingConfig"] == {"Mode": "Active"}
+        # The projector continues a trace only when its caller sampled one (stream records never
+        # carry one): no trace per stream record, at Lambda's fixed sampling.
+        mode = "PassThrough" if props["Handler"] == PROJECTOR_HANDLER else "Active"
+        assert props["TracingConfig"] == {"Mode": mode}
         assert props["LoggingConfig"]["LogFormat"] == "JSON"
         assert "LogGroup" in props["LoggingConfig"]
         env = props["Environment"]["Variables"]

@@ -109,7 +109,7 @@ def test_a_fast_model_is_written_once_per_window_whatever_its_deltas(parts):
 
 
 def test_text_reaching_max_chars_is_written_without_waiting_for_the_window(parts):
-    writer, clock, timers, table = parts
+    writer, _, _, table = parts
     writer.emit("x")
     writer.emit("y" * 30)
     writer.emit("z" * 30)  # 60 chars pending ≥ 50
@@ -136,7 +136,7 @@ def test_a_failed_write_keeps_its_item_and_nothing_is_lost_or_reordered(parts):
 
 
 def test_a_write_that_succeeded_but_reported_failure_is_repeated_as_the_same_item(parts):
-    writer, clock, timers, table = parts
+    _, clock, timers, table = parts
     written_then_failed = {"done": False}
 
     def flaky(seq: int, text: str) -> None:
