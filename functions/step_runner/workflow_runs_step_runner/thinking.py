@@ -19,7 +19,8 @@ at a time. A text's number is fixed when it is cut: a write that fails keeps its
 is (same number, same text) and writes it again, before anything newer, at the next write —
 the timer's next turn, the next text, or `flush`, which raises if it still fails (the step
 then fails, as an unbuffered write's error did). An item written twice is the same item:
-the projector's event for it is the same event.
+its second write reaches the table's stream as a MODIFY, which the projector turns into no
+event (it projects a thinking item's INSERT only), so no reader sees its text twice.
 """
 
 from __future__ import annotations
