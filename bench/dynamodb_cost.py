@@ -178,9 +178,10 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
                           ("`GET /?workflowId=…&page=2&limit=2`", {"workflowId": workflow_id, "page": 2, "limit": 2})]:
         snap = measure(label, lambda params=params: http.get(RUNS, params=params))
         # The list is write-sharded (workflow_runs/keys.py): one Query per shard, in parallel,
-        # and one BatchGetItem of the counter shards.
-        holds = snap.calls.get("Query", 0) <= LIST_SHARDS and snap.requests <= 1 + LIST_SHARDS
-        record(label, snap, f"≤ 1 + {LIST_SHARDS} shards, in parallel", holds)
+        # beside its counts: a workflow's counter shards (one BatchGetItem), or for the
+        # tenant's whole list its series (one Query) and its workflows' counter shards.
+        holds = snap.calls.get("Query", 0) <= LIST_SHARDS + 1 and snap.requests <= 2 + LIST_SHARDS
+        record(label, snap, f"≤ 2 + {LIST_SHARDS} shards, in parallel", holds)
     search = measure("search", lambda: http.get(RUNS, params={"search": "three"}))
     record("`GET /?search=three` (1 name matches)", search)
 

@@ -53,9 +53,9 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
 
     rows = []
     for steps, m in per_size.items():
-        target = 40 + 6 * steps
+        target = 30 + 4 * steps
         result.add(Figure(f"write units per {steps}-step run (runs table and its indexes)", f"{m['wcu']:.1f}",
-                          f"≤ 40 + 6N = {target}", m["wcu"] <= target, key=f"wcu_per_run_{steps}",
+                          f"≤ 30 + 4N = {target}", m["wcu"] <= target, key=f"wcu_per_run_{steps}",
                           number=m["wcu"], unit="WCU"))
         rows.append([steps, m["runs"], f"{m['wcu']:.1f}", f"{m['table_wcu']:.1f}", f"{m['index_wcu']:.1f}",
                      f"{m['rcu']:.1f}", f"{m['events_wcu']:.1f}", f"{m['events_rcu']:.1f}", transitions[steps]])

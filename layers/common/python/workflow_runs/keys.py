@@ -15,12 +15,15 @@ Runs table (single table, streamed to the projector):
   workflow       PK=TEN#<t>#WFS   SK=WF#<wfId>         the latest version
   wf version     PK=TEN#<t>#WFS   SK=WV#<wfId>#<version:06d>   immutable; runs read their steps here
   series         PK=TEN#<t>#WFS   SK=S#<wfId>#<name>   every (workflow, name) runs were started under
-  counter shard  PK=TEN#<t>#C#<scope>#<shard:02d>  SK=C   scope = ALL | WF#<wfId> | N#<wfId>#<name>
+  counter shard  PK=TEN#<t>#C#WF#<wfId>#<shard:02d>  SK=C   a workflow's counts: <status> per status,
+                 N#<name>#<status> per series (the names its runs were started under, also in `names`)
   idempotency    PK=TEN#<t>#IDEM#<key>  SK=I  (TTL)
   stream lease   PK=TEN#<t>#STREAMS     SK=L#<slot:04d>  one open SSE stream of the tenant (TTL)
 
-A run's status change moves the counter shard its run id picks (one of COUNTER_SHARDS per
-scope), in the same transaction; a count is the sum of a scope's shards (one BatchGetItem).
+A run's status change moves the one counter shard its run id picks (one of COUNTER_SHARDS
+of its workflow), in the same transaction: its workflow's and its series' counts in one item.
+A count is the sum of the workflow's shards (one BatchGetItem); a tenant's total is the sum
+of its workflows' (docs/decisions.md, 2026-12-07).
 
 Run heads carry five indexes, each sorted newest first by GSK=<createdAt>#<runId> and
 write-sharded by the run id (LIST_SHARDS partitions per list, read in parallel and merged):
@@ -62,7 +65,9 @@ STREAM_LEASE_SK_PREFIX = "L#"
 # the tenant's ceiling and the read fan-out of a list page / a count (docs/decisions.md).
 LIST_SHARDS = 4
 COUNTER_SHARDS = 10
-ACTIVE_SHARDS = 16
+# Active is the one key every tenant's runs share: a run writes it twice (enters, leaves), so
+# 32 shards hold 32 × 1,000 / 2 = 16,000 runs/s for the deployment (bench section 10).
+ACTIVE_SHARDS = 32
 
 # Attributes the list indexes project besides their keys: what a list item shows, so a
 # page needs no read of the runs themselves.
@@ -142,24 +147,14 @@ def idempotency_pk(tenant: str, key: str) -> str:
 
 # --- counters ----------------------------------------------------------------------------
 
-SCOPE_ALL = "ALL"
+def counter_pk(tenant: str, workflow_id: str, shard: int) -> str:
+    return f"TEN#{tenant}#C#WF#{workflow_id}#{shard:02d}"
 
 
-def scope_workflow(workflow_id: str) -> str:
-    return f"WF#{workflow_id}"
-
-
-def scope_series(workflow_id: str, name: str) -> str:
-    return f"N#{workflow_id}#{name}"
-
-
-def counter_pk(tenant: str, scope: str, shard: int) -> str:
-    return f"TEN#{tenant}#C#{scope}#{shard:02d}"
-
-
-def run_scopes(workflow_id: str, name: str) -> tuple[str, str, str]:
-    """Every count a run is part of: the tenant's, its workflow's, its series'."""
-    return (SCOPE_ALL, scope_workflow(workflow_id), scope_series(workflow_id, name))
+def series_count(name: str, status: str) -> str:
+    """The attribute of a workflow's counter shard that counts its runs started under `name`
+    (a series) with `status`; the bare status attribute counts all of the workflow's."""
+    return f"N#{name}#{status}"
 
 
 # --- list partitions ---------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 A list page reads every write-shard of its list in parallel from where the previous page
 ended (`after`: the sort key of its last item), merges them newest first and keeps
-`limit`: the same cost at any depth. Totals come from the counter shards, read in parallel
-with the page (one BatchGetItem)."""
+`limit`: the same cost at any depth. Totals come from the workflows' counter shards, read in
+parallel with the page."""
 
 from __future__ import annotations
 
@@ -98,15 +98,33 @@ class RunQueries(WorkflowStore):
     def counts(self, tenant: str, workflow_id: str) -> dict[str, int]:
         """Every status of a workflow's runs: its counter shards in one BatchGetItem. The
         shards exist from the workflow's creation on, so none means NotFound."""
-        shards = self._counter_shards(tenant, [keys.scope_workflow(workflow_id)])
+        shards = self._counter_shards(tenant, [workflow_id])
         if not shards:
             raise NotFound(f"workflow {workflow_id} not found")
         return sum_counts(shards)
 
-    def _counter_shards(self, tenant: str, scopes: Iterable[str]) -> list[dict[str, Any]]:
-        wanted = [key(keys.counter_pk(tenant, scope, shard), keys.COUNTER_SK)
-                  for scope in scopes for shard in range(keys.COUNTER_SHARDS)]
+    def _counter_shards(self, tenant: str, workflow_ids: Iterable[str]) -> list[dict[str, Any]]:
+        wanted = [key(keys.counter_pk(tenant, workflow_id, shard), keys.COUNTER_SK)
+                  for workflow_id in workflow_ids for shard in range(keys.COUNTER_SHARDS)]
         return [plain(i) for i in self.db.batch_get(self.runs_table, wanted)] if wanted else []
+
+    def _tenant_counts(self, tenant: str) -> dict[str, int]:
+        """The tenant's totals: the sum of its workflows' counters (those runs were started
+        of: every workflow with a series)."""
+        return sum_counts(self._counter_shards(tenant, sorted({wf for wf, _ in self.series(tenant)})))
+
+    def _series_counts(self, tenant: str, series: list[tuple[str, str]]) -> dict[str, int]:
+        """The totals of some series: their attributes in their workflows' counter shards."""
+        names: dict[str, set[str]] = {}
+        for wf, name in series:
+            for shard in range(keys.COUNTER_SHARDS):
+                names.setdefault(keys.counter_pk(tenant, wf, shard), set()).add(name)
+        counts = {st.value: 0 for st in Status}
+        for shard_item in self._counter_shards(tenant, sorted({wf for wf, _ in series})):
+            for name in names.get(shard_item[keys.PK], ()):
+                for st in Status:
+                    counts[st.value] += int(shard_item.get(keys.series_count(name, st.value), 0) or 0)
+        return counts
 
     # ------------------------------------------------------------------ lists
 
@@ -124,29 +142,32 @@ class RunQueries(WorkflowStore):
         """Newest first with an exact total. `after` continues a list where a page ended;
         `offset` skips that many items first (bounded by the caller).
 
-        Requests: the list's shard Queries and one counter BatchGetItem, all at once; a
-        workflow's list first reads its counter shards (which also name its series), a
-        search first Queries the tenant's series."""
+        Requests: the list's shard Queries and its counts, all at once; a workflow's list
+        first reads its counter shards (which also name its series), a search first Queries
+        the tenant's series; the tenant's whole list counts with its series Query and one
+        BatchGetItem of its workflows' counter shards."""
         state = status.value if status else None
-        counters: list[dict[str, Any]] | None = None
+        counts: dict[str, int] | None = None
+        series: list[tuple[str, str]] | None
         if search:
-            series: list[tuple[str, str]] | None = self._series_matching(tenant, workflow_id, search)
-            scopes = [keys.scope_series(wf, name) for wf, name in series or []]
+            series = self._series_matching(tenant, workflow_id, search)
+            count = partial(self._series_counts, tenant, series)
         elif workflow_id:
-            scopes = [keys.scope_workflow(workflow_id)]
-            counters = self._counter_shards(tenant, scopes)
+            counters = self._counter_shards(tenant, [workflow_id])
+            counts = sum_counts(counters)
             series = [(workflow_id, name) for name in sorted({n for c in counters for n in c.get("names") or []})]
         else:
-            series, scopes = None, [keys.SCOPE_ALL]
+            series, count = None, partial(self._tenant_counts, tenant)
         partitions = _partitions(tenant, state, series)
         wanted = offset + limit
         # One row more than the page from each shard tells whether another page follows.
         reads: list[Callable[[], Any]] = [partial(self._newest, index, pk, wanted + 1, after) for index, pk in partitions]
-        if counters is None:
-            reads.append(lambda: self._counter_shards(tenant, scopes))
+        if counts is None:
+            reads.append(count)
         results = in_parallel(reads)
         shard_rows = results[: len(partitions)]
-        counts = sum_counts(counters if counters is not None else results[-1])
+        if counts is None:
+            counts = results[-1]
         total = counts[state] if state else sum(counts.values())
         merged = list(heapq.merge(*shard_rows, key=lambda r: r[keys.GSK], reverse=True))
         page = merged[offset:wanted]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from typing import Any
 
 from .. import keys, telemetry
@@ -201,21 +202,24 @@ class RunWrites(RunQueries):
     def _counter_writes(
         self, tenant: str, run_id: str, workflow_id: str, name: str, deltas: dict[Status, int]
     ) -> list[dict[str, Any]]:
+        """One item: the shard of the run's workflow its id picks, counting the workflow and
+        the run's series at once (tenant totals are summed from the workflows')."""
         shard = keys.shard_of(run_id, keys.COUNTER_SHARDS)
-        adds = ", ".join(f"#c{i} :d{i}" for i in range(len(deltas)))
-        names = {f"#c{i}": status.value for i, status in enumerate(deltas)}
-        values = {f":d{i}": n(delta) for i, delta in enumerate(deltas.values())}
+        adds, names, values = [], {}, {}
+        for i, (status, delta) in enumerate(deltas.items()):
+            names[f"#c{i}"], names[f"#n{i}"] = status.value, keys.series_count(name, status.value)
+            values[f":d{i}"] = n(delta)
+            adds += [f"#c{i} :d{i}", f"#n{i} :d{i}"]
         return [
             {
                 "Update": {
                     "TableName": self.runs_table,
-                    "Key": key(keys.counter_pk(tenant, scope, shard), keys.COUNTER_SK),
-                    "UpdateExpression": f"ADD {adds}",
+                    "Key": key(keys.counter_pk(tenant, workflow_id, shard), keys.COUNTER_SK),
+                    "UpdateExpression": "ADD " + ", ".join(adds),
                     "ExpressionAttributeNames": names,
                     "ExpressionAttributeValues": values,
                 }
             }
-            for scope in keys.run_scopes(workflow_id, name)
         ]
 
     # ------------------------------------------------------------------ activity runs
@@ -224,22 +228,38 @@ class RunWrites(RunQueries):
         """Open a step of a run that is not terminal, counting it on the run (the fence an
         ending from outside checks). False when the run ended first, or when this attempt
         of the step is open already: a second delivery of the same invocation (Express runs
-        at least once) loses here and must not run the step."""
-        active = {f":a{i}": s(st.value) for i, st in enumerate(NON_TERMINAL)}
-        bump = {
-            "Update": {
-                "TableName": self.runs_table,
-                "Key": key(keys.run_pk(run_id), keys.RUN_SK),
-                "UpdateExpression": "ADD stepSeq :one",
-                "ConditionExpression": f"#st IN ({', '.join(active)})",
-                "ExpressionAttributeNames": {"#st": "status"},
-                "ExpressionAttributeValues": {**active, ":one": n(1)},
-            }
-        }
+        at least once) loses here and must not run the step.
+
+        Two plain conditional writes, not a transaction (a transaction bills each item
+        twice): the attempt first (it opens once), then the run's step count, conditional
+        on the run not having ended. An ending from outside that read the run before the
+        attempt existed is fenced by the count (its own write then fails and it reads
+        again); one that ended the run before the count moved makes the count fail, and the
+        attempt is taken back here (deleted while still ours, `running`): it never ran."""
         try:
-            self.db.transact([bump, self._activity_put(run_id, (step_index, activity, None))])
+            self.db.put(**self._activity_put(run_id, (step_index, activity, None))["Put"])
+        except ConditionFailed:
+            return False
+        active = {f":a{i}": s(st.value) for i, st in enumerate(NON_TERMINAL)}
+        try:
+            self.db.update(
+                TableName=self.runs_table,
+                Key=key(keys.run_pk(run_id), keys.RUN_SK),
+                UpdateExpression="ADD stepSeq :one",
+                ConditionExpression=f"#st IN ({', '.join(active)})",
+                ExpressionAttributeNames={"#st": "status"},
+                ExpressionAttributeValues={**active, ":one": n(1)},
+            )
             return True
         except ConditionFailed:
+            with suppress(ConditionFailed):  # closed meanwhile by the ending: it stays, closed
+                self.db.delete(
+                    TableName=self.runs_table,
+                    Key=key(keys.run_pk(run_id), keys.activity_sk(step_index, activity.attempt)),
+                    ConditionExpression="#st = :open",
+                    ExpressionAttributeNames={"#st": "status"},
+                    ExpressionAttributeValues={":open": s(activity.status.value)},
+                )
             return False
 
     def finish_activity(

@@ -88,7 +88,7 @@ class WorkflowStore(StoreBase):
             {
                 "Update": {
                     "TableName": self.runs_table,
-                    "Key": key(keys.counter_pk(tenant, keys.scope_workflow(workflow_id), shard), keys.COUNTER_SK),
+                    "Key": key(keys.counter_pk(tenant, workflow_id, shard), keys.COUNTER_SK),
                     "UpdateExpression": "ADD #names :name",
                     "ExpressionAttributeNames": {"#names": "names"},
                     "ExpressionAttributeValues": {":name": {"SS": [name]}},
