@@ -40,9 +40,10 @@ SECTIONS = {
     "contention": ("bench.contention", "8. Contention: one tenant on a conflicting, throttling DynamoDB"),
     "execute-wait": ("bench.execute_wait", "9. The blocking execute: answer lag and reads while waiting"),
     "cost": ("bench.cost_model", "10. What a run costs: the complete model"),
+    "contention-load": ("bench.contention_load", "11. Contention as a function of load (one workflow, one tenant)"),
 }
 SECTION_TIMEOUT = {False: 240, True: 80}  # seconds, per section (full, quick)
-LONG_SECTIONS = {"scale": 3, "contention": 2, "cold-start": 3, "cost": 3}  # sections allowed a multiple of that (scale writes
+LONG_SECTIONS = {"scale": 3, "contention": 2, "contention-load": 3, "cold-start": 3, "cost": 3}  # sections allowed a multiple of that (scale writes
 # 10,000 runs; cold-start also simulates Lambda inits and their first requests)
 
 
@@ -125,7 +126,7 @@ def _run_here(name: str, quick: bool, json_out: Path) -> int:
 def _shared_dynamodb_local(names: list[str]) -> Iterator[dict[str, str]]:
     """One DynamoDB Local for the sections that need a bare one (the local-runtime sections
     start their own, as `workflow-runs dev` does): one JVM start and warm-up instead of two."""
-    if not {"dynamodb", "transitions", "scale", "contention", "execute-wait", "cost"} & set(names):
+    if not {"dynamodb", "transitions", "scale", "contention", "contention-load", "execute-wait", "cost"} & set(names):
         yield {}
         return
     from workflow_runs_dev import dynamodb_local

@@ -176,9 +176,13 @@ class FaultInjector:
         overlap: bool = True,
         key_attributes: tuple[str, ...] = (keys.PK, keys.SK),
         clock: Callable[[], float] = time.monotonic,
+        transaction_seconds: tuple[float, float] | None = None,
     ):
         """`key_attributes` name an item's key in a Put (both project tables key on PK, SK);
-        `overlap=False` turns the in-flight overlap rule off, leaving the rates alone."""
+        `overlap=False` turns the in-flight overlap rule off, leaving the rates alone;
+        `transaction_seconds=(low, high)` holds each transaction that goes to the table in
+        flight that much longer (drawn uniformly), as long as one lasts in AWS, where a
+        transaction takes 10–25 ms more than a single write (DynamoDB Local takes ~2 ms)."""
         for name, value in (("conflict_rate", conflict_rate), ("throttle_rate", throttle_rate),
                             ("error_rate", error_rate), ("surface_rate", surface_rate)):
             if not 0 <= value <= 1:
@@ -194,6 +198,7 @@ class FaultInjector:
         self._storm_from = self._storm_until = float("inf")
         self.seed = seed
         self.overlap = overlap
+        self.transaction_seconds = transaction_seconds
         self._key_attributes = key_attributes
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -343,6 +348,7 @@ class FaultInjector:
         body = json.loads(request.body or b"{}") if dynamodb else {}
         transaction = operation == TRANSACT_WRITE
         items = _transaction_items(body, self._key_attributes) if transaction else []
+        hold = 0.0
         with self._lock:
             if self._suspended:
                 return None
@@ -372,10 +378,15 @@ class FaultInjector:
                 # It goes to the table: its items are in flight until the attempt is answered.
                 self._in_flight.update(items)
                 self._attempt.items = items
+                if self.transaction_seconds:
+                    low, high = self.transaction_seconds
+                    hold = low + (high - low) * self._rng.random()
             elif operation in SINGLE_WRITES and self.overlap and self._in_flight[self._single_item(body)]:
                 self._counts["conflict_single_write"] += 1
                 return _response(request, DYNAMODB_TYPE + "TransactionConflictException",
                                  {"message": CONFLICT_MESSAGE})
+        if hold:
+            time.sleep(hold)  # its items stay in flight meanwhile, as in AWS's longer transaction
         return None
 
     def _single_item(self, body: dict[str, Any]) -> tuple[str, str]:

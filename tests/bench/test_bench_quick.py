@@ -48,6 +48,7 @@ def test_quick_bench_writes_a_report_with_every_section(tmp_path: Path) -> None:
                  "first_request_after_init_api", "first_request_after_init_step_runner",
                  "first_request_after_init_projector", "first_request_after_init_api_in_process",
                  "first_request_after_init_step_runner_in_process", "first_request_after_init_projector_in_process",
-                 "first_request_control_boto3", "first_request_control_boto3_in_process", "lambda_init_api_vs_boto3"):
+                 "first_request_control_boto3", "first_request_control_boto3_in_process", "lambda_init_api_vs_boto3",
+                 "workflow_ceiling_runs_per_s", "deployment_ceiling_runs_per_s", "contention_retries_per_run_at_1000"):
         assert isinstance(figures[name]["value"], (int, float)), name
         assert set(figures[name]) >= {"value", "unit", "target", "holds"}
