@@ -14,11 +14,14 @@ completes), or a status the counters disagree on (dashboard minus a recount, sum
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from . import Figure, SectionResult, md_table
 from .dynamodb_cost import TENANT, dynamodb_endpoint, transform_workflow
@@ -32,18 +35,14 @@ def run(quick: bool) -> SectionResult:
         return _measure(endpoint, 40 if quick else 100)
 
 
-def _measure(endpoint: str, count: int) -> SectionResult:
-    from workflow_runs.errors import Unavailable
-    from workflow_runs.service import ExecuteRequest
+@contextlib.contextmanager
+def faulty_runtime(endpoint: str, faults: Any) -> Iterator[tuple[Any, Any, Any]]:
+    """`workflow-runs dev` on fresh tables of `endpoint`, with `faults` between it and DynamoDB
+    (not the projector's client), and a 3-step transform workflow: (service, store, workflow)."""
     from workflow_runs_dev.dynamodb_local import free_port
-    from workflow_runs_dev.faults import FaultInjector
     from workflow_runs_dev.runtime import LocalRuntime
 
     suffix = uuid.uuid4().hex[:8]
-    # The overlap rule is off here: in one busy Python process a transaction stays "in flight"
-    # while its thread waits for the interpreter, so it would make far more conflicts than
-    # DynamoDB does; tests/contention keeps it on. Here the rates are exactly the stated ones.
-    faults = FaultInjector(conflict_rate=CONFLICT_RATE, throttle_rate=THROTTLE_RATE, seed=SEED, overlap=False)
     runtime = LocalRuntime(port=free_port(), internal_port=free_port(), dynamodb_endpoint=endpoint, faults=faults,
                            projector_faults=False, retry_interval_scale=0.001,
                            env={"RUNS_TABLE": f"bench-runs-{suffix}", "EVENTS_TABLE": f"bench-events-{suffix}"})
@@ -53,6 +52,21 @@ def _measure(endpoint: str, count: int) -> SectionResult:
         assert service is not None and store is not None
         with faults.suspended():
             workflow = service.put_workflow(TENANT, str(uuid.uuid4()), transform_workflow(3))
+        yield service, store, workflow
+    finally:
+        runtime.stop()
+
+
+def _measure(endpoint: str, count: int) -> SectionResult:
+    from workflow_runs.errors import Unavailable
+    from workflow_runs.service import ExecuteRequest
+    from workflow_runs_dev.faults import FaultInjector
+
+    # The overlap rule is off here: in one busy Python process a transaction stays "in flight"
+    # while its thread waits for the interpreter, so it would make far more conflicts than
+    # DynamoDB does; tests/contention keeps it on. Here the rates are exactly the stated ones.
+    faults = FaultInjector(conflict_rate=CONFLICT_RATE, throttle_rate=THROTTLE_RATE, seed=SEED, overlap=False)
+    with faulty_runtime(endpoint, faults) as (service, store, workflow):
 
         def start(_: int) -> str | None:
             try:
@@ -80,8 +94,6 @@ def _measure(endpoint: str, count: int) -> SectionResult:
         lost = not_completed + miscounted
         stats = dict(faults.stats)
         retried = dict(store.db.retried)
-    finally:
-        runtime.stop()
     result = SectionResult("contention", "8. Contention: one tenant on a conflicting, throttling DynamoDB",
                            method=__doc__.split("\n\n", 1)[1].replace("\n", " ").strip())
     rate = len(accepted) / elapsed

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import Figure, SectionResult, md_table
+from .contention import faulty_runtime
 from .dynamodb_cost import TENANT, dynamodb_endpoint, transform_workflow
 
 TRANSACTION_SECONDS = (0.010, 0.025)
@@ -278,21 +279,10 @@ class RealResult:
 
 def drive_real(endpoint: str, rate: float, count: int) -> RealResult:
     from workflow_runs.service import ExecuteRequest
-    from workflow_runs_dev.dynamodb_local import free_port
     from workflow_runs_dev.faults import FaultInjector
-    from workflow_runs_dev.runtime import LocalRuntime
 
-    suffix = uuid.uuid4().hex[:8]
     faults = FaultInjector(overlap=True, transaction_seconds=TRANSACTION_SECONDS, seed=7)
-    runtime = LocalRuntime(port=free_port(), internal_port=free_port(), dynamodb_endpoint=endpoint, faults=faults,
-                           projector_faults=False, retry_interval_scale=0.001,
-                           env={"RUNS_TABLE": f"bench-runs-{suffix}", "EVENTS_TABLE": f"bench-events-{suffix}"})
-    runtime.start()
-    try:
-        service, store = runtime.service, runtime.store
-        assert service is not None and store is not None
-        with faults.suspended():
-            workflow = service.put_workflow(TENANT, str(uuid.uuid4()), transform_workflow(3))
+    with faulty_runtime(endpoint, faults) as (service, store, workflow):
         recorder = WriteRecorder(store.client)
         before = Counter(faults.stats)
         run_ids: list[str] = []
@@ -312,8 +302,6 @@ def drive_real(endpoint: str, rate: float, count: int) -> RealResult:
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
         stats = Counter(faults.stats) - before
-    finally:
-        runtime.stop()
     completed = sum(1 for s in statuses if s is not None and s.value == "completed")
     latencies = recorder.transaction_latencies
     return RealResult(rate=rate, runs=count, conflicts=stats["conflict_overlap"] + stats["conflict_single_write"],

@@ -234,7 +234,8 @@ class _Invocation:
             status=Status.RUNNING, attempt=attempt, created_at=now, updated_at=now,
         )
         if record.status is Status.RUNNING:
-            if not self.store.put_activity(run_id, index, activity):
+            # The last step opens in one transaction: with its end and the run's, 3 writes.
+            if not self.store.put_activity(run_id, index, activity, one_request=index == len(record.steps) - 1):
                 # The run ended (cancelled) before the step began, or this is a second
                 # delivery of an invocation that opened the attempt already (Express runs at
                 # least once): the first delivery runs the step and drives the run on; this

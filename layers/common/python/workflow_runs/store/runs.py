@@ -224,7 +224,7 @@ class RunWrites(RunQueries):
 
     # ------------------------------------------------------------------ activity runs
 
-    def put_activity(self, run_id: str, step_index: int, activity: ActivityRun) -> bool:
+    def put_activity(self, run_id: str, step_index: int, activity: ActivityRun, *, one_request: bool = False) -> bool:
         """Open a step of a run that is not terminal, counting it on the run (the fence an
         ending from outside checks). False when the run ended first, or when this attempt
         of the step is open already: a second delivery of the same invocation (Express runs
@@ -235,21 +235,32 @@ class RunWrites(RunQueries):
         on the run not having ended. An ending from outside that read the run before the
         attempt existed is fenced by the count (its own write then fails and it reads
         again); one that ended the run before the count moved makes the count fail, and the
-        attempt is taken back here (deleted while still ours, `running`): it never ran."""
+        attempt is taken back here (deleted while still ours, `running`): it never ran.
+
+        `one_request`: both in one transaction instead (one round trip, twice the units),
+        for a run's last step, whose end adds a write of its own to the step's."""
+        active = {f":a{i}": s(st.value) for i, st in enumerate(NON_TERMINAL)}
+        bump = {
+            "TableName": self.runs_table,
+            "Key": key(keys.run_pk(run_id), keys.RUN_SK),
+            "UpdateExpression": "ADD stepSeq :one",
+            "ConditionExpression": f"#st IN ({', '.join(active)})",
+            "ExpressionAttributeNames": {"#st": "status"},
+            "ExpressionAttributeValues": {**active, ":one": n(1)},
+        }
+        put = self._activity_put(run_id, (step_index, activity, None))
+        if one_request:
+            try:
+                self.db.transact([{"Update": bump}, put])
+                return True
+            except ConditionFailed:
+                return False
         try:
-            self.db.put(**self._activity_put(run_id, (step_index, activity, None))["Put"])
+            self.db.put(**put["Put"])
         except ConditionFailed:
             return False
-        active = {f":a{i}": s(st.value) for i, st in enumerate(NON_TERMINAL)}
         try:
-            self.db.update(
-                TableName=self.runs_table,
-                Key=key(keys.run_pk(run_id), keys.RUN_SK),
-                UpdateExpression="ADD stepSeq :one",
-                ConditionExpression=f"#st IN ({', '.join(active)})",
-                ExpressionAttributeNames={"#st": "status"},
-                ExpressionAttributeValues={**active, ":one": n(1)},
-            )
+            self.db.update(**bump)
             return True
         except ConditionFailed:
             with suppress(ConditionFailed):  # closed meanwhile by the ending: it stays, closed
