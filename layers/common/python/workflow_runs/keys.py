@@ -66,7 +66,7 @@ STREAM_LEASE_SK_PREFIX = "L#"
 LIST_SHARDS = 4
 COUNTER_SHARDS = 10
 # Active is the one key every tenant's runs share: a run writes it twice (enters, leaves), so
-# 32 shards hold 32 × 1,000 / 2 = 16,000 runs/s for the deployment (bench section 10).
+# 32 shards hold 32 × 1,000 / 2 = 16,000 runs/s for the deployment (bench section 11).
 ACTIVE_SHARDS = 32
 
 # Attributes the list indexes project besides their keys: what a list item shows, so a
