@@ -25,6 +25,7 @@ from .ending import LostRaces, retry_lost_races
 from .errors import Conflict, NotFound, ValidationFailed
 from .models import ApiModel, RunError, Status, WorkflowRun, utc_now
 from .orchestrator import Orchestrator
+from .secrets import APPROVAL_TOKEN
 from .states import APPROVAL_STEP
 from .store import RunStore
 from .store.approvals import APPROVED, REJECTED, TIMED_OUT
@@ -64,17 +65,23 @@ class DecisionRequest(ApiModel):
 # ---------------------------------------------------------------------------- the token
 
 
+# The purpose a task token is sealed for: its KMS encryption context carries it, and in AWS
+# a key of its own seals it (TOKENS_KMS_KEY_ID), so the internet-facing API function may
+# decrypt approval tokens and never a run's envs (infra/constructs/api.py).
+TOKEN_PURPOSE = APPROVAL_TOKEN
+
+
 def token_context(run_id: str, step_id: str) -> str:
     """What a sealed token is bound to: another run's or another step's blob does not open."""
     return f"{run_id}/approval/{step_id}"
 
 
 def seal_token(sealer: Any, run_id: str, step_id: str, token: str) -> str:
-    return str(sealer.seal({"taskToken": token}, token_context(run_id, step_id)))
+    return str(sealer.seal({"taskToken": token}, token_context(run_id, step_id), purpose=TOKEN_PURPOSE))
 
 
 def open_token(sealer: Any, blob: str, run_id: str, step_id: str) -> str:
-    return str(sealer.unseal(blob, token_context(run_id, step_id))["taskToken"])
+    return str(sealer.unseal(blob, token_context(run_id, step_id), purpose=TOKEN_PURPOSE)["taskToken"])
 
 
 # ---------------------------------------------------------------------------- deciding

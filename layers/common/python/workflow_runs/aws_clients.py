@@ -11,18 +11,45 @@ and its credentials. Under SnapStart, Lambda hands the function container creden
 renews itself before they expire; those clients are kept. A client holding credentials that
 cannot renew themselves (static keys from the environment) is dropped at the restore and
 made again by its owner, as before.
+
+Every AWS client of the functions is made here, so what watches their calls watches them
+all: `observe(callback)` has `callback(service, operation, params)` called before each call
+of every client made here (the local runtime's recorder of IAM requests; nothing in AWS).
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 _lock = threading.Lock()
 # Every live client made through `make`, with its session (a client its owner let go of is
 # forgotten with it).
 _made: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+# Called before every call of every client made here; empty in AWS.
+_observers: tuple[Callable[[str, str, dict[str, Any]], None], ...] = ()
+
+
+def observe(callback: Callable[[str, str, dict[str, Any]], None]) -> Callable[[], None]:
+    """Have `callback(service, operation, params)` see every later call of every client made
+    here (clients made before included); returns what stops it."""
+    global _observers
+    with _lock:
+        _observers = (*_observers, callback)
+
+    def stop() -> None:
+        global _observers
+        with _lock:
+            _observers = tuple(o for o in _observers if o is not callback)
+
+    return stop
+
+
+def _before_call(params: dict[str, Any], model: Any, **_: Any) -> None:
+    for callback in _observers:
+        callback(model.service_model.service_name, model.name, params)
 
 
 def make(service: str, **kwargs: Any) -> Any:
@@ -31,6 +58,7 @@ def make(service: str, **kwargs: Any) -> Any:
 
     session = boto3.session.Session()
     client = session.client(service, **kwargs)  # type: ignore[call-overload]  # any service name
+    client.meta.events.register("before-parameter-build", _before_call, unique_id="workflow-runs-observers")
     with _lock:
         _made[client] = session
     return client

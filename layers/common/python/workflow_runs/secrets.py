@@ -5,8 +5,12 @@
   chunks (thinking), across chunk boundaries.
 - A `Sealer` turns a run's `envs` into an opaque, versioned blob bound to the run id, and back.
   `KmsSealer` (AWS) uses envelope encryption: one KMS data key per run, encryption context
-  `{"runId": …}`; `LocalSealer` (one machine) uses a local AES-256 key. Both encrypt with
-  AES-256-GCM and the run id as associated data, so a blob moved to another run fails to open.
+  `{"runId": …}` (and `"purpose"` for anything but a run's envs: an approval's task token is
+  sealed with `{"runId": "<run>/approval/<step>", "purpose": "approval-token"}`, so a policy
+  can tell them apart; in AWS tokens are sealed with a key of their own, `TOKENS_KMS_KEY_ID`,
+  so the API function may decrypt tokens and never envs); `LocalSealer` (one machine) uses a local
+  AES-256 key. Both encrypt with AES-256-GCM and the run id (and purpose) as associated data,
+  so a blob moved to another run, or sealed for another purpose, fails to open.
 
 Blob format: `v1.local.<base64url(nonce | ciphertext+tag)>` and
 `v1.kms.<base64url(len(edk) as 2 bytes | edk | nonce | ciphertext+tag)>`.
@@ -28,6 +32,9 @@ if TYPE_CHECKING:
 MASK = "***"
 _NONCE_BYTES = 12
 _KEY_BYTES = 32
+# What a blob is sealed for: a run's `envs`, unless a caller names another purpose.
+ENVS = "envs"
+APPROVAL_TOKEN = "approval-token"
 
 
 # --- masking -------------------------------------------------------------------------------
@@ -154,9 +161,9 @@ class UnsealError(Exception):
 
 
 class Sealer(Protocol):
-    def seal(self, envs: dict[str, str], run_id: str) -> str: ...
+    def seal(self, envs: dict[str, str], run_id: str, *, purpose: str = ENVS) -> str: ...
 
-    def unseal(self, blob: str, run_id: str) -> dict[str, str]: ...
+    def unseal(self, blob: str, run_id: str, *, purpose: str = ENVS) -> dict[str, str]: ...
 
 
 def _b64encode(data: bytes) -> str:
@@ -167,9 +174,16 @@ def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _aad(scheme: str, run_id: str) -> bytes:
-    # The scheme is bound too, so a blob cannot be replayed under another scheme's parser.
-    return f"v1.{scheme}|{run_id}".encode()
+def _aad(scheme: str, run_id: str, purpose: str = ENVS) -> bytes:
+    # The scheme is bound too, so a blob cannot be replayed under another scheme's parser;
+    # the purpose of anything but envs too (envs blobs keep the form they were sealed with).
+    return f"v1.{scheme}|{run_id}".encode() if purpose == ENVS else f"v1.{scheme}|{run_id}|{purpose}".encode()
+
+
+def encryption_context(run_id: str, purpose: str = ENVS) -> dict[str, str]:
+    """The KMS encryption context of a blob: the run (CloudTrail shows which run each Decrypt
+    was for) and, for anything but envs, its purpose (a key policy condition can name it)."""
+    return {"runId": run_id} if purpose == ENVS else {"runId": run_id, "purpose": purpose}
 
 
 def _encrypt(key: bytes, envs: dict[str, str], aad: bytes) -> bytes:
@@ -219,12 +233,12 @@ class LocalSealer:
             raise ValueError(f"the local secret key must be {_KEY_BYTES} bytes, got {len(key)}")
         self._key = key
 
-    def seal(self, envs: dict[str, str], run_id: str) -> str:
+    def seal(self, envs: dict[str, str], run_id: str, *, purpose: str = ENVS) -> str:
         _check_envs(envs)
-        return f"v1.{self.scheme}." + _b64encode(_encrypt(self._key, envs, _aad(self.scheme, run_id)))
+        return f"v1.{self.scheme}." + _b64encode(_encrypt(self._key, envs, _aad(self.scheme, run_id, purpose)))
 
-    def unseal(self, blob: str, run_id: str) -> dict[str, str]:
-        return _decrypt(self._key, _payload(blob, self.scheme), _aad(self.scheme, run_id))
+    def unseal(self, blob: str, run_id: str, *, purpose: str = ENVS) -> dict[str, str]:
+        return _decrypt(self._key, _payload(blob, self.scheme), _aad(self.scheme, run_id, purpose))
 
 
 class KmsSealer:
@@ -234,8 +248,11 @@ class KmsSealer:
 
     scheme = "kms"
 
-    def __init__(self, key_id: str, client: Any = None, *, cache_size: int = 128):
+    def __init__(self, key_id: str, client: Any = None, *, cache_size: int = 128,
+                 key_ids: dict[str, str] | None = None):
+        """`key_ids`: a KMS key of its own per purpose (the approval tokens'); `key_id` for the rest."""
         self._key_id = key_id
+        self._key_ids = key_ids or {}
         self._client = client
         # Every step of a run unseals the same blob: keep a few plaintext data keys in this
         # process rather than call KMS Decrypt once per step.
@@ -249,25 +266,25 @@ class KmsSealer:
             self._client = aws_clients.make("kms")
         return self._client
 
-    def seal(self, envs: dict[str, str], run_id: str) -> str:
+    def seal(self, envs: dict[str, str], run_id: str, *, purpose: str = ENVS) -> str:
         _check_envs(envs)
         data_key = self._kms().generate_data_key(
-            KeyId=self._key_id, KeySpec="AES_256", EncryptionContext={"runId": run_id})
+            KeyId=self._key_ids.get(purpose, self._key_id), KeySpec="AES_256", EncryptionContext=encryption_context(run_id, purpose))
         encrypted_key: bytes = data_key["CiphertextBlob"]
         if len(encrypted_key) > 0xFFFF:
             raise ValueError("KMS returned an encrypted data key too large to frame")
-        sealed = _encrypt(data_key["Plaintext"], envs, _aad(self.scheme, run_id))
+        sealed = _encrypt(data_key["Plaintext"], envs, _aad(self.scheme, run_id, purpose))
         return f"v1.{self.scheme}." + _b64encode(len(encrypted_key).to_bytes(2, "big") + encrypted_key + sealed)
 
-    def unseal(self, blob: str, run_id: str) -> dict[str, str]:
+    def unseal(self, blob: str, run_id: str, *, purpose: str = ENVS) -> dict[str, str]:
         payload = _payload(blob, self.scheme)
         size = int.from_bytes(payload[:2], "big")
         encrypted_key, sealed = payload[2:2 + size], payload[2 + size:]
         if len(encrypted_key) != size or not size:
             raise UnsealError("sealed envs are truncated")
-        return _decrypt(self._data_key(encrypted_key, run_id), sealed, _aad(self.scheme, run_id))
+        return _decrypt(self._data_key(encrypted_key, run_id, purpose), sealed, _aad(self.scheme, run_id, purpose))
 
-    def _data_key(self, encrypted_key: bytes, run_id: str) -> bytes:
+    def _data_key(self, encrypted_key: bytes, run_id: str, purpose: str) -> bytes:
         cached = self._cache.get((encrypted_key, run_id))
         if cached is not None:
             return cached
@@ -275,7 +292,8 @@ class KmsSealer:
 
         try:
             plaintext = self._kms().decrypt(
-                CiphertextBlob=encrypted_key, KeyId=self._key_id, EncryptionContext={"runId": run_id})["Plaintext"]
+                CiphertextBlob=encrypted_key, KeyId=self._key_ids.get(purpose, self._key_id),
+                EncryptionContext=encryption_context(run_id, purpose))["Plaintext"]
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("InvalidCiphertextException", "IncorrectKeyException"):
@@ -296,7 +314,8 @@ def generate_local_key() -> str:
 def get_sealer(settings: Settings) -> Sealer:
     """KMS when ENVS_KMS_KEY_ID is set, else the local key; neither is a configuration error."""
     if settings.envs_kms_key_id:
-        return KmsSealer(settings.envs_kms_key_id)
+        tokens = {APPROVAL_TOKEN: settings.tokens_kms_key_id} if settings.tokens_kms_key_id else {}
+        return KmsSealer(settings.envs_kms_key_id, key_ids=tokens)
     if settings.local_secret_key:
         return LocalSealer(local_key(settings.local_secret_key))
     raise RuntimeError("no way to seal envs: set ENVS_KMS_KEY_ID (AWS) or LOCAL_SECRET_KEY (one machine)")

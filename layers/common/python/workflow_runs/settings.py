@@ -47,6 +47,8 @@ class Settings(BaseModel, frozen=True):
     http_step_timeout_seconds: float = 10.0
 
     envs_kms_key_id: str | None = None
+    # Seals approval task tokens (their own key: the API function may decrypt tokens, never envs).
+    tokens_kms_key_id: str | None = None
     # A KMS HMAC key: idempotency fingerprints are keyed with a key derived from it.
     fingerprint_kms_key_id: str | None = None
     # base64 AES-256 key, one-machine runs only; seals envs and derives the fingerprint key.
