@@ -95,6 +95,7 @@ def shared_environment(config: StageConfig, data: Data) -> dict[str, str]:
         "LLM_PROVIDER": config.llm_provider,
         "BEDROCK_MODEL_ID": config.bedrock_model_id,
         "ENVS_KMS_KEY_ID": data.envs_key.key_arn,
+        "TOKENS_KMS_KEY_ID": data.tokens_key.key_arn,
         "FINGERPRINT_KMS_KEY_ID": data.fingerprint_key.key_arn,
     }
     if config.http_step_allowed_hosts:

@@ -103,8 +103,12 @@ class Api(Construct):
         self.alias = functions.aliases["api"]
         self._functions = functions
         data.grant_read_write(data.runs_table, self.function)
-        # GenerateDataKey: sealing a run's envs; Decrypt: opening an approval's task token.
-        data.envs_key.grant(self.function, "kms:GenerateDataKey", "kms:Decrypt")
+        # The blocking execute (and a decision's answer) waits on the run's event log.
+        data.grant_read(data.events_table, self.function)
+        # GenerateDataKey: sealing a run's envs (never Decrypt: envs are the step runner's to
+        # open); Decrypt on the tokens' own key: opening an approval's task token.
+        data.envs_key.grant(self.function, "kms:GenerateDataKey")
+        data.tokens_key.grant(self.function, "kms:Decrypt")
         data.fingerprint_key.grant(self.function, "kms:GenerateMac")
         orchestration.grant_run_control(self.function)
         orchestration.grant_approval_decisions(self.function)

@@ -38,6 +38,15 @@ class Data(Construct):
             enable_key_rotation=True,
             removal_policy=removal,
         )
+        # Approval task tokens get a key of their own: the internet-facing API function must
+        # open tokens to answer a decision, and must never open a run's envs.
+        self.tokens_key = kms.Key(
+            self,
+            "TokensKey",
+            description=f"workflow-runs {config.name}: seals approval task tokens",
+            enable_key_rotation=True,
+            removal_policy=removal,
+        )
         # An HMAC key (never leaves KMS) from which the HTTP functions derive the keys that
         # fingerprint idempotent requests (`envs` are in those requests, so the fingerprint
         # must be keyed) and seal list page tokens (workflow_runs/serverkey.py). KMS does not

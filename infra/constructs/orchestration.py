@@ -76,8 +76,9 @@ class Orchestration(Construct):
         # The state machines invoke the published version behind `live`, never $LATEST.
         self.step_runner_alias = functions.aliases["step-runner"]
         data.grant_read_write(data.runs_table, self.step_runner)
-        # Decrypt: a run's envs; GenerateDataKey: sealing an approval step's task token.
-        data.envs_key.grant(self.step_runner, "kms:Decrypt", "kms:GenerateDataKey")
+        # Decrypt: a run's envs; GenerateDataKey on the tokens' key: sealing an approval's task token.
+        data.envs_key.grant(self.step_runner, "kms:Decrypt")
+        data.tokens_key.grant(self.step_runner, "kms:GenerateDataKey")
         self.step_runner.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
@@ -195,17 +196,32 @@ class Orchestration(Construct):
             "ORCHESTRATION": config.orchestration,
         }
 
-    def grant_run_control(self, function: lambda_.IFunction) -> None:
-        """What a function that starts and cancels runs needs of the state machines (an
-        Express execution cannot be stopped or described: nothing more is granted on it)."""
+    def grant_start(self, function: lambda_.IFunction) -> None:
+        """What a function that starts runs needs: StartExecution on both machines."""
         for machine in self.state_machines:
             machine.grant_start_execution(function)
-        self._grant_executions(function, "states:StopExecution", "states:DescribeExecution")
+
+    def grant_run_control(self, function: lambda_.IFunction) -> None:
+        """What a function that starts and cancels runs needs of the state machines (an
+        Express execution cannot be stopped: StopExecution is on Standard executions only)."""
+        self.grant_start(function)
+        self._grant_executions(function, "states:StopExecution")
 
     def grant_approval_decisions(self, function: lambda_.IFunction) -> None:
         """Approve / reject answer a waiting approval step's task token (SendTaskSuccess,
-        SendTaskFailure; Standard runs only: an approval never runs Express)."""
-        self.state_machine.grant_task_response(function)
+        SendTaskFailure). Not StateMachine.grantTaskResponse: it names the state machine, and
+        these actions support no resource-level permission (Service Authorization Reference:
+        no resource type), so AWS would deny them; the token itself names the task."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["states:SendTaskSuccess", "states:SendTaskFailure"], resources=["*"])
+        )
+        Validations.of(function.role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="states:SendTaskSuccess/SendTaskFailure support no resource-level permission; a call "
+                "needs the task token, which only the step runner's sealed copy holds.",
+            )
+        )
 
     def _machine(
         self, construct_id: str, name: str, kind: sfn.StateMachineType, log_group: logs.LogGroup, level: sfn.LogLevel
