@@ -11,7 +11,7 @@ import pytest
 from workflow_runs.devkeys import DevIdentity
 from workflow_runs.settings import Settings
 from workflow_runs.store import RunStore
-from workflow_runs_dev import dynamodb_local
+from workflow_runs_dev import aws_calls, dynamodb_local
 
 from tests.support import dynamodb, make_settings
 
@@ -48,6 +48,21 @@ def _aws_credentials() -> None:
     os.environ.pop("AWS_PROFILE", None)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def aws_call_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Every AWS call a function makes in this session, as IAM requests (JSON lines, written
+    by this process and by every `workflow-runs dev` it starts); tests/iam judges them last."""
+    path = os.environ.get(aws_calls.RECORD_ENV) or str(tmp_path_factory.getbasetemp() / "aws-calls.jsonl")
+    os.environ[aws_calls.RECORD_ENV] = path
+    aws_calls.from_environment()
+    yield path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The IAM evaluation judges the calls every other suite recorded: it runs after them.
+    items.sort(key=lambda item: item.get_closest_marker("after_all_suites") is not None)
+
+
 @pytest.fixture(scope="session")
 def dev_identity() -> DevIdentity:
     """One dev signing key for the session: a 2048-bit RSA key costs a fifth of a second, and
@@ -67,6 +82,7 @@ def local_settings(dynamodb_local_endpoint: str) -> Settings:
     """Settings pointing at fresh tables on DynamoDB Local."""
     settings = make_settings(dynamodb_local_endpoint)
     dynamodb_local.create_tables(dynamodb(dynamodb_local_endpoint), settings.runs_table, settings.events_table)
+    aws_calls.know(settings)
     return settings
 
 

@@ -9,7 +9,6 @@ import threading
 import uuid
 from typing import Any
 
-import boto3
 from workflow_runs.settings import Settings
 
 LOCAL_KEY = base64.b64encode(b"k" * 32).decode()
@@ -35,7 +34,10 @@ def _session() -> boto3.session.Session:
 
 
 def dynamodb(endpoint_url: str | None):
-    return _session().client("dynamodb", endpoint_url=endpoint_url)
+    # Seen by the IAM recorder as the functions' own clients are (workflow_runs.aws_clients).
+    from workflow_runs import aws_clients
+
+    return aws_clients.observed(_session().client("dynamodb", endpoint_url=endpoint_url))
 
 
 class ScriptedServer:

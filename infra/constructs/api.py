@@ -61,6 +61,12 @@ _API_ACKS = {
 }
 
 
+# What the API's calls do to the runs table: read runs and pages (GetItem, Query, BatchGetItem
+# after a keys-only index), create, cancel, retry and decide (PutItem and UpdateItem, in
+# transactions with ConditionCheckItem).
+API_RUNS_ACTIONS = ("GetItem", "Query", "BatchGetItem", "PutItem", "UpdateItem", "ConditionCheckItem")
+
+
 class Api(Construct):
     def __init__(
         self,
@@ -102,9 +108,9 @@ class Api(Construct):
         # API Gateway invokes the published version behind `live`.
         self.alias = functions.aliases["api"]
         self._functions = functions
-        data.grant_read_write(data.runs_table, self.function)
-        # The blocking execute (and a decision's answer) waits on the run's event log.
-        data.grant_read(data.events_table, self.function)
+        data.grant(data.runs_table, self.function, *API_RUNS_ACTIONS)
+        # The blocking execute waits on the run's event log.
+        data.grant(data.events_table, self.function, "Query")
         # GenerateDataKey: sealing a run's envs (never Decrypt: envs are the step runner's to
         # open); Decrypt on the tokens' own key: opening an approval's task token.
         data.envs_key.grant(self.function, "kms:GenerateDataKey")

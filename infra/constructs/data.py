@@ -17,6 +17,9 @@ from workflow_runs import keys
 from infra.checks import skip_checkov
 from infra.config import StageConfig
 
+# The actions that write (DynamoDB then needs the table key to encrypt, not only decrypt).
+WRITE_ACTIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"})
+
 
 class Data(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
@@ -111,13 +114,18 @@ class Data(Construct):
             removal_policy=removal,
         )
 
-    def grant_read_write(self, table: dynamodb.Table, grantee: iam.IGrantable) -> None:
-        table.grant_read_write_data(grantee)
-        self._acknowledge(table, grantee, writes=True)
-
-    def grant_read(self, table: dynamodb.Table, grantee: iam.IGrantable) -> None:
-        table.grant_read_data(grantee)
-        self._acknowledge(table, grantee, writes=False)
+    def grant(self, table: dynamodb.Table, grantee: iam.IGrantable, *actions: str) -> None:
+        """The DynamoDB `actions` a function's calls need on `table` and its indexes (the IAM
+        evaluation of the recorded calls, tests/infra/test_iam_calls.py, says which: not
+        Table.grantReadWriteData, which adds Scan, DescribeTable, BatchWriteItem and the
+        stream reads nobody makes), and what DynamoDB needs of the table's key for them."""
+        table.grant(grantee, *(f"dynamodb:{action}" for action in actions))
+        writes = bool(set(actions) & WRITE_ACTIONS)
+        if writes:
+            self.table_key.grant_encrypt_decrypt(grantee)
+        else:
+            self.table_key.grant_decrypt(grantee)
+        self._acknowledge(table, grantee, writes=writes)
 
     def _acknowledge(self, table: dynamodb.Table, grantee: iam.IGrantable, *, writes: bool) -> None:
         acks = []

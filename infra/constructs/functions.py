@@ -202,15 +202,8 @@ class Functions(Construct):
                 lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY) if spec.alias else None
             ),
         )
-        # Metrics go out as EMF in the logs (no permission needed); PutMetricData is allowed
-        # for the one namespace only, for a client that publishes directly.
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
-            )
-        )
+        # Metrics go out as EMF in the logs: no permission needed, and no code calls
+        # PutMetricData (the IAM evaluation, tests/infra/test_iam_calls.py, found no call).
         if spec.alias:
             # A new version is published whenever the function's code or configuration
             # changes (currentVersion); `live` moves to it in the same deployment.
@@ -230,9 +223,8 @@ class Functions(Construct):
         Validations.of(role).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]",
-                reason="X-Ray tracing (xray:PutTraceSegments, xray:PutTelemetryRecords) and "
-                "cloudwatch:PutMetricData support no resource-level permissions; PutMetricData is "
-                "limited to the WorkflowRuns namespace by condition.",
+                reason="X-Ray tracing (xray:PutTraceSegments, xray:PutTelemetryRecords) supports no "
+                "resource-level permissions.",
             )
         )
         # Python 3.12 is pinned on purpose: the dependencies layer carries cp312 wheels.

@@ -28,6 +28,9 @@ STATE_MACHINE_FILE = REPO_ROOT / "infra" / "state_machine.asl.json"
 STEP_RUNNER_ASSET = "functions/step_runner"
 # Cross-region inference profiles (us.…, eu.…, global.…) route to the same model in
 # several regions; a plain id is an on-demand model of this region.
+# What the step runner and the reconciler do to the runs table: read a run (GetItem, Query)
+# and move it (PutItem, UpdateItem, ConditionCheckItem in conditional transactions).
+RUN_WRITER_ACTIONS = ("GetItem", "Query", "PutItem", "UpdateItem", "ConditionCheckItem")
 _INFERENCE_PROFILE = re.compile(r"^(us|us-gov|eu|apac|jp|au|ca|global)\.(.+)$")
 
 
@@ -75,7 +78,8 @@ class Orchestration(Construct):
         )
         # The state machines invoke the published version behind `live`, never $LATEST.
         self.step_runner_alias = functions.aliases["step-runner"]
-        data.grant_read_write(data.runs_table, self.step_runner)
+        # Reads the run; writes activity runs and status changes (conditional transactions).
+        data.grant(data.runs_table, self.step_runner, *RUN_WRITER_ACTIONS)
         # Decrypt: a run's envs; GenerateDataKey on the tokens' key: sealing an approval's task token.
         data.envs_key.grant(self.step_runner, "kms:Decrypt")
         data.tokens_key.grant(self.step_runner, "kms:GenerateDataKey")
@@ -153,7 +157,8 @@ class Orchestration(Construct):
             ),
         )
         self.reconciler_alias = functions.aliases["reconciler"]
-        data.grant_read_write(data.runs_table, self.reconciler)
+        # Finds stale runs (Query of the Active index) and settles them (conditional transactions).
+        data.grant(data.runs_table, self.reconciler, *RUN_WRITER_ACTIONS)
         # It only reads a Standard execution's status; settling the run is a conditional table
         # write. Express runs are settled by age alone (no DescribeExecution by name).
         self._grant_executions(self.reconciler, "states:DescribeExecution")

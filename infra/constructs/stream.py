@@ -105,8 +105,10 @@ class Stream(Construct):
                 sync_caller="API Gateway's streaming integration and the function URL",
             ),
         )
-        data.grant_read_write(data.runs_table, self.function)
-        data.grant_read(data.events_table, self.function)
+        # Creates runs and claims (execute/stream), reads a run, holds per-tenant stream leases
+        # (PutItem, UpdateItem, and DeleteItem when a stream ends); never cancels or lists.
+        data.grant(data.runs_table, self.function, "GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem")
+        data.grant(data.events_table, self.function, "Query")
         data.envs_key.grant(self.function, "kms:GenerateDataKey")
         data.fingerprint_key.grant(self.function, "kms:GenerateMac")
         # It starts runs (execute/stream) and never stops or describes one.
@@ -159,9 +161,11 @@ class Stream(Construct):
             ),
         )
         self.projector_alias = functions.aliases["projector"]
-        # Writes on the runs table: an expired run's counters and items (store/retention.py).
-        data.grant_read_write(data.runs_table, self.projector)
-        data.grant_read_write(data.events_table, self.projector)
+        # It reads the run's partition and writes each change as an event; when TTL deletes an
+        # ended run's head, it moves the run's counters and deletes its other items
+        # (store/retention.py).
+        data.grant(data.runs_table, self.projector, "Query", "PutItem", "UpdateItem", "DeleteItem")
+        data.grant(data.events_table, self.projector, "PutItem")
 
         # Records that still fail after bisecting and the bounded retries are parked here
         # (their stream coordinates, not their data) so one poison record never blocks a shard.

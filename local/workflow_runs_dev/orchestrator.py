@@ -56,6 +56,8 @@ from workflow_runs.states import (
     STANDARD,
 )
 
+from . import aws_calls
+
 if TYPE_CHECKING:
     from workflow_runs.settings import Settings
     from workflow_runs.store import RunStore
@@ -139,15 +141,18 @@ class LocalOrchestrator:
         (default: the reconciler settles the run, as the stack's EventBridge rule does;
         for an Express run, as the sweep does); `express_duplicates` delivers every Express
         run twice (two concurrent executions)."""
+        if settings is not None:
+            aws_calls.know(settings)  # the resources its step runner uses, for the IAM recorder
         if invoke is None:
             if settings is None or store is None:
                 raise TypeError("LocalOrchestrator needs invoke=…, or settings= and store=")
             invoke = _step_runner(settings, store, sealer, registry)
         if on_execution_end is None and store is not None:
             on_execution_end = functools.partial(_settle, store)
-        self._invoke = invoke
+        # Whose AWS calls these are (aws_calls): the step runner's, and the reconciler's.
+        self._invoke = aws_calls.as_function("step-runner", invoke)
         self._scale = retry_interval_scale
-        self._on_end = on_execution_end
+        self._on_end = aws_calls.as_function("reconciler", on_execution_end) if on_execution_end else None
         self._rng = rng or random.Random()
         self._express_max_seconds = express_max_seconds
         self._express_duplicates = express_duplicates

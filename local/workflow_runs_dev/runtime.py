@@ -25,7 +25,7 @@ from workflow_runs.service import RunService
 from workflow_runs.settings import Settings
 from workflow_runs.store import RunStore, dynamodb_client
 
-from . import dynamodb_local
+from . import aws_calls, dynamodb_local
 from .faults import FaultInjector, FaultyOrchestrator, faulty_registry
 
 logger = logging.getLogger("workflow_runs.dev")
@@ -269,6 +269,10 @@ class LocalRuntime:
             registry=faulty_registry(faults) if faults is not None else None,
         )
         orchestrator: Any = self._orchestrator if faults is None else FaultyOrchestrator(self._orchestrator, faults)
+        recorder = aws_calls.from_environment()
+        if recorder is not None:
+            recorder.know(settings)
+            orchestrator = aws_calls.RecordedOrchestrator(orchestrator, recorder)
         self.service = RunService(self.store, orchestrator, settings)
         projector_store = self.store
         streams = streams_client(endpoint)
@@ -286,8 +290,9 @@ class LocalRuntime:
             common: dict[str, Any] = {"settings": settings, "service": self.service, "verifier": verifier,
                                       "internal_listener": internal}
             api = create_api_app(**common, dev_jwks=None if internal else dev_jwks)
-            return route_by_function(api, create_stream_app(**common), settings.cors_allow_origins,
-                                     viewer_app())
+            return route_by_function(aws_calls.asgi_as_function("api", api),
+                                     aws_calls.asgi_as_function("stream", create_stream_app(**common)),
+                                     settings.cors_allow_origins, viewer_app())
 
         self.listen(apps(False), apps(True))
         if self.examples_dir and self.examples_dir.is_dir():

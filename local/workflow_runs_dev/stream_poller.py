@@ -31,6 +31,7 @@ from typing import Any, Self
 from workflow_runs.backoff import Backoff
 from workflow_runs.settings import Settings
 
+from . import aws_calls
 from .ttl import TtlSweeper
 
 logger = logging.getLogger("workflow_runs_dev.stream_poller")
@@ -71,6 +72,7 @@ class StreamPoller:
         repair: Callable[[str], Any] | None = None,
     ):
         self._settings = settings
+        aws_calls.know(settings)  # the table whose stream it reads, for the IAM recorder
         self._handler = projector_handler
         self._client: Any = client
         self._poll_interval = poll_interval
@@ -128,6 +130,11 @@ class StreamPoller:
     # ------------------------------------------------------------------ the loop
 
     def _run(self) -> None:
+        # The event source mapping reads the stream with the projector's role, and invokes it.
+        with aws_calls.acting_as("projector"):
+            self._loop()
+
+    def _loop(self) -> None:
         failures = 0
         while not self._stop.is_set():
             try:
@@ -280,13 +287,13 @@ def _run_id(record: dict[str, Any]) -> str | None:
 
 
 def streams_client(endpoint_url: str | None) -> Any:
-    import boto3
     from botocore.config import Config
+    from workflow_runs import aws_clients
 
     # botocore >= 1.44 sends StreamArn calls to an account-specific host, which moto answers
     # with 404; disabling account-id endpoints keeps them on the table's endpoint.
     config = Config(account_id_endpoint_mode="disabled", retries={"mode": "standard", "max_attempts": 3})
-    return boto3.session.Session().client("dynamodbstreams", endpoint_url=endpoint_url, config=config)
+    return aws_clients.make("dynamodbstreams", endpoint_url=endpoint_url, config=config)
 
 
 def lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:

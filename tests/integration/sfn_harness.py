@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import boto3
+from workflow_runs_dev import aws_calls
 
 ASL_FILE = Path(__file__).resolve().parents[2] / "infra" / "state_machine.asl.json"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:step-runner"
@@ -54,7 +55,8 @@ class LambdaRouter:
         self.events.append(event)
         reply: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
         try:
-            payload = json.dumps(self.function(event)).encode()
+            with aws_calls.acting_as("step-runner"):  # the state machine invokes the step runner
+                payload = json.dumps(self.function(event)).encode()
         except Exception as exc:  # noqa: BLE001 - what Lambda does with an unhandled exception
             payload = json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
             reply["FunctionError"] = "Unhandled"

@@ -47,6 +47,12 @@ def observe(callback: Callable[[str, str, dict[str, Any]], None]) -> Callable[[]
     return stop
 
 
+def observed(client: Any) -> Any:
+    """`client`, whose calls the observers see (every client `make` makes is)."""
+    client.meta.events.register("before-parameter-build", _before_call, unique_id="workflow-runs-observers")
+    return client
+
+
 def _before_call(params: dict[str, Any], model: Any, **_: Any) -> None:
     for callback in _observers:
         callback(model.service_model.service_name, model.name, params)
@@ -58,7 +64,7 @@ def make(service: str, **kwargs: Any) -> Any:
 
     session = boto3.session.Session()
     client = session.client(service, **kwargs)  # type: ignore[call-overload]  # any service name
-    client.meta.events.register("before-parameter-build", _before_call, unique_id="workflow-runs-observers")
+    observed(client)
     with _lock:
         _made[client] = session
     return client
