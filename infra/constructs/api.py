@@ -108,7 +108,7 @@ class Api(Construct):
         # API Gateway invokes the published version behind `live`.
         self.alias = functions.aliases["api"]
         self._functions = functions
-        data.grant(data.runs_table, self.function, *API_RUNS_ACTIONS)
+        data.grant(data.runs_table, self.function, *API_RUNS_ACTIONS, query_indexes=True)
         # The blocking execute waits on the run's event log.
         data.grant(data.events_table, self.function, "Query")
         # GenerateDataKey: sealing a run's envs (never Decrypt: envs are the step runner's to

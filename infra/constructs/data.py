@@ -114,22 +114,29 @@ class Data(Construct):
             removal_policy=removal,
         )
 
-    def grant(self, table: dynamodb.Table, grantee: iam.IGrantable, *actions: str) -> None:
-        """The DynamoDB `actions` a function's calls need on `table` and its indexes (the IAM
-        evaluation of the recorded calls, tests/infra/test_iam_calls.py, says which: not
-        Table.grantReadWriteData, which adds Scan, DescribeTable, BatchWriteItem and the
-        stream reads nobody makes), and what DynamoDB needs of the table's key for them."""
-        table.grant(grantee, *(f"dynamodb:{action}" for action in actions))
+    def grant(self, table: dynamodb.Table, grantee: iam.IGrantable, *actions: str,
+              query_indexes: bool = False) -> None:
+        """The DynamoDB `actions` a function's calls need on `table` (and Query on its indexes
+        when it lists), and what DynamoDB needs of the table's key for them. The IAM evaluation
+        of the recorded calls (tests/infra/test_iam_calls.py) says which: not
+        Table.grantReadWriteData, which adds Scan, DescribeTable, BatchWriteItem and the stream
+        reads nobody makes, and every action on every index."""
+        iam.Grant.add_to_principal(grantee=grantee, actions=[f"dynamodb:{action}" for action in actions],
+                                   resource_arns=[table.table_arn])
+        if query_indexes:
+            iam.Grant.add_to_principal(grantee=grantee, actions=["dynamodb:Query"],
+                                       resource_arns=[f"{table.table_arn}/index/*"])
         writes = bool(set(actions) & WRITE_ACTIONS)
         if writes:
             self.table_key.grant_encrypt_decrypt(grantee)
         else:
             self.table_key.grant_decrypt(grantee)
-        self._acknowledge(table, grantee, writes=writes)
+        self._acknowledge(table, grantee, writes=writes, indexes=query_indexes)
 
-    def _acknowledge(self, table: dynamodb.Table, grantee: iam.IGrantable, *, writes: bool) -> None:
+    def _acknowledge(self, table: dynamodb.Table, grantee: iam.IGrantable, *, writes: bool,
+                     indexes: bool = False) -> None:
         acks = []
-        if table is self.runs_table:
+        if indexes:
             logical = Stack.of(table).get_logical_id(table.node.default_child)
             acks.append(
                 Acknowledgment(
@@ -141,7 +148,7 @@ class Data(Construct):
         if writes:
             reason = (
                 "kms:GenerateDataKey* and kms:ReEncrypt* on the tables' own customer-managed key only "
-                "(Table.grantReadWriteData): DynamoDB needs them to write items under that key."
+                "(Key.grantEncryptDecrypt): DynamoDB needs them to write items under that key."
             )
             acks.append(Acknowledgment(id="AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", reason=reason))
             acks.append(Acknowledgment(id="AwsSolutions-IAM5[Action::kms:ReEncrypt*]", reason=reason))

@@ -158,7 +158,7 @@ class Orchestration(Construct):
         )
         self.reconciler_alias = functions.aliases["reconciler"]
         # Finds stale runs (Query of the Active index) and settles them (conditional transactions).
-        data.grant(data.runs_table, self.reconciler, *RUN_WRITER_ACTIONS)
+        data.grant(data.runs_table, self.reconciler, *RUN_WRITER_ACTIONS, query_indexes=True)
         # It only reads a Standard execution's status; settling the run is a conditional table
         # write. Express runs are settled by age alone (no DescribeExecution by name).
         self._grant_executions(self.reconciler, "states:DescribeExecution")

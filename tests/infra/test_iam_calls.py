@@ -44,6 +44,9 @@ KEPT_WITHOUT_A_CALL = {
     ("bedrock:InvokeModel", "foundation-model"): "an llm step with LLM_PROVIDER=bedrock; the suites run the echo "
     "model (tests/unit/step_runner/test_llm.py drives the Bedrock client with a stub)",
     ("bedrock:InvokeModelWithResponseStream", "foundation-model"): "an llm step with LLM_PROVIDER=bedrock (as above)",
+    ("bedrock:InvokeModel", "inference-profile"): "an llm step with LLM_PROVIDER=bedrock (as above)",
+    ("bedrock:InvokeModelWithResponseStream", "inference-profile"): "an llm step with LLM_PROVIDER=bedrock "
+    "(as above)",
 }
 # The same, for one function's grant only: (function, action, a part of the resource) → why.
 KEPT_FOR = {
@@ -54,6 +57,10 @@ KEPT_FOR = {
     ("reconciler", "dynamodb:ConditionCheckItem", "RunsTable"): "as above: the run's status checked in the settling "
     "transaction",
     ("reconciler", "dynamodb:GetItem", "RunsTable"): "as above: a stored approval decision read when settling",
+    ("reconciler", "dynamodb:Query", "/index/*"): "the sweep's Query of the Active index (every 5 minutes "
+    "in AWS; the local runtime has no sweep), tests/unit/step_runner/test_reconciler.py reaches it",
+    ("stream", "kms:GenerateDataKey", "EnvsKey"): "sealing envs at execute/stream: the suites stream runs "
+    "without envs (the API's sealing is recorded); an end-to-end execute/stream with envs would reach it",
     ("reconciler", "states:DescribeExecution", "execution"): "asks a Standard execution's status; the local "
     "orchestrator hands the reconciler the status itself, tests/unit/step_runner/test_reconciler.py reaches it",
 }
