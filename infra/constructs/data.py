@@ -25,31 +25,13 @@ class Data(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
         super().__init__(scope, construct_id)
         removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
-        self.table_key = kms.Key(
-            self,
-            "TablesKey",
-            description=f"workflow-runs {config.name}: encrypts the runs and events tables",
-            enable_key_rotation=True,
-            removal_policy=removal,
-        )
+        self.table_key = self._key("TablesKey", "encrypts the runs and events tables", config, removal)
         # A separate key for the envelope that seals `envs`: the functions that start runs
         # may only encrypt with it, the step runner only decrypt.
-        self.envs_key = kms.Key(
-            self,
-            "EnvsKey",
-            description=f"workflow-runs {config.name}: seals the envs of a run",
-            enable_key_rotation=True,
-            removal_policy=removal,
-        )
+        self.envs_key = self._key("EnvsKey", "seals the envs of a run", config, removal)
         # Approval task tokens get a key of their own: the internet-facing API function must
         # open tokens to answer a decision, and must never open a run's envs.
-        self.tokens_key = kms.Key(
-            self,
-            "TokensKey",
-            description=f"workflow-runs {config.name}: seals approval task tokens",
-            enable_key_rotation=True,
-            removal_policy=removal,
-        )
+        self.tokens_key = self._key("TokensKey", "seals approval task tokens", config, removal)
         # An HMAC key (never leaves KMS) from which the HTTP functions derive the keys that
         # fingerprint idempotent requests (`envs` are in those requests, so the fingerprint
         # must be keyed) and seal list page tokens (workflow_runs/serverkey.py). KMS does not
@@ -113,6 +95,11 @@ class Data(Construct):
             deletion_protection=config.retain_data,
             removal_policy=removal,
         )
+
+    def _key(self, construct_id: str, purpose: str, config: StageConfig, removal: RemovalPolicy) -> kms.Key:
+        """A symmetric key that rotates itself."""
+        return kms.Key(self, construct_id, description=f"workflow-runs {config.name}: {purpose}",
+                       enable_key_rotation=True, removal_policy=removal)
 
     def grant(self, table: dynamodb.Table, grantee: iam.IGrantable, *actions: str,
               query_indexes: bool = False) -> None:
