@@ -38,6 +38,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "dynamodb_local_endpoint" in fixtures or "dynamodb_local" in params.values():
             item.add_marker("dynamodb_local")
+    # The IAM evaluation judges the calls every other suite recorded: it runs after them.
+    items.sort(key=lambda item: item.get_closest_marker("after_all_suites") is not None)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -51,16 +53,12 @@ def _aws_credentials() -> None:
 @pytest.fixture(autouse=True, scope="session")
 def aws_call_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Every AWS call a function makes in this session, as IAM requests (JSON lines, written
-    by this process and by every `workflow-runs dev` it starts); tests/iam judges them last."""
+    by this process and by every `workflow-runs dev` it starts); tests/infra/test_iam_calls.py
+    judges them last."""
     path = os.environ.get(aws_calls.RECORD_ENV) or str(tmp_path_factory.getbasetemp() / "aws-calls.jsonl")
     os.environ[aws_calls.RECORD_ENV] = path
     aws_calls.from_environment()
     yield path
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The IAM evaluation judges the calls every other suite recorded: it runs after them.
-    items.sort(key=lambda item: item.get_closest_marker("after_all_suites") is not None)
 
 
 @pytest.fixture(scope="session")

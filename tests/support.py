@@ -9,6 +9,7 @@ import threading
 import uuid
 from typing import Any
 
+import boto3
 from workflow_runs.settings import Settings
 
 LOCAL_KEY = base64.b64encode(b"k" * 32).decode()

@@ -61,6 +61,10 @@ KEPT_FOR = {
     "in AWS; the local runtime has no sweep), tests/unit/step_runner/test_reconciler.py reaches it",
     ("stream", "kms:GenerateDataKey", "EnvsKey"): "sealing envs at execute/stream: the suites stream runs "
     "without envs (the API's sealing is recorded); an end-to-end execute/stream with envs would reach it",
+    ("projector", "dynamodb:PutItem", "RunsTable"): "expiring a run whose head TTL deleted (its marker; "
+    "store/retention.py), reached when tests/integration/test_retention.py's records reach the projector",
+    ("projector", "dynamodb:UpdateItem", "RunsTable"): "expiring a run: its counters move (as above)",
+    ("projector", "dynamodb:DeleteItem", "RunsTable"): "expiring a run: its other items are deleted (as above)",
     ("reconciler", "states:DescribeExecution", "execution"): "asks a Standard execution's status; the local "
     "orchestrator hands the reconciler the status itself, tests/unit/step_runner/test_reconciler.py reaches it",
 }
