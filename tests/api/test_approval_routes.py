@@ -28,9 +28,9 @@ WORKFLOW = {
 }
 
 
-def parked_run(api: Api, tenant: str = "t1") -> str:
+def parked_run(api: Api, tenant: str = "t1", workflow: dict | None = None) -> str:
     """A run whose approval step waits: started, then the Approval state's invocation."""
-    workflow_id = api.put_workflow(tenant, WORKFLOW)
+    workflow_id = api.put_workflow(tenant, workflow or WORKFLOW)
     run = api.service.start_run(tenant, ExecuteRequest(workflow_id=workflow_id, inputs={"topic": "tides"}))
     settings, store = api.service.settings, api.store
     reply = run_step({"runId": run.id}, settings=settings, store=store, sealer=None)  # type: ignore[arg-type]
@@ -135,6 +135,11 @@ def test_a_step_that_does_not_wait_for_a_decision_is_409(api: Api):
 @pytest.mark.parametrize("path, body", [
     ("approve", {"comment": "x" * 2001}),
     ("approve", {"outputs": {"approved": False}}),
+    # Issue 28: the server's fields and the prompt the person was shown cannot be forged.
+    ("approve", {"outputs": {"decidedBy": "the-cfo"}}),
+    ("approve", {"outputs": {"prompt": "Publish nothing?"}}),
+    ("approve", {"outputs": {"decidedAt": "2020-01-01T00:00:00.000Z"}}),
+    ("approve", {"outputs": {"comment": "forged"}}),
     ("approve", {"outputs": {"blob": "x" * (17 * 1024)}}),
     ("approve", {"outputs": "not an object"}),
     ("approve", {"extra": 1}),
@@ -167,3 +172,133 @@ def test_a_rejection_counts_the_run_it_ends(api: Api, capsys: pytest.CaptureFixt
 
     ended = [m for m in metrics(capsys.readouterr().out) if m.name == "RunsEnded"]
     assert [m.dimensions for m in ended] == [{"service": "api", "Status": "failed", "RunClass": "standard"}]
+
+
+# --- issue 28: who decided, and who may --------------------------------------------------------
+
+
+def _review(run: dict) -> dict:
+    return next(a for a in run["activityRuns"] if a["stepId"] == "review")
+
+
+def test_the_stored_decision_names_the_caller_and_keeps_the_prompt(api: Api):
+    run_id = parked_run(api)
+    token = api.identity.token(tenant="t1", subject="ana@example.com")
+
+    response = api.client.post(f"{RUNS}/{run_id}/steps/review/approve", headers={"Authorization": f"Bearer {token}"},
+                               json={"outputs": {"ticket": 42}})
+
+    assert response.status_code == 200, response.text
+    stored = _review(api.service.get_run("t1", run_id).model_dump(by_alias=True))["outputs"]
+    assert stored["decidedBy"] == "ana@example.com"
+    assert stored["prompt"] == "Publish tides?" and stored["ticket"] == 42 and stored["approved"] is True
+    assert _review(response.json()["workflowRun"])["outputs"]["decidedBy"] == "ana@example.com"
+
+
+def test_an_internal_callers_decision_is_by_internal(api: Api):
+    run_id = parked_run(api)
+    internal = TestClient(create_app(settings=api.service.settings, service=api.service, internal_listener=True))
+
+    response = internal.post(f"{RUNS}/{run_id}/steps/review/reject", headers={"X-Tenant-Id": "t1"})
+
+    assert response.status_code == 200, response.text
+    assert _review(response.json()["workflowRun"])["outputs"]["decidedBy"] == "internal"
+
+
+GATED = {**WORKFLOW, "steps": [
+    {"id": "review", "type": "approval", "config": {"prompt": "Publish {{ inputs.topic }}?",
+                                                     "approvers": ["ana@example.com", "internal"]}},
+    {"id": "after", "type": "transform", "config": {"output": "done"}}]}
+
+
+@pytest.mark.parametrize("verb", ["approve", "reject"])
+def test_a_caller_not_among_the_approvers_is_403_and_decides_nothing(api: Api, verb: str):
+    run_id = parked_run(api, workflow=GATED)
+    starter = api.identity.token(tenant="t1", subject="dev-user")  # who started the run, say
+
+    response = api.client.post(f"{RUNS}/{run_id}/steps/review/{verb}", headers={"Authorization": f"Bearer {starter}"})
+
+    assert response.status_code == 403, response.text
+    assert response.json() == {"success": False, "error": "Forbidden",
+                               "details": "step review may be decided only by its approvers"}
+    assert api.store.run_status(run_id) is Status.WAITING and api.orchestrator.callbacks == []
+
+
+def test_a_listed_approver_and_a_listed_internal_caller_may_decide(api: Api):
+    ana = api.identity.token(tenant="t1", subject="ana@example.com")
+    run_id = parked_run(api, workflow=GATED)
+    response = api.client.post(f"{RUNS}/{run_id}/steps/review/approve", headers={"Authorization": f"Bearer {ana}"})
+    assert response.status_code == 200, response.text
+    assert _review(response.json()["workflowRun"])["outputs"]["decidedBy"] == "ana@example.com"
+
+    internal = TestClient(create_app(settings=api.service.settings, service=api.service, internal_listener=True))
+    other = parked_run(api, workflow=GATED)
+    response = internal.post(f"{RUNS}/{other}/steps/review/approve", headers={"X-Tenant-Id": "t1"})
+    assert response.status_code == 200, response.text
+
+
+def test_approvers_are_403_before_anything_is_said_about_the_step(api: Api):
+    run_id = parked_run(api, workflow=GATED)
+    ana = api.identity.token(tenant="t1", subject="ana@example.com")
+    assert api.client.post(f"{RUNS}/{run_id}/steps/review/approve",
+                           headers={"Authorization": f"Bearer {ana}"}).status_code == 200
+    bob = api.identity.token(tenant="t1", subject="bob@example.com")
+    # Decided already: ana hears 409, bob (not an approver) 403.
+    assert api.client.post(f"{RUNS}/{run_id}/steps/review/approve",
+                           headers={"Authorization": f"Bearer {ana}"}).status_code == 409
+    assert api.client.post(f"{RUNS}/{run_id}/steps/review/approve",
+                           headers={"Authorization": f"Bearer {bob}"}).status_code == 403
+
+
+@pytest.mark.parametrize("config, problem", [
+    ({"prompt": "ok?", "approvers": []}, "config.approvers must be a list of 1 to 100 subjects"),
+    ({"prompt": "ok?", "approvers": [3]}, "config.approvers must be a list"),
+    ({"prompt": "ok?", "reuseOnRetry": "true"}, "config.reuseOnRetry must be true or false"),
+])
+def test_put_validates_approvers_and_reuse_on_retry(api: Api, config: dict, problem: str):
+    body = {**WORKFLOW, "steps": [{"id": "review", "type": "approval", "config": config}]}
+    response = api.client.put(f"/api/v1/workflows/{uuid.uuid4()}", headers=api.headers(), json=body)
+    assert response.status_code == 400, response.text
+    assert problem in str(response.json()["details"])
+    ok = {**WORKFLOW, "steps": [{"id": "review", "type": "approval",
+                                  "config": {"prompt": "ok?", "approvers": ["ana"], "reuseOnRetry": True}}]}
+    assert api.client.put(f"/api/v1/workflows/{uuid.uuid4()}", headers=api.headers(), json=ok).status_code == 200
+
+
+def _failed_after_approval(api: Api, reuse: bool | None) -> str:
+    """A run whose approval was granted and whose next step then failed, as the runner leaves it."""
+    config: dict = {"prompt": "Publish {{ inputs.topic }}?"}
+    if reuse is not None:
+        config["reuseOnRetry"] = reuse
+    workflow = {**WORKFLOW, "steps": [{"id": "review", "type": "approval", "config": config},
+                                      {"id": "after", "type": "fail", "config": {"message": "boom"}}]}
+    run_id = parked_run(api, workflow=workflow)
+    assert api.client.post(f"{RUNS}/{run_id}/steps/review/approve", headers=api.headers()).status_code == 200
+    settings, store = api.service.settings, api.store
+    run_step({"runId": run_id}, settings=settings, store=store, sealer=None)  # type: ignore[arg-type]
+    assert store.run_status(run_id) is Status.FAILED
+    return run_id
+
+
+@pytest.mark.parametrize("reuse", [None, False])
+def test_a_retry_asks_the_approval_again(api: Api, reuse: bool | None):
+    run_id = _failed_after_approval(api, reuse)
+
+    response = api.client.post(f"{RUNS}/{run_id}/retry", headers=api.headers())
+
+    assert response.status_code == 202, response.text
+    retry = response.json()["workflowRun"]
+    assert retry["activityRuns"] == []  # the earlier decision is not carried over
+    reply = run_step({"runId": retry["id"]}, settings=api.service.settings, store=api.store,
+                     sealer=None)  # type: ignore[arg-type]
+    assert reply["next"] == "approval"  # the retry parks at the approval, asking again
+
+
+def test_a_retry_keeps_the_decision_when_the_step_says_reuse_on_retry(api: Api):
+    run_id = _failed_after_approval(api, True)
+
+    response = api.client.post(f"{RUNS}/{run_id}/retry", headers=api.headers())
+
+    assert response.status_code == 202, response.text
+    [reused] = response.json()["workflowRun"]["activityRuns"]
+    assert (reused["stepId"], reused["reused"], reused["outputs"]["decidedBy"]) == ("review", True, "dev-user")

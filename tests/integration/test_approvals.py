@@ -75,7 +75,7 @@ def test_approval_waits_with_its_prompt_and_approve_completes_it_and_the_run_goe
         ("review", Status.WAITING, {"prompt": "Publish tides?"})]
 
     after = service.decide_approval(TENANT, run_id, "review", approve=True,
-                                    request=DecisionRequest(comment="ship it", outputs={"approver": "ana"}))
+                                    decided_by="ana", request=DecisionRequest(comment="ship it", outputs={"approver": "ana"}))
     assert after.status is Status.RUNNING
     review = after.activity_runs[0]
     assert review.status is Status.COMPLETED
@@ -93,12 +93,12 @@ def test_a_second_decision_is_409_and_changes_nothing(world, local_store):
     service, orchestrator = world
     run_id = start(service, [APPROVAL, NEXT])
     parked(local_store, orchestrator, run_id)
-    service.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+    service.decide_approval(TENANT, run_id, "review", approve=True, decided_by="ana", request=DecisionRequest())
     orchestrator.join(run_id, timeout=10)
 
     for approve in (True, False):
         with pytest.raises(Conflict):
-            service.decide_approval(TENANT, run_id, "review", approve=approve, request=DecisionRequest())
+            service.decide_approval(TENANT, run_id, "review", approve=approve, decided_by="ana", request=DecisionRequest())
     assert service.get_run(TENANT, run_id).status is Status.COMPLETED
 
 
@@ -108,7 +108,7 @@ def test_reject_fails_the_step_and_the_run_with_the_comment(world, local_store):
     parked(local_store, orchestrator, run_id)
 
     after = service.decide_approval(TENANT, run_id, "review", approve=False,
-                                    request=DecisionRequest(comment="not yet"))
+                                    decided_by="ana", request=DecisionRequest(comment="not yet"))
     assert after.status is Status.FAILED
     assert after.error is not None and (after.error.message, after.error.step_id) == ("not yet", "review")
     assert orchestrator.join(run_id, timeout=10) == "FAILED"
@@ -122,8 +122,8 @@ def test_reject_without_a_comment_says_rejected_and_outputs_are_refused(world, l
     run_id = start(service, [APPROVAL])
     parked(local_store, orchestrator, run_id)
     with pytest.raises(ValidationFailed):
-        service.decide_approval(TENANT, run_id, "review", approve=False, request=DecisionRequest(outputs={"a": 1}))
-    after = service.decide_approval(TENANT, run_id, "review", approve=False, request=DecisionRequest())
+        service.decide_approval(TENANT, run_id, "review", approve=False, decided_by="ana", request=DecisionRequest(outputs={"a": 1}))
+    after = service.decide_approval(TENANT, run_id, "review", approve=False, decided_by="ana", request=DecisionRequest())
     assert after.error is not None and after.error.message == "rejected"
 
 
@@ -138,7 +138,7 @@ def test_no_decision_within_timeout_seconds_fails_with_approval_timed_out(world,
     assert run.error is not None and (run.error.message, run.error.step_id) == ("approval timed out", "review")
     assert [(a.step_id, a.status) for a in run.activity_runs] == [("review", Status.FAILED)]
     with pytest.raises(Conflict):
-        service.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+        service.decide_approval(TENANT, run_id, "review", approve=True, decided_by="ana", request=DecisionRequest())
 
 
 def test_cancel_ends_a_waiting_approval_at_once_and_a_later_approve_is_409(world, local_store):
@@ -157,7 +157,7 @@ def test_cancel_ends_a_waiting_approval_at_once_and_a_later_approve_is_409(world
     assert run.status is Status.CANCELLED
     assert [(a.step_id, a.status) for a in run.activity_runs] == [("review", Status.CANCELLED)]
     with pytest.raises(Conflict):
-        service.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+        service.decide_approval(TENANT, run_id, "review", approve=True, decided_by="ana", request=DecisionRequest())
 
 
 def test_another_tenant_an_unknown_run_or_step_is_not_found_a_step_not_reached_is_409(world, local_store):
@@ -166,15 +166,15 @@ def test_another_tenant_an_unknown_run_or_step_is_not_found_a_step_not_reached_i
     wait_for(local_store, run_id, Status.WAITING)  # the wait step, not the approval
 
     with pytest.raises(NotFound):
-        service.decide_approval("t2", run_id, "review", approve=True, request=DecisionRequest())
+        service.decide_approval("t2", run_id, "review", approve=True, decided_by="ana", request=DecisionRequest())
     with pytest.raises(NotFound):
-        service.decide_approval(TENANT, str(uuid.uuid4()), "review", approve=True, request=DecisionRequest())
+        service.decide_approval(TENANT, str(uuid.uuid4()), "review", approve=True, decided_by="ana", request=DecisionRequest())
     with pytest.raises(NotFound):
-        service.decide_approval(TENANT, run_id, "nope", approve=True, request=DecisionRequest())
+        service.decide_approval(TENANT, run_id, "nope", approve=True, decided_by="ana", request=DecisionRequest())
     with pytest.raises(Conflict):  # not reached yet
-        service.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+        service.decide_approval(TENANT, run_id, "review", approve=True, decided_by="ana", request=DecisionRequest())
     with pytest.raises(Conflict):  # not an approval step
-        service.decide_approval(TENANT, run_id, "first", approve=True, request=DecisionRequest())
+        service.decide_approval(TENANT, run_id, "first", approve=True, decided_by="ana", request=DecisionRequest())
     assert service.get_run(TENANT, run_id).status is Status.WAITING
 
 
@@ -188,7 +188,7 @@ def test_two_approves_at_once_one_wins_the_other_is_409(world, local_store):
     def decide(approve: bool) -> None:
         barrier.wait()
         try:
-            service.decide_approval(TENANT, run_id, "review", approve=approve, request=DecisionRequest())
+            service.decide_approval(TENANT, run_id, "review", approve=approve, decided_by="ana", request=DecisionRequest())
             outcomes.append("approved" if approve else "rejected")
         except Conflict:
             outcomes.append("409")
@@ -220,7 +220,7 @@ def test_approve_vs_cancel_one_outcome_holds_and_nothing_is_half_done(world, loc
                     approved: list[bool] = approved) -> None:
             barrier.wait()
             try:
-                service.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+                service.decide_approval(TENANT, run_id, "review", approve=True, decided_by="ana", request=DecisionRequest())
                 approved.append(True)
             except Conflict:
                 approved.append(False)
@@ -256,7 +256,7 @@ def test_approve_vs_timeout_the_first_stored_wins(world, local_store):
     orchestrator.send_task_success = lambda token, output: None  # type: ignore[method-assign]
     try:
         after = service.decide_approval(TENANT, run_id, "review", approve=True,
-                                        request=DecisionRequest(outputs={"approver": "bo"}))
+                                        decided_by="ana", request=DecisionRequest(outputs={"approver": "bo"}))
     finally:
         orchestrator.send_task_success = original  # type: ignore[method-assign]
     assert after.status is Status.RUNNING
@@ -268,7 +268,7 @@ def test_approve_vs_timeout_the_first_stored_wins(world, local_store):
     run_id = start(service, [{**APPROVAL, "config": {"prompt": "p", "timeoutSeconds": 1}}, AFTER])
     assert orchestrator.join(run_id, timeout=10) == "FAILED"
     with pytest.raises(Conflict):
-        service.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+        service.decide_approval(TENANT, run_id, "review", approve=True, decided_by="ana", request=DecisionRequest())
     assert service.get_run(TENANT, run_id).error.message == "approval timed out"  # type: ignore[union-attr]
 
 
@@ -284,6 +284,6 @@ def test_the_task_token_is_sealed_in_the_store_and_in_no_reply(world, local_stor
         TableName=local_settings.runs_table, KeyConditionExpression="PK = :pk",
         ExpressionAttributeValues={":pk": {"S": f"RUN#{run_id}"}})["Items"])
     assert token not in raw
-    reply = service.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+    reply = service.decide_approval(TENANT, run_id, "review", approve=True, decided_by="ana", request=DecisionRequest())
     assert token not in reply.model_dump_json()
     assert token not in service.get_run(TENANT, run_id).model_dump_json()

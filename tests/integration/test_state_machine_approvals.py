@@ -54,7 +54,7 @@ def approve_losing_the_callback(machine: Machine, store: RunStore, settings: Any
     died between the two, or the call lost to the timeout)."""
     service = service_of(machine, store, settings)
     service.orchestrator.send_task_success = lambda token, output: None  # type: ignore[method-assign]
-    service.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+    service.decide_approval(TENANT, run_id, "review", approve=True, decided_by="ana", request=DecisionRequest())
 
 
 def test_approve_sends_the_token_and_the_run_goes_on(lambda_settings, local_store):
@@ -68,7 +68,7 @@ def test_approve_sends_the_token_and_the_run_goes_on(lambda_settings, local_stor
         invocations = len(machine.router.events)
         during = activities(local_store, run_id)
         after = service_of(machine, local_store, lambda_settings).decide_approval(
-            TENANT, run_id, "review", approve=True, request=DecisionRequest(comment="ok"))
+            TENANT, run_id, "review", approve=True, decided_by="ana", request=DecisionRequest(comment="ok"))
         status = machine.wait_until_ended(arn)
         entered = machine.entered_states(arn)
 
@@ -90,7 +90,7 @@ def test_reject_fails_the_task_and_the_run_keeps_the_rejection(lambda_settings, 
     with state_machine(step_runner.handler) as machine:
         arn = parked(machine, local_store, run_id)
         service_of(machine, local_store, lambda_settings).decide_approval(
-            TENANT, run_id, "review", approve=False, request=DecisionRequest(comment="not now"))
+            TENANT, run_id, "review", approve=False, decided_by="ana", request=DecisionRequest(comment="not now"))
         status = machine.wait_until_ended(arn)
         entered = machine.entered_states(arn)
 
@@ -111,7 +111,7 @@ def test_no_decision_within_timeout_seconds_fails_with_approval_timed_out(lambda
         entered = machine.entered_states(arn)
         late = service_of(machine, local_store, lambda_settings)
         with pytest.raises(Conflict):
-            late.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+            late.decide_approval(TENANT, run_id, "review", approve=True, decided_by="ana", request=DecisionRequest())
 
     assert status == "FAILED"
     assert entered == ["RunStep", "Route", "Approval", "ApprovalTimedOut", "Route", "StepFailed"]
@@ -150,7 +150,7 @@ def test_a_repeated_approve_delivers_a_lost_callback_without_waiting_for_the_tim
         stuck = machine.status(arn)
         with pytest.raises(Conflict, match="decided already"):
             service_of(machine, local_store, lambda_settings).decide_approval(
-                TENANT, run_id, "review", approve=True, request=DecisionRequest())
+                TENANT, run_id, "review", approve=True, decided_by="ana", request=DecisionRequest())
         status = machine.wait_until_ended(arn, timeout=15)
         entered = machine.entered_states(arn)
         # Once the run has moved on, a repeat is a plain 409: the token is not sent again
@@ -158,7 +158,7 @@ def test_a_repeated_approve_delivers_a_lost_callback_without_waiting_for_the_tim
         sent: list[str] = []
         late.orchestrator.send_task_success = lambda token, output: sent.append(token)  # type: ignore[method-assign]
         with pytest.raises(Conflict):
-            late.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+            late.decide_approval(TENANT, run_id, "review", approve=True, decided_by="ana", request=DecisionRequest())
 
     assert stuck == "RUNNING"
     assert status == "SUCCEEDED"
@@ -177,7 +177,7 @@ def test_cancel_of_a_waiting_approval_ends_it_at_once(lambda_settings, local_sto
 
         [result] = service.cancel(TENANT, CancelRequest(run_ids=[run_id], reason="no longer needed"))
         with pytest.raises(Conflict):
-            service.decide_approval(TENANT, run_id, "review", approve=True, request=DecisionRequest())
+            service.decide_approval(TENANT, run_id, "review", approve=True, decided_by="ana", request=DecisionRequest())
         # moto quirk: StopExecution marks the execution stopped, but its interpreter thread
         # only notices once the callback wait returns (AWS aborts at once). Wake that wait
         # with the stored token, as only this test can: the execution must end ABORTED,
@@ -235,7 +235,7 @@ def test_local_orchestrator_and_state_machine_leave_the_same_approval_histories(
         for name, verb in (("approve", True), ("reject", False)):
             wait_for_status(local_store, runs[name], Status.WAITING)
             time.sleep(0.2)  # the token is stored with the waiting status; let the task take it up
-            service.decide_approval(TENANT, runs[name], "review", approve=verb, request=DecisionRequest(comment="c"))
+            service.decide_approval(TENANT, runs[name], "review", approve=verb, decided_by="ana", request=DecisionRequest(comment="c"))
         for run_id in runs.values():
             wait(run_id)
         return {name: history(run_id) for name, run_id in runs.items()}
@@ -254,3 +254,43 @@ def test_local_orchestrator_and_state_machine_leave_the_same_approval_histories(
     assert moto == local_histories
     assert moto["approve"]["status"] == "completed" and moto["reject"]["error"] == {"message": "c", "stepId": "review"}
     assert moto["timeout"]["error"] == {"message": "approval timed out", "stepId": "review"}
+
+
+# --- issue 28: a retry asks the approval again, unless the step says reuseOnRetry ---------------
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_a_retry_of_a_run_that_failed_after_its_approval_asks_again_unless_reuse_on_retry(
+        lambda_settings, local_store, reuse: bool):
+    review = {**REVIEW, "config": {**REVIEW["config"], **({"reuseOnRetry": True} if reuse else {})}}
+    run_id = new_run(local_store, [review, {"id": "b", "type": "fail", "config": {"message": "boom"}}])
+
+    # The retry's remaining steps may be Express-bound under auto; this harness runs Standard.
+    settings = lambda_settings.model_copy(update={"orchestration": "standard"})
+    with state_machine(step_runner.handler) as machine:
+        service = service_of(machine, local_store, settings)
+        arn = parked(machine, local_store, run_id)
+        service.decide_approval(TENANT, run_id, "review", approve=True, decided_by="ana", request=DecisionRequest())
+        assert machine.wait_until_ended(arn) == "FAILED"
+        retry = service.retry(TENANT, run_id)
+        if reuse:
+            retry_status = machine.wait_until_ended(machine.execution_arn(retry.id))
+        else:
+            wait_for_status(local_store, retry.id, Status.WAITING)  # parked at the approval again
+            waiting = local_store.get_run(TENANT, retry.id)
+            service.decide_approval(TENANT, retry.id, "review", approve=False, decided_by="bo",
+                                    request=DecisionRequest(comment="no"))
+            retry_status = machine.wait_until_ended(machine.execution_arn(retry.id))
+
+    assert retry_status == "FAILED"
+    final = local_store.get_run(TENANT, retry.id)
+    if reuse:  # the decision is carried over and the gated step ran again without a new one
+        first = final.activity_runs[0]
+        assert (first.step_id, first.status.value, first.reused) == ("review", "completed", True)
+        assert final.activity_runs[0].outputs["decidedBy"] == "ana"
+        assert final.error is not None and final.error.step_id == "b"
+    else:  # asked again: a new decision, and this one said no, so b never ran
+        assert [(a.step_id, a.status.value) for a in waiting.activity_runs] == [("review", "waiting")]
+        assert [(a.step_id, a.status.value, a.reused) for a in final.activity_runs] == [("review", "failed", False)]
+        assert final.activity_runs[0].outputs["decidedBy"] == "bo"
+        assert final.error is not None and final.error.message == "no"

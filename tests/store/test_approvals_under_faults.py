@@ -113,7 +113,7 @@ def test_a_repeated_approve_under_conflicts_and_throttles_resends_the_stored_app
 
     def call() -> object:
         return decide(store, orchestrator, lambda: sealer, TENANT, run_id, "review", approve=True,  # type: ignore[arg-type]
-                      request=DecisionRequest())
+                      decided_by="ana", request=DecisionRequest())
 
     until_done(call)
     with faults.suspended():

@@ -43,12 +43,30 @@ def test_a_prompt_alone_is_valid_and_waits_a_day_by_default():
     ({"prompt": "ok?", "timeoutSeconds": 31_536_001}, "config.timeoutSeconds must be an integer from 1 to 31536000"),
     ({"prompt": "ok?", "timeoutSeconds": 1.5}, "config.timeoutSeconds must be an integer"),
     ({"prompt": "ok?", "timeoutSeconds": True}, "config.timeoutSeconds must be an integer"),
-    ({"prompt": "ok?", "approvers": ["ana"]}, "unknown config keys: approvers"),
+    ({"prompt": "ok?", "approver": ["ana"]}, "unknown config keys: approver"),
+    ({"prompt": "ok?", "approvers": []}, "config.approvers must be a list of 1 to 100 subjects"),
+    ({"prompt": "ok?", "approvers": "ana"}, "config.approvers must be a list"),
+    ({"prompt": "ok?", "approvers": ["ana", ""]}, "config.approvers must be a list"),
+    ({"prompt": "ok?", "approvers": ["ana", 7]}, "config.approvers must be a list"),
+    ({"prompt": "ok?", "approvers": [" ana"]}, "no surrounding spaces"),
+    ({"prompt": "ok?", "approvers": ["x" * 257]}, "at most 256 characters"),
+    ({"prompt": "ok?", "approvers": [f"u{i}" for i in range(101)]}, "1 to 100 subjects"),
+    ({"prompt": "ok?", "reuseOnRetry": "yes"}, "config.reuseOnRetry must be true or false"),
+    ({"prompt": "ok?", "reuseOnRetry": 1}, "config.reuseOnRetry must be true or false"),
 ])
 def test_a_bad_config_says_what_to_fix(config: dict, problem: str):
     with pytest.raises(ValidationError) as caught:
         workflow(config)
     assert problem in str(caught.value) and "step 'review' (approval)" in str(caught.value)
+
+
+def test_approvers_and_reuse_on_retry_are_valid_config():
+    from workflow_runs.models import approval_approvers, approval_reused_on_retry
+
+    step = workflow({"prompt": "ok?", "approvers": ["ana", "internal"], "reuseOnRetry": True}).steps[1]
+    assert approval_approvers(step) == {"ana", "internal"} and approval_reused_on_retry(step) is True
+    plain = workflow({"prompt": "ok?"}).steps[1]
+    assert approval_approvers(plain) is None and approval_reused_on_retry(plain) is False
 
 
 @pytest.mark.parametrize("orchestration", ["auto", "express", "standard"])

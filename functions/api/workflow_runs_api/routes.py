@@ -119,7 +119,7 @@ DecisionBody = Annotated[DecisionRequest | None, Body(description="optional")]
 
 
 @runs.post("/{runId}/steps/{stepId}/approve", response_model=schemas.RunReply,
-           responses=schemas.errors(400, 401, 404, 409, 413, 500),
+           responses=schemas.errors(400, 401, 403, 404, 409, 413, 500),
            summary="Approve a waiting approval step: it completes and the run goes on")
 async def approve(request: Request, runId: UuidPath, stepId: StepIdPath, principal: PrincipalDep,
                   service: ServiceDep, body: DecisionBody = None) -> schemas.RunReply:
@@ -127,7 +127,7 @@ async def approve(request: Request, runId: UuidPath, stepId: StepIdPath, princip
 
 
 @runs.post("/{runId}/steps/{stepId}/reject", response_model=schemas.RunReply,
-           responses=schemas.errors(400, 401, 404, 409, 413, 500),
+           responses=schemas.errors(400, 401, 403, 404, 409, 413, 500),
            summary="Reject a waiting approval step: it and the run fail")
 async def reject(request: Request, runId: UuidPath, stepId: StepIdPath, principal: PrincipalDep,
                  service: ServiceDep, body: DecisionBody = None) -> schemas.RunReply:
@@ -136,8 +136,11 @@ async def reject(request: Request, runId: UuidPath, stepId: StepIdPath, principa
 
 async def _decide(request: Request, run_id: str, step_id: str, principal: Principal, service: RunService,
                   body: DecisionRequest | None, *, approve: bool) -> schemas.RunReply:
+    # Who decided comes from the verified caller, never from the body: its subject, or
+    # 'internal' for a VPC-internal call (auth.INTERNAL_SUBJECT).
     run = await call_blocking(request, service.decide_approval, principal.tenant, canonical_uuid(run_id, "runId"),
-                              step_id, approve=approve, request=body or DecisionRequest())
+                              step_id, approve=approve, request=body or DecisionRequest(),
+                              decided_by=principal.subject)
     return schemas.RunReply(workflowRun=run)
 
 

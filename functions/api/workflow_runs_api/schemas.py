@@ -113,6 +113,7 @@ class ErrorReply(BaseModel):
 
 def errors(*codes: int) -> dict[int | str, dict]:
     text = {400: "Invalid input: `details` says what to fix", 401: "No credential, or a JWT that fails verification",
+            403: "Forbidden: a decision from a caller not in the approval step's `approvers`",
             404: "Unknown, or another tenant's",
             409: "Idempotency-Key reused with a different body, or by another caller; the approval step is not "
                  "waiting for a decision (decided already, not reached, or the run ended); a retry of a run "

@@ -22,8 +22,8 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from .ending import LostRaces, retry_lost_races
-from .errors import Conflict, NotFound, ValidationFailed
-from .models import ApiModel, RunError, Status, WorkflowRun, utc_now
+from .errors import Conflict, Forbidden, NotFound, ValidationFailed
+from .models import ApiModel, RunError, Status, WorkflowRun, approval_approvers, utc_now
 from .orchestrator import Orchestrator
 from .secrets import APPROVAL_TOKEN
 from .states import APPROVAL_STEP
@@ -34,7 +34,7 @@ logger = logging.getLogger("workflow_runs.approvals")
 
 MAX_COMMENT_CHARS = 2000
 MAX_DECISION_OUTPUTS_BYTES = 16 * 1024
-RESERVED_OUTPUTS = ("approved", "comment", "decidedAt")
+RESERVED_OUTPUTS = ("approved", "comment", "decidedAt", "decidedBy", "prompt")
 REJECTED_MESSAGE = "rejected"
 TIMED_OUT_MESSAGE = "approval timed out"
 # The error a rejection ends the Approval task with (the ASL's Catch takes it to RecordFailure,
@@ -97,10 +97,14 @@ def decide(
     *,
     approve: bool,
     request: DecisionRequest,
+    decided_by: str,
 ) -> WorkflowRun:
-    """Approve or reject a waiting approval step, once. NotFound: no such run for this
-    tenant, or no such step in its workflow. Conflict: the step is not waiting for a
-    decision (decided, not reached, not an approval step, or the run ended)."""
+    """Approve or reject a waiting approval step, once, as `decided_by` (the caller's subject,
+    or 'internal'), which the stored outputs carry as `decidedBy`. NotFound: no such run for
+    this tenant, or no such step in its workflow. Forbidden: the step lists `approvers` and
+    `decided_by` is not one of them (asked before anything about the step's state is said).
+    Conflict: the step is not waiting for a decision (decided, not reached, not an approval
+    step, or the run ended)."""
     if not approve and request.outputs is not None:
         raise ValidationFailed(["outputs: only an approval carries outputs"])
     comment = request.comment
@@ -113,6 +117,9 @@ def decide(
             raise NotFound(f"step {step_id} not found in the run's workflow")
         if record.steps[index].type != APPROVAL_STEP:
             raise Conflict(f"step {step_id} is not an approval step")
+        approvers = approval_approvers(record.steps[index])
+        if approvers is not None and decided_by not in approvers:
+            raise Forbidden(f"step {step_id} may be decided only by its approvers")
         if record.status.terminal:
             raise Conflict(f"the run has ended ({record.status.value})")
         waiting = next((a for a in reversed(record.run.activity_runs)
@@ -135,11 +142,14 @@ def decide(
             raise Conflict(f"step {step_id} was decided already")
         decided_at = utc_now()
         if approve:
-            outputs = {"approved": True, "comment": comment, "decidedAt": decided_at, **(request.outputs or {})}
+            # The caller's outputs first: the server's fields (and the prompt) cannot be forged.
+            outputs = {**(request.outputs or {}), "prompt": _prompt(waiting), "approved": True, "comment": comment,
+                       "decidedAt": decided_at, "decidedBy": decided_by}
             updated = store.decide_approval(record, index, waiting, APPROVED, outputs, decision_id=decision_id)
         else:
             message = comment or REJECTED_MESSAGE
-            outputs = {"approved": False, "comment": comment, "decidedAt": decided_at, "error": message}
+            outputs = {"prompt": _prompt(waiting), "approved": False, "comment": comment, "decidedAt": decided_at,
+                       "decidedBy": decided_by, "error": message}
             updated = store.decide_approval(record, index, waiting, REJECTED, outputs,
                                             error=RunError(message=message, step_id=step_id), decision_id=decision_id)
         return updated, approval["token"], comment or REJECTED_MESSAGE
@@ -154,6 +164,11 @@ def decide(
     logger.info("approval decided", extra={"run_id": run_id, "step_id": step_id, "approved": approve})
     _callback(orchestrator, sealer, run_id, step_id, sealed, approve, message)
     return updated.run
+
+
+def _prompt(waiting: Any) -> Any:
+    """The prompt the person was shown (the waiting step's outputs), kept beside the decision."""
+    return (waiting.outputs or {}).get("prompt")
 
 
 def _nothing_after(run: WorkflowRun, activity_run_id: Any) -> bool:

@@ -147,10 +147,31 @@ def _approval_rules(config: dict[str, Any]) -> list[str]:
     timeout = config.get("timeoutSeconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS)
     if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= MAX_WAIT_SECONDS:
         problems.append(f"config.timeoutSeconds must be an integer from 1 to {MAX_WAIT_SECONDS}")
-    unknown = sorted(set(config) - {"prompt", "timeoutSeconds"})
+    approvers = config.get("approvers")
+    if approvers is not None and not (
+            isinstance(approvers, list) and 1 <= len(approvers) <= MAX_APPROVERS
+            and all(isinstance(a, str) and 0 < len(a) <= MAX_SUBJECT_CHARS and a == a.strip() for a in approvers)):
+        problems.append(f"config.approvers must be a list of 1 to {MAX_APPROVERS} subjects (non-empty strings of at "
+                        f"most {MAX_SUBJECT_CHARS} characters, no surrounding spaces)")
+    if not isinstance(config.get("reuseOnRetry", False), bool):
+        problems.append("config.reuseOnRetry must be true or false")
+    unknown = sorted(set(config) - APPROVAL_CONFIG_KEYS)
     if unknown:
-        problems.append(f"unknown config keys: {', '.join(unknown)} (an approval takes prompt and timeoutSeconds)")
+        problems.append(f"unknown config keys: {', '.join(unknown)} (an approval takes "
+                        f"{', '.join(sorted(APPROVAL_CONFIG_KEYS))})")
     return problems
+
+
+def approval_approvers(step: Step) -> frozenset[str] | None:
+    """The subjects who may decide an approval step; None: anyone of the tenant."""
+    approvers = step.config.get("approvers")
+    return None if approvers is None else frozenset(approvers)
+
+
+def approval_reused_on_retry(step: Step) -> bool:
+    """Whether a retry of a failed run keeps this approval's decision (`reuseOnRetry: true`)
+    rather than asking again (the default)."""
+    return step.config.get("reuseOnRetry") is True
 
 
 def _llm_rules(config: dict[str, Any]) -> list[str]:
@@ -172,6 +193,9 @@ def approval_timeout_seconds(step: Step) -> int:
     return int(step.config.get("timeoutSeconds", DEFAULT_APPROVAL_TIMEOUT_SECONDS))
 
 
+APPROVAL_CONFIG_KEYS = frozenset({"prompt", "timeoutSeconds", "approvers", "reuseOnRetry"})
+MAX_APPROVERS = 100
+MAX_SUBJECT_CHARS = 256
 MAX_WAIT_SECONDS = 365 * 24 * 3600  # a Standard execution lives at most a year
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 24 * 3600
 DEFAULT_LLM_TIMEOUT_SECONDS = 60

@@ -13,7 +13,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .models import ActivityRun, Status, Step
+from .models import ActivityRun, Status, Step, approval_reused_on_retry
+from .states import APPROVAL_STEP
 from .store import RunRecord
 
 
@@ -35,7 +36,8 @@ def plan_retry(source: RunRecord, retry_id: str) -> RetryPlan:
     """Which of `source`'s completed steps the retry `retry_id` reuses, and where it starts.
 
     Reused: every step from the first on that has a completed activity run (its latest
-    completed attempt), up to the first that has none. If every step completed (the run
+    completed attempt), up to the first that has none, or the first approval step whose
+    config does not say `reuseOnRetry: true` (that one is asked again). If every step completed (the run
     failed after its last step, e.g. it was failed from outside in a race), the last step
     runs again, so the retry has a step to run and ends through the step runner as usual."""
     latest: dict[str, ActivityRun] = {}
@@ -49,6 +51,8 @@ def plan_retry(source: RunRecord, retry_id: str) -> RetryPlan:
         done = latest.get(step.id)
         if done is None or index == len(source.steps) - 1:
             break
+        if step.type == APPROVAL_STEP and not approval_reused_on_retry(step):
+            break  # a retry asks again: an earlier decision does not gate a new attempt
         reused.append((index, done.model_copy(update={
             "id": reused_activity_id(retry_id, index, done.attempt), "reused": True})))
     return RetryPlan(reused=reused, start_index=len(reused))

@@ -461,12 +461,13 @@ class RunService:
         return self.store.get_run(tenant, run_id)
 
     def decide_approval(self, tenant: str, run_id: str, step_id: str, *, approve: bool,
-                        request: DecisionRequest) -> WorkflowRun:
-        """Approve or reject a waiting approval step, exactly once (workflow_runs.approvals)."""
+                        request: DecisionRequest, decided_by: str) -> WorkflowRun:
+        """Approve or reject a waiting approval step, exactly once, as `decided_by`
+        (workflow_runs.approvals)."""
         from .approvals import decide
 
         return decide(self.store, self.orchestrator, self._sealer, tenant, run_id, step_id,
-                      approve=approve, request=request)
+                      approve=approve, request=request, decided_by=decided_by)
 
     def _sealer(self) -> Any:
         if self.sealer_factory is None:
