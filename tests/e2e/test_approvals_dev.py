@@ -66,6 +66,10 @@ def test_approve_on_the_public_listener_lets_the_run_finish_and_sse_showed_the_w
     done = until(http, run_id, "completed")
     assert done["activityRuns"][-1]["outputs"] == {"note": "Release notes: v2", "channel": "#releases",
                                                    "comment": "ana"}
+    # Who decided is the server's word: the dev token's subject, not anything in the body.
+    review = next(a for a in done["activityRuns"] if a["stepId"] == "review")
+    assert review["outputs"]["decidedBy"] == "dev-user"
+    assert review["outputs"]["prompt"] == "Publish 'Release notes: v2'?"
     again = http.post(f"{RUNS}/{run_id}/steps/review/approve", json={})
     assert again.status_code == 409 and again.json()["error"] == "Conflict"
 

@@ -18,22 +18,30 @@ import re
 import string
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, ItemsView, KeysView, Mapping, ValuesView
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+from jinja2.filters import make_attrgetter, pass_environment
 from jinja2.runtime import markup_join
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import Namespace
 
 from workflow_runs_step_runner.steps.base import StepContext, StepError
 
 # Guards against templates that would eat the Lambda's CPU or memory (docs/steps.md lists
 # them): `{{ 9 ** 9 ** 9 }}`, `{{ 'x' * 10 ** 9 }}`, `{{ 'x'|center(10 ** 8) }}`, loops in
-# loops. The sandbox itself caps `range()` at 100 000 items.
+# loops, `{{ [[0] * 999999] * 100 }}`, squaring a 2000-bit integer, `|sum(start=[])`. Every
+# check runs on the operands, before Python builds the value. The sandbox itself caps
+# `range()` at 100 000 items.
 MAX_POWER_RESULT_BITS = 4096
+# Any integer arithmetic (`*`, `+`, `-`, `**`) would build: Python's own multiplication and
+# printing of big integers is quadratic and runs where no deadline can stop it.
+MAX_INT_BITS = MAX_POWER_RESULT_BITS
 # Any string or list a template builds, and what a config renders to, in characters or items.
 MAX_VALUE_CHARS = 1_000_000
 # Width, padding, indentation and precision arguments (`center`, `format`, `indent`, …).
@@ -42,6 +50,10 @@ MAX_WIDTH = 10_000
 # and how long it may take, whichever ends first.
 MAX_RENDER_OPERATIONS = 1_000_000
 MAX_RENDER_SECONDS = 2.0
+# The memory ceiling of one config's rendering: everything its operators, filters, calls and
+# outputs build, added up (characters or items, freed or not), so what a render holds at
+# any moment is below it too. No process limit: the dev server renders in threads.
+MAX_RENDER_BUILT = 16 * MAX_VALUE_CHARS
 _TEMPLATE_FILENAME = "<template>"  # what Jinja compiles a template from a string under
 
 _MARKERS = ("{{", "{%", "{#")
@@ -58,6 +70,59 @@ def _refuse_large(value: Any, what: str) -> Any:
 def _refuse_size(size: int, what: str) -> None:
     if size > MAX_VALUE_CHARS:
         raise SecurityError(f"{what} would be about {size} long; the limit is {MAX_VALUE_CHARS}")
+
+
+def _size(value: Any, limit: int = MAX_VALUE_CHARS) -> int:
+    """About how large `value` is once printed or copied — characters of its strings plus one
+    per item, container and scalar (a big integer counts a unit per 32 bits) — counted
+    through nested and shared containers, iteratively, stopping as soon as it passes `limit`.
+    `[x] * 100` of a 1 000 000-item `x` is 100 000 100: what its text would need."""
+    # A container counts one per item (so a scalar item adds nothing more); strings add their
+    # characters, integers a unit per 32 bits.
+    total, stack, steps = 0 if isinstance(value, (str, bytes)) else 1, [value], 0
+    while stack:
+        item = stack.pop()
+        steps += 1
+        if not steps % 4096:
+            _check_deadline()
+        if isinstance(item, (str, bytes)):
+            total += len(item)
+        elif isinstance(item, int):
+            total += item.bit_length() // 32
+        elif isinstance(item, Mapping):
+            total += 2 * len(item)
+            stack.extend(k for k in item if not isinstance(k, _SCALARS))
+            stack.extend(v for v in item.values() if not isinstance(v, _SCALARS))
+        elif isinstance(item, (list, tuple, set, frozenset, KeysView, ValuesView, ItemsView)):
+            total += len(item)
+            stack.extend(c for c in item if not isinstance(c, _SCALARS))
+        elif isinstance(item, Namespace):
+            stack.append(dict(item._Namespace__attrs))
+        if total > limit:
+            return total
+    return total
+
+
+# Items that add nothing beyond their own unit (small integers count by their bits only when big).
+_SCALARS = (bool, float, type(None))
+
+
+def _refuse_sized(value: Any, what: str) -> Any:
+    """`value`, unless printing or copying it would pass the limit (checked before either)."""
+    size = _size(value)
+    if size > MAX_VALUE_CHARS:
+        raise SecurityError(f"{what} would be over {MAX_VALUE_CHARS} long")
+    return value
+
+
+def _refuse_bits(bits: int, what: str) -> None:
+    if bits > MAX_INT_BITS:
+        raise SecurityError(f"{what} would be too large (an integer of about {bits} bits; the limit is "
+                            f"{MAX_INT_BITS})")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _refuse_width(value: Any, what: str) -> None:
@@ -78,13 +143,16 @@ def _refuse_printf_widths(text: Any) -> None:
             _refuse_width(int(number) if number else None, "a width or precision of")
 
 
+def _format_fields(text: str) -> list[tuple[Any, ...]]:
+    try:
+        return list(string.Formatter().parse(text))
+    except ValueError:
+        return []  # the formatter itself says what is wrong
+
+
 def _refuse_format_widths(text: str) -> None:
     """The same for `str.format` specs (`'{:>100000000}'`)."""
-    try:
-        fields = list(string.Formatter().parse(text))
-    except ValueError:
-        return  # the formatter itself says what is wrong
-    for _, _, spec, _ in fields:
+    for _, _, spec, _ in _format_fields(text):
         if spec and "{" in spec:
             raise SecurityError("nested fields in a format spec are not allowed; write the width")
         for number in re.findall(r"\d+", spec or ""):
@@ -92,7 +160,9 @@ def _refuse_format_widths(text: str) -> None:
 
 
 def _joined_size(items: list[Any], separator: str) -> int:
-    return sum(len(i) for i in items if isinstance(i, str)) + len(separator) * max(len(items) - 1, 0)
+    # Items that are not strings are printed first: `[[0] * 999999] * 9|join` is sized too.
+    return (sum(len(i) if isinstance(i, str) else _size(i) for i in items)
+            + len(separator) * max(len(items) - 1, 0))
 
 
 def _replaced_size(text: str, old: str, new: str, count: int = -1) -> int:
@@ -137,12 +207,67 @@ def _check_tojson(a: dict) -> None:
 
 def _check_format(a: dict) -> None:
     _refuse_printf_widths(a.get("value"))
+    _refuse_printf_result(a.get("value"), a.get("args") or a.get("kwargs"))
+
+
+def _check_batch(a: dict) -> None:
+    # The last batch is padded to `linecount` items: `[1]|batch(10 ** 9, 0)`.
+    if a.get("fill_with") is not None:
+        _refuse_width(a.get("linecount"), "batch size")
 
 
 _FILTER_CHECKS: dict[str, Callable[[dict], None]] = {
     "center": _check_center, "indent": _check_indent, "wordwrap": _check_wordwrap, "replace": _check_replace,
-    "slice": _check_slice, "tojson": _check_tojson, "format": _check_format,
+    "slice": _check_slice, "tojson": _check_tojson, "format": _check_format, "batch": _check_batch,
 }
+# Filters that neither print nor copy their input (nor build more than a few items from it):
+# their arguments are not sized before the call.
+_NON_COPYING_FILTERS = frozenset({
+    "length", "count", "first", "last", "default", "d", "abs", "int", "float", "round", "random", "attr",
+    "filesizeformat", "tojson", "batch", "slice", "map", "select", "reject", "selectattr", "rejectattr",
+    "min", "max", "items", "list", "unique", "sort", "dictsort", "groupby", "reverse", "sum",
+})
+
+
+def _printf_result_size(template: str, args: Any) -> int:
+    """About how long `template % args` would be: each conversion prints at most the largest argument."""
+    conversions = sum(1 for m in _PRINTF_SPEC.finditer(template) if not m.group(0).endswith("%"))
+    if isinstance(args, tuple):
+        return len(template) + sum(_size(a) for a in args)
+    if isinstance(args, Mapping):
+        largest = max((_size(v) for v in args.values()), default=0)
+        return len(template) + conversions * largest
+    return len(template) + conversions * _size(args)
+
+
+def _refuse_printf_result(template: Any, args: Any) -> None:
+    if isinstance(template, str) and args is not None:
+        _refuse_size(_printf_result_size(template, args), "the formatted text")
+
+
+@pass_environment
+def _bounded_sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
+    """Jinja's `sum`, in linear time and sized as it goes: `sum(lists, [])` in Python copies
+    the total at every step (quadratic), uninterruptibly, in C."""
+    if attribute is not None:
+        iterable = map(make_attrgetter(environment, attribute), iterable)
+    total = start
+    built: list[Any] | None = None  # a list total, grown in place once it is our own copy
+    built_size = 0
+    for item in iterable:
+        _check_deadline()  # each step below is sized, so checking between them bounds the whole
+        if built is not None and isinstance(item, list):
+            built_size += _size(item) - 1
+            _refuse_size(built_size, "the result of 'sum'")
+            built.extend(item)
+            continue
+        if built is not None:
+            total, built = built, None
+        total = environment.call_binop(None, "+", total, item)
+        if isinstance(total, list) and total is not start:
+            built, built_size = total, _size(total)
+    return built if built is not None else total
+
 
 
 def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -165,7 +290,12 @@ def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
             except TypeError:
                 return func(*args, **kwargs)  # the filter says what is wrong with its arguments
             check(dict(bound.arguments))
-        return _refuse_large(func(*args, **kwargs), f"the result of '{name}'")
+        if name not in _NON_COPYING_FILTERS:  # it prints or copies its input: size that first
+            for argument in (*args[passes_context:], *kwargs.values()):
+                _refuse_sized(argument, f"the input of '{name}'")
+        result = _refuse_large(func(*args, **kwargs), f"the result of '{name}'")
+        _charge(result)
+        return result
 
     return bounded
 
@@ -195,26 +325,41 @@ class _CodeGenerator(CodeGenerator):
 
 class _StepSandbox(SandboxedEnvironment):
     code_generator_class = _CodeGenerator
-    intercepted_binops = frozenset({"**", "*", "+", "%"})
+    intercepted_binops = frozenset({"**", "*", "+", "-", "%"})
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        result = self._checked_binop(context, operator_name, left, right)
+        _charge(result)
+        return result
+
+    def _checked_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        """Each check sizes the operands: the value is never built to be measured."""
+        both_ints = _is_int(left) and _is_int(right)
         if operator_name == "**":
-            if (isinstance(left, int) and isinstance(right, int) and right > 0
+            if (both_ints and right > 0
                     and max(abs(left), 2).bit_length() * right > MAX_POWER_RESULT_BITS):
                 raise SecurityError("the result of '**' would be too large")
             return operator.pow(left, right)
         if operator_name == "*":
+            if both_ints:
+                _refuse_bits(left.bit_length() + right.bit_length(), "the result of '*'")
             for seq, times in ((left, right), (right, left)):
-                if (isinstance(seq, (str, list, tuple)) and isinstance(times, int)
-                        and len(seq) * times > MAX_VALUE_CHARS):
-                    raise SecurityError("the result of '*' would be too large")
+                if isinstance(seq, (str, list, tuple)) and _is_int(times) and times > 0:
+                    # Items count as what they hold: `[[0] * 999999] * 100` is 100 million.
+                    each = len(seq) if isinstance(seq, str) else _size(seq, MAX_VALUE_CHARS // times + 1)
+                    if each * times > MAX_VALUE_CHARS:
+                        raise SecurityError(f"the result of '*' would be too large (over {MAX_VALUE_CHARS} long)")
             return operator.mul(left, right)
+        if operator_name in ("+", "-") and both_ints:
+            _refuse_bits(max(left.bit_length(), right.bit_length()) + 1, f"the result of '{operator_name}'")
         if operator_name == "+":
             if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
-                _refuse_size(len(left) + len(right), "the result of '+'")
+                sized = len if isinstance(left, str) and isinstance(right, str) else _size
+                _refuse_size(sized(left) + sized(right), "the result of '+'")
             return operator.add(left, right)
         if operator_name == "%":
             _refuse_printf_widths(left)
+            _refuse_printf_result(left, right)
             return _refuse_large(operator.mod(left, right), "the result of '%'")
         return super().call_binop(context, operator_name, left, right)
 
@@ -234,14 +379,26 @@ class _StepSandbox(SandboxedEnvironment):
         result = _refuse_large(super().call(context, obj, *args, **kwargs), f"the result of {name or 'a call'}")
         if isinstance(owner, (list, dict, set)):
             _refuse_large(owner, f"a {type(owner).__name__} grown by {name}")
+            if name in ("append", "extend", "insert", "update", "add", "setdefault"):
+                _charge(args[0] if args else None)
+        _charge(result)
         return result
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapped = super().wrap_str_format(value)
         if wrapped is None:
             return None
-        _refuse_format_widths(value.__self__)
-        return wrapped
+        template = value.__self__
+        _refuse_format_widths(template)
+        fields = sum(1 for _, name, _, _ in _format_fields(template) if name is not None)
+
+        def sized(*args: Any, **kwargs: Any) -> str:
+            # Each field prints at most the largest argument (a mapping for format_map counts whole).
+            largest = max((_size(a) for a in (*args, *kwargs.values())), default=0)
+            _refuse_size(len(template) + fields * largest, "the formatted text")
+            return _charge(wrapped(*args, **kwargs))
+
+        return sized
 
     def concat(self, parts: Any) -> str:  # Jinja joins every output through it
         collected, size = [], 0
@@ -249,37 +406,51 @@ class _StepSandbox(SandboxedEnvironment):
             size += len(part)
             _refuse_size(size, "the rendered text")
             collected.append(part)
-        return "".join(collected)
+        return _charge("".join(collected))
 
     def checked_join(self, parts: tuple[Any, ...]) -> str:
-        texts = [p if isinstance(p, str) else str(p) for p in parts]
-        _refuse_size(sum(len(t) for t in texts), "the result of '~'")
-        return markup_join(texts)
+        _refuse_size(sum(len(p) if isinstance(p, str) else _size(p) for p in parts), "the result of '~'")
+        return _charge(markup_join([p if isinstance(p, str) else str(p) for p in parts]))
 
 
 class _Budget:
     """Counts what a render does through a trace function (template lines, Python calls)
-    and stops it, with a SecurityError raised inside it, once over the budget or the deadline."""
+    and stops it, with a SecurityError raised inside it, once over the budget or the deadline;
+    adds up what it builds (`charge`) against the memory ceiling. The size checks keep every
+    single operation short, so the deadline checked between them holds during evaluation."""
 
     def __init__(self) -> None:
         self.operations = 0
+        self.built = 0
         self.deadline = time.monotonic() + MAX_RENDER_SECONDS
         self._previous: Any = None
+        self._token: Any = None
 
     def __enter__(self) -> None:
         # Installed only while a template runs: compiling (cached) is not the author's work.
         self._previous = sys.gettrace()
+        self._token = _CURRENT_BUDGET.set(self)
         sys.settrace(self.on_call)
 
     def __exit__(self, *exc_info: object) -> None:
         sys.settrace(self._previous)
+        _CURRENT_BUDGET.reset(self._token)
+
+    def charge(self, size: int) -> None:
+        self.built += size
+        if self.built > MAX_RENDER_BUILT:
+            raise SecurityError(f"the templates built more than {MAX_RENDER_BUILT} characters or items")
+
+    def check_deadline(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise SecurityError(f"rendering took longer than {MAX_RENDER_SECONDS:g} s")
 
     def _tick(self) -> None:
         self.operations += 1
         if self.operations > MAX_RENDER_OPERATIONS:
             raise SecurityError(f"the templates took more than {MAX_RENDER_OPERATIONS} operations")
-        if not self.operations % 512 and time.monotonic() > self.deadline:
-            raise SecurityError(f"rendering took longer than {MAX_RENDER_SECONDS:g} s")
+        if not self.operations % 64:
+            self.check_deadline()
 
     def on_call(self, frame: Any, event: str, arg: Any) -> Any:
         self._tick()
@@ -291,13 +462,38 @@ class _Budget:
         return self._on_line
 
 
+# The render under way in this thread (the dev server renders in several at once).
+_CURRENT_BUDGET: ContextVar[_Budget | None] = ContextVar("template_budget", default=None)
+
+
+def _charge(value: Any) -> Any:
+    """Count what was just built against the render's memory ceiling; returns `value`."""
+    budget = _CURRENT_BUDGET.get()
+    if budget is not None and isinstance(value, (str, bytes, list, tuple, dict, set)):
+        budget.charge(len(value))
+    return value
+
+
+def _check_deadline() -> None:
+    budget = _CURRENT_BUDGET.get()
+    if budget is not None:
+        budget.check_deadline()
+
+
+def _finalize(value: Any) -> Any:
+    """Every `{{ … }}` output, before Jinja prints it: a list or a mapping is sized first."""
+    if not isinstance(value, (str, int, float)):
+        _refuse_sized(value, "the printed value")
+    return value
+
+
 @lru_cache(maxsize=1)
 def _environment() -> _StepSandbox:
     # autoescape off: outputs are data (JSON, URLs, prompts), not HTML.
-    env = _StepSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = _StepSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, finalize=_finalize)
     # Only pure helpers stay; `lipsum` is noise in a data pipeline.
     env.globals.pop("lipsum", None)
-    env.filters = {name: _bounded_filter(name, f) for name, f in env.filters.items()}
+    env.filters = {name: _bounded_filter(name, f) for name, f in {**env.filters, "sum": _bounded_sum}.items()}
     env.policies["json.dumps_function"] = _bounded_json_dumps
     return env
 
@@ -349,7 +545,7 @@ def render_string(source: str, variables: dict[str, Any], *, path: str = "templa
         kind, compiled = _compile(source)
         with budget or _Budget():
             if kind == "native":
-                return _refuse_large(_plain(compiled(**variables)), "the value")
+                return _plain(_refuse_sized(compiled(**variables), "the value"))
             return compiled.render(**variables)
     except UndefinedError as exc:
         raise StepError(f"{path}: undefined template variable: {exc.message}") from None
