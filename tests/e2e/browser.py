@@ -223,7 +223,9 @@ class Chromium:
 
 class CuttableProxy:
     """A loopback TCP proxy to `target_port`; `cut()` closes every connection open now, as a
-    dropped network would (the client sees its response end early)."""
+    dropped network would (the client sees its response end early). Like a reverse proxy
+    (nginx's `proxy_set_header Host`), it names its upstream in `Host`: the dev server answers
+    only a `Host` naming itself (hosts.py)."""
 
     def __init__(self, target_port: int):
         self.target_port = target_port
@@ -260,14 +262,16 @@ class CuttableProxy:
                 continue
             with self._lock:
                 self._pairs.append((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            rewrite = (f"Host: 127.0.0.1:{self.port}\r\n".encode(), f"Host: 127.0.0.1:{self.target_port}\r\n".encode())
+            for source, sink, swap in ((client, upstream, rewrite), (upstream, client, None)):
+                threading.Thread(target=self._pump, args=(source, sink, swap), daemon=True).start()
 
     @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(source: socket.socket, sink: socket.socket, swap: tuple[bytes, bytes] | None) -> None:
         try:
             while chunk := source.recv(65536):
-                sink.sendall(chunk)
+                # a request's head arrives whole in one read on loopback: the header is never split
+                sink.sendall(chunk.replace(*swap) if swap else chunk)
         except OSError:
             pass
         finally:

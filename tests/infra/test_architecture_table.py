@@ -4,6 +4,7 @@ handler lives."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import re
 from pathlib import Path
@@ -42,4 +43,6 @@ def test_each_module_is_where_its_handler_lives():
         spec = importlib.util.find_spec(dotted)
         assert spec is not None and spec.origin is not None, row
         assert Path(spec.origin).resolve() == module.resolve(), row
-        assert re.search(rf"^def {attribute}\(", module.read_text(), re.MULTILINE), row
+        # the handler may be a def or built by the entry helper (`handler = entry.handler`):
+        # what Lambda needs is a callable of that name once the module is imported
+        assert callable(getattr(importlib.import_module(dotted), attribute, None)), row
