@@ -63,6 +63,7 @@ class WorkflowRunsStack(Stack):
             state_machines={"": orchestration.state_machine, "Express": orchestration.express_state_machine},
             dead_letter_queues={
                 "ProjectorFailures": stream.projector_dlq,
+                "ProjectorRepairFailures": stream.repair_dlq,
                 "ReconcilerDeadLetters": orchestration.reconciler_dlq,
             },
             apis=[a for a in (api.public_api, api.private_api) if a is not None],

@@ -49,6 +49,10 @@ PROJECTOR_BATCH_SIZE = 100
 PROJECTOR_RETRY_ATTEMPTS = 3
 PROJECTOR_MAX_RECORD_AGE = Duration.hours(6)
 PROJECTOR_BATCHING_WINDOW_SECONDS = 0
+# The repair of a failed batch (the reconciler consuming ProjectorFailures): tries per message,
+# and six times the reconciler's 2-minute timeout so a message is not given again while handled.
+REPAIR_RECEIVES = 5
+REPAIR_VISIBILITY = Duration.minutes(12)
 
 
 def web_adapter_layer_arn(scope: Construct) -> str:
@@ -169,8 +173,24 @@ class Stream(Construct):
 
         # Records that still fail after bisecting and the bounded retries are parked here
         # (their stream coordinates, not their data) so one poison record never blocks a shard.
+        # The reconciler consumes them (the repair path: it reads the range back from the
+        # stream and writes the closing event of every ended run in it); a message it still
+        # cannot handle after REPAIR_RECEIVES receives (the range past the stream's 24 h
+        # retention, say) is parked in ProjectorRepairFailures (alarmed).
+        self.repair_dlq = failure_queue(
+            self, "ProjectorRepairFailures", feeds="dead-letter queue of the reconciler's repair of failed stream batches"
+        )
         self.projector_dlq = failure_queue(
-            self, "ProjectorFailures", feeds="on-failure destination of the projector's event source mapping"
+            self,
+            "ProjectorFailures",
+            feeds="on-failure destination of the projector's event source mapping",
+            consumed=(self.repair_dlq, REPAIR_RECEIVES, REPAIR_VISIBILITY),
+        )
+        reconciler = orchestration.reconciler
+        self._grant_stream_read(data, reconciler, list_streams=False)
+        self.projector_dlq.grant_consume_messages(reconciler)
+        orchestration.reconciler_alias.add_event_source(
+            event_sources.SqsEventSource(self.projector_dlq, batch_size=10, report_batch_item_failures=True)
         )
         self._grant_stream_read(data, self.projector)
         # The mapping invokes the `live` alias: the published (SnapStart) version.
@@ -194,16 +214,20 @@ class Stream(Construct):
             max_batching_window=Duration.seconds(PROJECTOR_BATCHING_WINDOW_SECONDS),
         )
 
-    def _grant_stream_read(self, data: Data, function: lambda_.IFunction) -> None:
+    def _grant_stream_read(self, data: Data, function: lambda_.IFunction, *, list_streams: bool = True) -> None:
         # Not Table.grantStreamRead: it allows dynamodb:ListStreams on "*". These are the
         # four actions Lambda's poller uses, scoped to this table's streams (DynamoDB guide,
-        # "IAM policy to allow a Lambda function to access DynamoDB stream records").
+        # "IAM policy to allow a Lambda function to access DynamoDB stream records"). The
+        # reconciler's repair is given the stream's ARN in each message: no ListStreams.
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
                 resources=[data.runs_table.table_stream_arn],
             )
         )
+        if not list_streams:
+            data.table_key.grant_decrypt(function)
+            return
         # ListStreams supports no resource-level permission (Service Authorization Reference):
         # a statement naming the table's streams would never match, so it names none.
         function.add_to_role_policy(iam.PolicyStatement(actions=["dynamodb:ListStreams"], resources=["*"]))

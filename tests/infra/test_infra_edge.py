@@ -23,6 +23,7 @@ from tests.infra.test_infra_template import (
     identity_statements,
     methods_of,
     rest_api,
+    stream_mappings,
 )
 
 SNAPSTART_HANDLERS = (API_HANDLER, STEP_RUNNER_HANDLER, PROJECTOR_HANDLER, RECONCILER_HANDLER)
@@ -204,7 +205,7 @@ def test_the_dashboard_is_named_by_stage_and_region_and_shows_the_new_metrics(pr
 
 @pytest.mark.parametrize("stage", ["prod", "dev"])
 def test_the_projector_mapping_processes_batches_of_a_shard_in_parallel(stage, request):
-    (mapping,) = request.getfixturevalue(stage).resources("AWS::Lambda::EventSourceMapping").values()
+    (mapping,) = stream_mappings(request.getfixturevalue(stage))
     assert mapping["Properties"]["ParallelizationFactor"] > 1
 
 

@@ -180,9 +180,15 @@ def test_dev_tables_are_disposable(dev):
 # --- projector: the event source mapping -----------------------------------------------
 
 
+def stream_mappings(synth) -> list[dict[str, Any]]:
+    """The event source mappings that read a DynamoDB stream (the others read a queue)."""
+    return [m for m in synth.resources("AWS::Lambda::EventSourceMapping").values()
+            if "StreamArn" in flatten(m["Properties"]["EventSourceArn"])]
+
+
 def test_projector_reads_the_runs_stream_with_partial_batch_responses_and_an_on_failure_queue(prod):
     projector_id = alias_of(prod, PROJECTOR_HANDLER)  # the mapping invokes the `live` alias
-    mappings = list(prod.resources("AWS::Lambda::EventSourceMapping").values())
+    mappings = stream_mappings(prod)
     assert len(mappings) == 1
     props = mappings[0]["Properties"]
     runs_id = next(
@@ -207,8 +213,44 @@ def test_projector_reads_the_runs_stream_with_partial_batch_responses_and_an_on_
     assert prod.template["Resources"][destination[0]]["Type"] == "AWS::SQS::Queue"
 
 
+def test_the_reconciler_consumes_the_projectors_on_failure_queue_and_may_read_the_stream_back(prod):
+    (stream_mapping,) = stream_mappings(prod)
+    queue_id = stream_mapping["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    (consumer,) = [m["Properties"] for m in prod.resources("AWS::Lambda::EventSourceMapping").values()
+                   if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}]
+    reconciler_alias = alias_of(prod, RECONCILER_HANDLER)
+    assert reconciler_alias in flatten(consumer["FunctionName"])  # the `live` alias
+    assert consumer["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+    queue = prod.template["Resources"][queue_id]["Properties"]
+    redrive = queue["RedrivePolicy"]
+    assert 1 < redrive["maxReceiveCount"] <= 10
+    repair_dlq = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert prod.template["Resources"][repair_dlq]["Type"] == "AWS::SQS::Queue"
+    _, reconciler = function_by_handler(prod, RECONCILER_HANDLER)
+    assert queue["VisibilityTimeout"] >= 6 * reconciler["Properties"]["Timeout"]
+
+    runs_id = next(
+        k for k, t in prod.resources("AWS::DynamoDB::Table").items() if "StreamSpecification" in t["Properties"]
+    )
+    role = reconciler["Properties"]["Role"]["Fn::GetAtt"][0]
+    granted: dict[str, list] = {}
+    for policy in prod.resources("AWS::IAM::Policy").values():
+        if {"Ref": role} in policy["Properties"]["Roles"]:
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                for action in actions:
+                    granted.setdefault(action, []).append(statement["Resource"])
+    stream_arn = {"Fn::GetAtt": [runs_id, "StreamArn"]}
+    for action in ("dynamodb:DescribeStream", "dynamodb:GetShardIterator", "dynamodb:GetRecords"):
+        assert stream_arn in granted[action], action
+    assert "dynamodb:ListStreams" not in granted
+    assert granted["sqs:ReceiveMessage"] == [{"Fn::GetAtt": [queue_id, "Arn"]}]
+    assert granted["sqs:DeleteMessage"] == [{"Fn::GetAtt": [queue_id, "Arn"]}]
+
+
 def test_projector_filter_admits_run_partition_inserts_and_updates_and_run_head_deletions_only(prod):
-    (mapping,) = prod.resources("AWS::Lambda::EventSourceMapping").values()
+    (mapping,) = stream_mappings(prod)
     changes, removals = [json.loads(f["Pattern"]) for f in mapping["Properties"]["FilterCriteria"]["Filters"]]
     assert changes == {
         "eventName": ["INSERT", "MODIFY"],

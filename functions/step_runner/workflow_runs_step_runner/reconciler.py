@@ -15,7 +15,11 @@ Two triggers, one handler:
 
 A third duty, the repair: a run whose event log never got its closing event (the
 projector's attempts ran out on the record of its end) has it written from its status
-(`repair`, workflow_runs.closing), so every log ends whatever the projector met.
+(`repair`, workflow_runs.closing), so every log ends whatever the projector met. In AWS its
+trigger is the projector's on-failure queue (`repair_failed_batches`): each message holds a
+failed batch's stream coordinates; its records are read back from the stream and every run
+among them that has ended gets its closing event. A message that cannot be read is reported
+as a batch item failure, retried, then parked in the queue's own dead-letter queue.
 
 Every write is conditional on the old status (TransitionRejected = someone else settled
 it first), so a repeated event or two sweeps at once change nothing twice.
@@ -148,6 +152,36 @@ def repair(store: Any, run_id: str, *, log: Any = None) -> bool:
     return repaired
 
 
+def repair_failed_batches(event: dict[str, Any], *, store: Any, streams: Any, log: Any = None) -> dict[str, Any]:
+    """An SQS batch from the projector's on-failure queue: each body is an invocation record
+    whose DDBStreamBatchInfo names a failed range of the runs table's stream. The runs of its
+    records are repaired (an ended run whose log has no closing event gets it; a run still
+    going or a closed log: nothing). A message whose range cannot be read, or whose repair
+    fails, is a batch item failure: SQS gives it again, then its dead-letter queue keeps it."""
+    import json
+
+    from workflow_runs.store.stream_range import runs_in_range
+
+    log = log or _logger()
+    failures = []
+    for message in event.get("Records") or []:
+        try:
+            batch = json.loads(message["body"])["DDBStreamBatchInfo"]
+            for run_id in sorted(runs_in_range(streams, batch)):
+                repair(store, run_id, log=log)
+        except Exception:
+            log.exception("a failed stream batch could not be repaired; SQS gives it again",
+                          extra={"message_id": message.get("messageId")})
+            failures.append({"itemIdentifier": message.get("messageId")})
+    return {"batchItemFailures": failures}
+
+
+def _is_sqs(event: Any) -> bool:
+    records = event.get("Records") if isinstance(event, dict) else None
+    first = records[0] if isinstance(records, list) and records else None
+    return isinstance(first, dict) and first.get("eventSource") == "aws:sqs"
+
+
 def _failure_message(execution_status: str | None) -> str:
     # Only the status, never the execution's error cause: a cause is free text that was
     # not masked against the run's envs.
@@ -182,7 +216,17 @@ def collaborators() -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=1)
+def streams_client() -> Any:
+    from workflow_runs.settings import get_settings
+    from workflow_runs.store.stream_range import streams_client as make
+
+    return make(get_settings().dynamodb_endpoint_url)
+
+
 def _handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    if _is_sqs(event):  # the projector's on-failure queue: the repair path
+        return repair_failed_batches(event, store=collaborators()["store"], streams=streams_client())
     return reconcile(event, **collaborators())
 
 

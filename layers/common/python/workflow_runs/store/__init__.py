@@ -4,7 +4,7 @@ Split by concern: `dynamo` (the client, and telling a lost condition from a busy
 `workflows`, `queries` (run reads, counts, list pages), `runs` (run writes), `approvals`
 (an approval's token and decision), `retries` (a failed run's retry), `retention` (an
 expired run's counters and items), `events` (the event log) and `leases` (open SSE streams
-per tenant); DynamoDB JSON is `workflow_runs.marshal`, which the projector shares. `RunStore` is all of them over one client.
+per tenant), `stream_range` (a failed stream batch read back for the repair); DynamoDB JSON is `workflow_runs.marshal`, which the projector shares. `RunStore` is all of them over one client.
 """
 
 from __future__ import annotations
