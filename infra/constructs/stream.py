@@ -187,7 +187,13 @@ class Stream(Construct):
             consumed=(self.repair_dlq, REPAIR_RECEIVES, REPAIR_VISIBILITY),
         )
         reconciler = orchestration.reconciler
-        self._grant_stream_read(data, reconciler, list_streams=False)
+        # The repair reads a run's log (is it closed?) and writes its closing events.
+        data.grant(data.events_table, reconciler, "Query", "PutItem")
+        # The stream's ARN and shard are in each message: it only reads the range back.
+        reconciler.add_to_role_policy(
+            iam.PolicyStatement(actions=["dynamodb:GetShardIterator", "dynamodb:GetRecords"],
+                                resources=[data.runs_table.table_stream_arn])
+        )
         self.projector_dlq.grant_consume_messages(reconciler)
         orchestration.reconciler_alias.add_event_source(
             event_sources.SqsEventSource(self.projector_dlq, batch_size=10, report_batch_item_failures=True)
@@ -214,20 +220,16 @@ class Stream(Construct):
             max_batching_window=Duration.seconds(PROJECTOR_BATCHING_WINDOW_SECONDS),
         )
 
-    def _grant_stream_read(self, data: Data, function: lambda_.IFunction, *, list_streams: bool = True) -> None:
+    def _grant_stream_read(self, data: Data, function: lambda_.IFunction) -> None:
         # Not Table.grantStreamRead: it allows dynamodb:ListStreams on "*". These are the
         # four actions Lambda's poller uses, scoped to this table's streams (DynamoDB guide,
-        # "IAM policy to allow a Lambda function to access DynamoDB stream records"). The
-        # reconciler's repair is given the stream's ARN in each message: no ListStreams.
+        # "IAM policy to allow a Lambda function to access DynamoDB stream records").
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
                 resources=[data.runs_table.table_stream_arn],
             )
         )
-        if not list_streams:
-            data.table_key.grant_decrypt(function)
-            return
         # ListStreams supports no resource-level permission (Service Authorization Reference):
         # a statement naming the table's streams would never match, so it names none.
         function.add_to_role_policy(iam.PolicyStatement(actions=["dynamodb:ListStreams"], resources=["*"]))

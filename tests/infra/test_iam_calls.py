@@ -65,6 +65,11 @@ KEPT_FOR = {
     "store/retention.py), reached when tests/integration/test_retention.py's records reach the projector",
     ("projector", "dynamodb:UpdateItem", "RunsTable"): "expiring a run: its counters move (as above)",
     ("projector", "dynamodb:DeleteItem", "RunsTable"): "expiring a run: its other items are deleted (as above)",
+    ("reconciler", "sqs:ReceiveMessage", "ProjectorFailures"): "Lambda's SQS poller receives the projector's "
+    "failed batches for the repair with the function's role (the suites call the handler with the batch)",
+    ("reconciler", "sqs:DeleteMessage", "ProjectorFailures"): "the SQS poller deletes a repaired message (as above)",
+    ("reconciler", "sqs:ChangeMessageVisibility", "ProjectorFailures"): "the SQS poller returns a message it "
+    "could not repair (as above)",
     ("reconciler", "states:DescribeExecution", "execution"): "asks a Standard execution's status; the local "
     "orchestrator hands the reconciler the status itself, tests/unit/step_runner/test_reconciler.py reaches it",
 }

@@ -10,19 +10,20 @@ import uuid
 import pytest
 from workflow_runs.store import NewRun, RunStore
 from workflow_runs.store.stream_range import streams_client
-from workflow_runs_dev import dynamodb_local
+from workflow_runs_dev import aws_calls
 from workflow_runs_step_runner import reconciler
 
 from tests.integration.sse_helpers import TENANT, TWO_STEPS, RunWriter, script_completed, workflow
-from tests.support import dynamodb, make_settings
 
 
 @pytest.fixture
-def backend(dynamodb_local_endpoint: str):
-    settings = make_settings(dynamodb_local_endpoint)
-    client = dynamodb(dynamodb_local_endpoint)
-    dynamodb_local.create_tables(client, settings.runs_table, settings.events_table)
-    return settings, RunStore(settings, client=client), streams_client(dynamodb_local_endpoint)
+def backend(local_settings, local_store):
+    return local_settings, local_store, streams_client(local_settings.dynamodb_endpoint_url)
+
+
+def repaired(event: dict, store: RunStore, streams) -> dict:
+    with aws_calls.acting_as("reconciler"):  # its calls are the reconciler's (the IAM check)
+        return reconciler.repair_failed_batches(event, store=store, streams=streams)
 
 
 def run_written(store: RunStore, *, end: bool) -> str:
@@ -59,15 +60,14 @@ def test_a_run_whose_closing_event_was_dropped_gets_it_from_the_queue_message(ba
     ended, going = run_written(store, end=True), run_written(store, end=False)
     assert names(store, ended) == [] and names(store, going) == []  # the projector never wrote them
 
-    reply = reconciler.repair_failed_batches({"Records": [failed_batch(streams, settings)]},
-                                             store=store, streams=streams)
+    reply = repaired({"Records": [failed_batch(streams, settings)]}, store, streams)
 
     assert reply == {"batchItemFailures": []}
     assert names(store, ended)[-1] == "result"
     assert list(store.events_after(ended, None, 1000))[-1][2]["workflowRun"]["status"] == "completed"
     assert names(store, going) == []  # still going: nothing to close
     # Again (SQS gives a message more than once): nothing is written twice.
-    reconciler.repair_failed_batches({"Records": [failed_batch(streams, settings)]}, store=store, streams=streams)
+    repaired({"Records": [failed_batch(streams, settings)]}, store, streams)
     assert names(store, ended).count("result") == 1
 
 
@@ -79,7 +79,7 @@ def test_a_message_whose_range_cannot_be_read_is_a_batch_item_failure(backend):
     gone["DDBStreamBatchInfo"]["shardId"] = "shardId-00000000000000000000-deadbeef"
     bad = {"messageId": "gone", "eventSource": "aws:sqs", "body": json.dumps(gone)}
 
-    reply = reconciler.repair_failed_batches({"Records": [bad, good]}, store=store, streams=streams)
+    reply = repaired({"Records": [bad, good]}, store, streams)
 
     assert reply == {"batchItemFailures": [{"itemIdentifier": "gone"}]}
     assert names(store, ended)[-1] == "result"  # the readable message was still repaired
@@ -91,5 +91,7 @@ def test_the_reconcilers_entry_sends_a_queue_batch_to_the_repair(backend, monkey
     monkeypatch.setattr(reconciler, "collaborators", lambda: {"store": store})  # no sweep is asked for
     monkeypatch.setattr(reconciler, "streams_client", lambda: streams)
 
-    assert reconciler._handle({"Records": [failed_batch(streams, settings)]}) == {"batchItemFailures": []}
+    event = {"Records": [failed_batch(streams, settings)]}
+    with aws_calls.acting_as("reconciler"):
+        assert reconciler._handle(event) == {"batchItemFailures": []}
     assert names(store, ended)[-1] == "result"
