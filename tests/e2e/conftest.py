@@ -16,8 +16,8 @@ from tests.e2e.devserver import DevServer
 from tests.e2e.devserver import dev_server as start_dev_server
 
 
-@pytest.fixture(autouse=True, scope="session")
-def kms_keys() -> Iterator[dict[str, str]]:
+@pytest.fixture(scope="session")
+def kms_server_keys() -> Iterator[dict[str, str]]:
     """The dev servers of this session seal envs and approval tokens and key fingerprints with
     KMS, as the stack does (a moto server in its own process stands for KMS), so the real
     KmsSealer's calls, encryption contexts included, are made and recorded (tests/infra/
@@ -46,18 +46,27 @@ def kms_keys() -> Iterator[dict[str, str]]:
             Description="fingerprints", KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"],
         "AWS_ENDPOINT_URL_KMS": endpoint,
     }
-    saved = {name: os.environ.get(name) for name in keys}
-    os.environ.update(keys)
     try:
         yield keys
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def kms_keys(kms_server_keys: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The KMS keys in the environment while an end-to-end module runs (its dev servers start
+    with them), and only then: the suites after this folder seal with their own settings."""
+    saved = {name: os.environ.get(name) for name in kms_server_keys}
+    os.environ.update(kms_server_keys)
+    try:
+        yield kms_server_keys
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
