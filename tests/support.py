@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import http.server
+import os
 import threading
 import uuid
 from typing import Any
@@ -38,7 +39,15 @@ def dynamodb(endpoint_url: str | None):
     # Seen by the IAM recorder as the functions' own clients are (workflow_runs.aws_clients).
     from workflow_runs import aws_clients
 
-    return aws_clients.observed(_session().client("dynamodb", endpoint_url=endpoint_url))
+    # The credentials and region as the environment has them now: a session resolves its
+    # credentials once, and a session first used inside moto's mock_aws (which sets its own keys)
+    # would otherwise keep them, and DynamoDB Local keeps each key's tables apart.
+    return aws_clients.observed(_session().client(
+        "dynamodb", endpoint_url=endpoint_url,
+        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        aws_session_token=os.environ.get("AWS_SESSION_TOKEN")))
 
 
 class ScriptedServer:
