@@ -36,7 +36,7 @@ API_FUNCTION_TIMEOUT = Duration.seconds(29)
 STREAM_INTEGRATION_TIMEOUT = Duration.minutes(15)
 # The two SSE routes, below BASE_PATH (method throttling names them this way too).
 STREAM_ROUTES = (("POST", "workflow-runs/execute/stream"), ("GET", "workflow-runs/{runId}/events"))
-# ../shared API "CORS": what preflights allow and what responses expose.
+# docs/api.md "CORS": what preflights allow and what responses expose.
 CORS_ALLOW_HEADERS = "Authorization,Content-Type,Idempotency-Key,Last-Event-ID,If-Match"
 CORS_EXPOSE_HEADERS = "Location,ETag,Retry-After"
 CORS_ALLOW_METHODS = "GET,POST,PUT,DELETE,OPTIONS"

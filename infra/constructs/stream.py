@@ -41,7 +41,7 @@ ADAPTER_PORT = "8080"
 STREAM_TIMEOUT = Duration.minutes(15)
 STREAM_END_MARGIN_SECONDS = 60
 # What the SSE clients send: auth, the multipart/JSON body, resume and retry headers
-# (../shared API "CORS": Authorization, Content-Type, Idempotency-Key, Last-Event-ID, If-Match).
+# (docs/api.md "CORS": Authorization, Content-Type, Idempotency-Key, Last-Event-ID, If-Match).
 CORS_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id", "if-match"]
 CORS_EXPOSE_HEADERS = ["location", "etag", "retry-after"]
 
