@@ -25,9 +25,11 @@ event (it projects a thinking item's INSERT only), so no reader sees its text tw
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 THINKING_WINDOW_SECONDS = 1.0
@@ -69,7 +71,9 @@ class ThinkingWriter:
             if self._pending_chars >= self._max_chars or self._clock() >= due:
                 self._write_all()
             elif self._timer is None:
-                self._timer = self._make_timer(max(0.0, due - self._clock()), self._on_timer)
+                # The timer's thread writes in the step's context (its context variables).
+                self._timer = self._make_timer(max(0.0, due - self._clock()),
+                                               partial(contextvars.copy_context().run, self._on_timer))
                 self._timer.daemon = True
                 self._timer.start()
 

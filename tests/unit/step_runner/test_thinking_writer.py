@@ -154,3 +154,34 @@ def test_a_write_that_succeeded_but_reported_failure_is_repeated_as_the_same_ite
     writer.flush()
     assert table.writes == [(1, "a"), (2, "b"), (2, "b"), (3, "c")]  # the repeat is the same item
     assert table.joined() == "abc"
+
+
+def test_the_timers_write_runs_in_the_context_of_the_step_that_emitted():
+    import contextvars
+    import threading
+
+    function: contextvars.ContextVar[str] = contextvars.ContextVar("function", default="nobody")
+    seen: list[str] = []
+    written = threading.Event()
+
+    def write(seq: int, text: str) -> None:
+        seen.append(function.get())
+        written.set()
+
+    writer = ThinkingWriter(write, window=0.05)  # a real threading.Timer
+    function.set("step-runner")
+    writer.emit("first")  # written at once
+    writer.emit("second")  # waits for the timer, whose thread writes it
+    assert written.wait(5) and _wait_for(lambda: len(seen) == 2)
+    assert seen == ["step-runner", "step-runner"]
+
+
+def _wait_for(condition: Any, seconds: float = 5.0) -> bool:
+    import time
+
+    give_up = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > give_up:
+            return False
+        time.sleep(0.01)
+    return True

@@ -7,6 +7,7 @@ parallel with the page."""
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,10 +31,11 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
-    """Run independent reads at once (a list page's shards); one call runs inline."""
+    """Run independent reads at once (a list page's shards); one call runs inline. Each runs
+    in a copy of the caller's context (its context variables: the request's, the function's)."""
     if len(calls) <= 1:
         return [call() for call in calls]
-    return [future.result() for future in [_pool().submit(call) for call in calls]]
+    return [future.result() for future in [_pool().submit(contextvars.copy_context().run, call) for call in calls]]
 
 
 class RunQueries(WorkflowStore):
