@@ -106,13 +106,13 @@ KINDS = (
 # after every attempt), or the call raised (`after-call-error`). All run in the caller's thread.
 _EVENTS = ("before-send", "before-parse", "response-received", "after-call-error", "before-call")
 _SPEC_KEYS = {"conflict": "conflict_rate", "throttle": "throttle_rate", "error": "error_rate",
-              "surface": "surface_rate", "storm": "storm_seconds", "storm_at": "storm_at",
+              "surface": "surface_rate", "guard": "guard_rate", "storm": "storm_seconds", "storm_at": "storm_at",
               "storm_every": "storm_every", "seed": "seed", "overlap": "overlap"}
 _SECONDS = frozenset({"storm_seconds", "storm_at", "storm_every"})
 
 
 def parse_spec(spec: str) -> dict[str, Any]:
-    """`conflict=0.2,throttle=0.1,error=0.05,surface=0.02,storm=5,storm_at=0,storm_every=30,
+    """`conflict=0.2,throttle=0.1,error=0.05,surface=0.02,guard=0.1,storm=5,storm_at=0,storm_every=30,
     seed=7[,overlap=off]` → FaultInjector keyword arguments. Rates are fractions from 0 to 1,
     storm times seconds; ValueError names what is wrong."""
     options: dict[str, Any] = {}
@@ -170,6 +170,7 @@ class FaultInjector:
         *,
         error_rate: float = 0.0,
         surface_rate: float = 0.0,
+        guard_rate: float | None = None,
         storm_seconds: float = 0.0,
         storm_at: float = 0.0,
         storm_every: float = 0.0,
@@ -182,15 +183,19 @@ class FaultInjector:
         `overlap=False` turns the in-flight overlap rule off, leaving the rates alone;
         `transaction_seconds=(low, high)` holds each transaction that goes to the table in
         flight that much longer (drawn uniformly), as long as one lasts in AWS, where a
-        transaction takes 10–25 ms more than a single write (DynamoDB Local takes ~2 ms)."""
+        transaction takes 10–25 ms more than a single write (DynamoDB Local takes ~2 ms).
+        `guard_rate` is the share of the local stand-ins' calls refused (Step Functions, the
+        model), `surface_rate` when not given: they are few next to DynamoDB's."""
         for name, value in (("conflict_rate", conflict_rate), ("throttle_rate", throttle_rate),
-                            ("error_rate", error_rate), ("surface_rate", surface_rate)):
+                            ("error_rate", error_rate), ("surface_rate", surface_rate),
+                            ("guard_rate", surface_rate if guard_rate is None else guard_rate)):
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be from 0 to 1, not {value}")
         self.conflict_rate = conflict_rate
         self.throttle_rate = throttle_rate
         self.error_rate = error_rate
         self.surface_rate = surface_rate
+        self.guard_rate = guard_rate
         self.storm_seconds = storm_seconds
         self.storm_every = storm_every
         self._clock = clock
@@ -249,7 +254,8 @@ class FaultInjector:
             if self._suspended:
                 return
             self._counts["requests"] += 1
-            refused = self.storming or (self.surface_rate > 0 and self._rng.random() < self.surface_rate)
+            rate = self.surface_rate if self.guard_rate is None else self.guard_rate
+            refused = self.storming or (rate > 0 and self._rng.random() < rate)
             if refused:
                 self._counts["guarded"] += 1
         if refused:

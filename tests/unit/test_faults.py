@@ -339,11 +339,28 @@ def test_control_plane_calls_pass_untouched(endpoint: str, table: str):
     ("conflict=0.2,throttle=0.1,seed=7", {"conflict_rate": 0.2, "throttle_rate": 0.1, "seed": 7}),
     ("throttle=5%", {"throttle_rate": 0.05}),
     (" conflict = 1 , overlap=off ", {"conflict_rate": 1.0, "overlap": False}),
+    ("surface=0.02,guard=0.5", {"surface_rate": 0.02, "guard_rate": 0.5}),
 ])
 def test_a_spec_string_gives_the_injectors_settings(spec: str, expected: dict):
     assert parse_spec(spec) == expected
     injector = FaultInjector.from_spec(spec)
     assert injector.conflict_rate == expected.get("conflict_rate", 0.0)
+
+
+@pytest.mark.parametrize("spec, refused", [("surface=1", 20), ("surface=1,guard=0", 0), ("guard=1", 20)])
+def test_the_stand_ins_calls_are_refused_at_the_guard_rate_else_the_surface_rate(spec: str, refused: int):
+    from botocore.exceptions import ClientError
+
+    injector = FaultInjector.from_spec(spec)
+    outcomes = []
+    for _ in range(20):
+        try:
+            injector.guard("states", "StartExecution")
+            outcomes.append("sent")
+        except ClientError as exc:
+            outcomes.append(exc.response["Error"]["Code"])
+    assert outcomes.count("ThrottlingException") == refused
+    assert injector.stats["guarded"] == refused
 
 
 @pytest.mark.parametrize("spec, complaint", [
