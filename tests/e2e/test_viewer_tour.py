@@ -91,6 +91,7 @@ def test_the_readme_viewer_tour(server: DevServer, browser: Chromium):
 
     # 5. Approve, with no outputs (the viewer has no field for them): the run completes, and
     # the runs row and the counts follow with no click
+    browser.wait_for("document.querySelector('#timeline li[data-step=review] input.comment') !== null")
     browser.fill("#timeline li[data-step=review] input.comment", "ship it")
     browser.click("#timeline li[data-step=review] button.approve")
     browser.wait_for(f"{PANEL_STATUS} === 'completed'", timeout=30)

@@ -178,6 +178,7 @@ class LiveRun {
     this.workflow = null;   // its workflow definition (step names and types)
     this.steps = new Map(); // stepId → {li, ...parts}
     this.refreshTimer = null;
+    this.refreshes = 0;     // reads of the run asked for: only the latest one's answer draws
   }
 
   stop() {
@@ -305,8 +306,11 @@ class LiveRun {
 
   async refresh() {
     if (!this.id || this.abort.signal.aborted) return;
+    // Answers can come back out of order: an older read drawn last would take a waiting
+    // approval's buttons away (it saw the run before it waited).
+    const asked = ++this.refreshes;
     const body = await api(`workflow-runs/${encodeURIComponent(this.id)}`, {signal: this.abort.signal});
-    if (!this.abort.signal.aborted) this.render(body.workflowRun);
+    if (!this.abort.signal.aborted && asked === this.refreshes) this.render(body.workflowRun);
   }
 
   async loadWorkflow(workflowId) {
