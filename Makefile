@@ -71,7 +71,7 @@ cli: .make-python
 	@$(BIN)/workflow-runs $(ARGS)
 
 test: install .make-chromium typecheck lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 typecheck: .make-python
 	$(BIN)/mypy

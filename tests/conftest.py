@@ -4,6 +4,7 @@ and a run store parametrised over moto (unit) and DynamoDB Local (integration)."
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from workflow_runs.settings import Settings
 from workflow_runs.store import RunStore
 from workflow_runs_dev import aws_calls, dynamodb_local
 
-from tests.support import dynamodb, make_settings
+from tests.support import dynamodb, finished_file, make_settings
 
 # The JWT issuer's fixtures (jwks_server, signing_key, tokens, clock, verifier), for every suite.
 pytest_plugins = ("tests.auth_fixtures",)
@@ -50,13 +51,28 @@ def _aws_credentials() -> None:
     os.environ.pop("AWS_PROFILE", None)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # One file of recorded AWS calls for the whole run: this process, every `workflow-runs dev`
+    # it starts and, under pytest-xdist (`make test` runs `-n 2`), every worker, which inherit
+    # the environment the controller sets here before it starts them.
+    if not hasattr(config, "workerinput") and not os.environ.get(aws_calls.RECORD_ENV):
+        os.environ[aws_calls.RECORD_ENV] = str(Path(tempfile.mkdtemp(prefix="workflow-runs-calls-")) / "aws-calls.jsonl")
+
+
+def pytest_runtest_logfinish(nodeid: str) -> None:
+    # Each finished test, for the suites that judge what the others recorded (after_all_suites).
+    path = os.environ.get(aws_calls.RECORD_ENV)
+    if path:
+        with open(finished_file(path), "a", encoding="utf-8") as finished:
+            finished.write(nodeid + "\n")
+
+
 @pytest.fixture(autouse=True, scope="session")
-def aws_call_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Every AWS call a function makes in this session, as IAM requests (JSON lines, written
-    by this process and by every `workflow-runs dev` it starts); tests/infra/test_iam_calls.py
-    judges them last."""
-    path = os.environ.get(aws_calls.RECORD_ENV) or str(tmp_path_factory.getbasetemp() / "aws-calls.jsonl")
-    os.environ[aws_calls.RECORD_ENV] = path
+def aws_call_log() -> Iterator[str]:
+    """Every AWS call a function makes in this run, as IAM requests (JSON lines, written by
+    every test process and every `workflow-runs dev` they start); tests/infra/test_iam_calls.py
+    judges them once every other test has finished."""
+    path = os.environ[aws_calls.RECORD_ENV]
     aws_calls.from_environment()
     yield path
 

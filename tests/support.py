@@ -7,10 +7,13 @@ import functools
 import http.server
 import os
 import threading
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 from workflow_runs.settings import Settings
 
 LOCAL_KEY = base64.b64encode(b"k" * 32).decode()
@@ -79,3 +82,22 @@ class ScriptedServer:
     def close(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def finished_file(record: str) -> Path:
+    return Path(record + ".finished")
+
+
+def wait_for_every_other_test(session: pytest.Session, record: str, seconds: float = 1800) -> None:
+    """Until every selected test that is not `after_all_suites` has finished, on this worker or
+    another (alone, they finished before: they are sorted first)."""
+    others = {item.nodeid for item in session.items if item.get_closest_marker("after_all_suites") is None}
+    give_up = time.monotonic() + seconds
+    while True:
+        path = finished_file(record)
+        missing = others - set(path.read_text(encoding="utf-8").splitlines() if path.exists() else ())
+        if not missing:
+            return
+        if time.monotonic() > give_up:
+            pytest.fail(f"{len(missing)} tests never finished, e.g. {sorted(missing)[:3]}")
+        time.sleep(1)

@@ -2,7 +2,8 @@
 integration and end-to-end suites (recorded by workflow_runs_dev.aws_calls) is judged against
 that function's role policies and the KMS key policies of the synthesized stack, by an
 independent evaluator (@cloud-copilot/iam-simulate, tests/infra/iam_simulate.mjs). Any denied
-call fails. Runs after every other suite (`after_all_suites`).
+call fails. Runs after every other test (`after_all_suites`): sorted last, and under
+pytest-xdist it waits until the other workers' tests have finished too.
 
 `IAM_TEMPLATE=<file>` judges the calls against another synthesized template (docs/reliability.md
 shows it failing on the template before this check existed)."""
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.infra.conftest import TEST_ACCOUNT, TEST_REGION
+from tests.support import wait_for_every_other_test
 
 pytestmark = pytest.mark.after_all_suites
 
@@ -250,7 +252,8 @@ def deployment(dev) -> Deployment:
 
 
 @pytest.fixture(scope="module")
-def judged(deployment: Deployment, aws_call_log: str) -> list[dict[str, Any]]:
+def judged(deployment: Deployment, aws_call_log: str, request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    wait_for_every_other_test(request.session, aws_call_log)
     calls = recorded_calls(aws_call_log)
     if not calls:
         pytest.skip("no AWS call recorded in this session: run with tests/integration and tests/e2e (make test)")
