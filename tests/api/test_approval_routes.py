@@ -302,3 +302,41 @@ def test_a_retry_keeps_the_decision_when_the_step_says_reuse_on_retry(api: Api):
     assert response.status_code == 202, response.text
     [reused] = response.json()["workflowRun"]["activityRuns"]
     assert (reused["stepId"], reused["reused"], reused["outputs"]["decidedBy"]) == ("review", True, "dev-user")
+
+
+def _throttled(times: int, send: object) -> object:
+    """`send`, refused with Step Functions' throttle past botocore's retries `times` times first."""
+    from botocore.exceptions import ClientError
+
+    refusals = [times]
+
+    def sending(*args: object) -> None:
+        if refusals[0] > 0:
+            refusals[0] -= 1
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
+                               "ResponseMetadata": {"HTTPStatusCode": 400}}, "SendTaskSuccess")
+        send(*args)  # type: ignore[operator]
+
+    return sending
+
+
+@pytest.mark.parametrize("refusals, told", [(3, True), (6, False)])
+def test_a_throttled_callback_is_sent_again_and_the_decision_stands_either_way(
+        api: Api, monkeypatch: pytest.MonkeyPatch, refusals: int, told: bool):
+    from workflow_runs import approvals
+
+    waits: list[float] = []
+    monkeypatch.setattr(approvals.time, "sleep", waits.append)
+    monkeypatch.setattr(api.orchestrator, "send_task_success", _throttled(refusals, api.orchestrator.send_task_success))
+    run_id = parked_run(api)
+
+    response = api.client.post(f"{RUNS}/{run_id}/steps/review/approve", headers=api.headers(), json={})
+
+    assert response.status_code == 200, response.text
+    assert api.store.run_status(run_id) is Status.RUNNING  # the decision is stored either way
+    assert waits == [0.2, 0.4, 0.8, 1.6, 2.0][:min(refusals, 5)]
+    assert api.orchestrator.callbacks == ([("success", TOKEN, f'{{"runId": "{run_id}"}}')] if told else [])
+    if not told:  # a repeated approve tells the execution again
+        monkeypatch.delattr(api.orchestrator, "send_task_success")  # Step Functions answers again
+        assert api.client.post(f"{RUNS}/{run_id}/steps/review/approve", headers=api.headers()).status_code == 409
+        assert api.orchestrator.callbacks == [("success", TOKEN, f'{{"runId": "{run_id}"}}')]

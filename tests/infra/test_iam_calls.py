@@ -22,7 +22,8 @@ import pytest
 from tests.infra.conftest import TEST_ACCOUNT, TEST_REGION
 from tests.support import wait_for_every_other_test
 
-pytestmark = pytest.mark.after_all_suites
+# The wait for the other workers is bounded by wait_for_every_other_test, not by the test timeout.
+pytestmark = [pytest.mark.after_all_suites, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SIMULATOR = Path(__file__).with_name("iam_simulate.mjs")

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field, field_validator
 
+from .backoff import Backoff, transient
 from .ending import LostRaces, retry_lost_races
 from .errors import Conflict, Forbidden, NotFound, ValidationFailed
 from .models import ApiModel, RunError, Status, WorkflowRun, approval_approvers, utc_now
@@ -37,6 +39,9 @@ MAX_DECISION_OUTPUTS_BYTES = 16 * 1024
 RESERVED_OUTPUTS = ("approved", "comment", "decidedAt", "decidedBy", "prompt")
 REJECTED_MESSAGE = "rejected"
 TIMED_OUT_MESSAGE = "approval timed out"
+# The callback is tried again while Step Functions is busy (a throttle past botocore's
+# retries): 5 s in all, longer than a burst of throttles, well inside API Gateway's 29 s.
+CALLBACK_RETRIES = Backoff(attempts=6, base_seconds=0.2, cap_seconds=2.0, jitter=False)
 # The error a rejection ends the Approval task with (the ASL's Catch takes it to RecordFailure,
 # which finds the run failed already and changes nothing).
 REJECTED_ERROR = "ApprovalRejected"
@@ -179,15 +184,23 @@ def _nothing_after(run: WorkflowRun, activity_run_id: Any) -> bool:
 
 def _callback(orchestrator: Orchestrator, sealer: Callable[[], Any], run_id: str, step_id: str, sealed: str,
               approve: bool, message: str, *, again: bool = False) -> None:
-    """Tell the waiting execution. A failure here loses nothing: the decision is stored, and
+    """Tell the waiting execution, again while Step Functions is busy (CALLBACK_RETRIES). A
+    failure here loses nothing: the decision is stored, a repeated approve tells it again, and
     the Approval state's timeout path applies it (the token itself is never logged). `again`:
     a repeated approve re-sends it; Step Functions refuses a token already answered, as expected."""
     try:
         token = open_token(sealer(), sealed, run_id, step_id)
-        if approve:
-            orchestrator.send_task_success(token, json.dumps({"runId": run_id}))
-        else:
-            orchestrator.send_task_failure(token, REJECTED_ERROR, message[:256])
+        for delay in [*CALLBACK_RETRIES.delays(), None]:
+            try:
+                if approve:
+                    orchestrator.send_task_success(token, json.dumps({"runId": run_id}))
+                else:
+                    orchestrator.send_task_failure(token, REJECTED_ERROR, message[:256])
+                return
+            except Exception as exc:
+                if delay is None or not transient(exc):
+                    raise
+                time.sleep(delay)
     except Exception as exc:  # noqa: BLE001 - the decision stands; the execution learns it at its timeout
         if again:  # the usual case: the first callback arrived and the task has moved on
             logger.info("the approval was sent again and not taken (answered already)",

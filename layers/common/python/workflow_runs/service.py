@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from . import retries, run_class, telemetry
+from .backoff import transient
 from .ending import end_from_outside
 from .errors import Conflict, PayloadTooLarge, TransitionRejected, Unavailable, ValidationFailed
 from .log_reader import Pacing
@@ -141,23 +142,6 @@ BUSY = "the store is busy; nothing was changed for this run; try again"
 START_PATIENCE_SECONDS = 10.0
 START_GRACE_SECONDS = 3.0
 START_RETRY_FIRST_SECONDS = 0.1
-# What an AWS service answers when it is busy, not when the request is wrong.
-TRANSIENT_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
-                             "ServiceUnavailable", "ServiceUnavailableException", "InternalServerError",
-                             "InternalServerException", "InternalFailure"})
-
-
-def _transient(exc: Exception) -> bool:
-    """A throttle or a 5xx that outlasted botocore's retries, or a connection that failed:
-    worth another try a moment later. (Duck-typed: botocore loads with the client.)"""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
-        return (response.get("Error") or {}).get("Code") in TRANSIENT_CODES or status >= 500 or status == 429
-    return type(exc).__name__ in ("EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
-                                  "ConnectTimeoutError")
-
-
 def _settled_or(store: RunStore, record: RunRecord) -> RunRecord:
     """The run as stored now, or `record` when the store is too busy to say."""
     try:
@@ -295,7 +279,7 @@ class RunService:
                 self.orchestrator.start(record.id, record.run.orchestration)
                 return record
             except Exception as exc:
-                if _transient(exc) and time.monotonic() + delay < give_up:
+                if transient(exc) and time.monotonic() + delay < give_up:
                     logger.warning("starting the orchestration failed; trying again", exc_info=True,
                                    extra={"run_id": record.id, "in_seconds": delay})
                     time.sleep(delay)
