@@ -27,7 +27,7 @@ uvicorn) runs here with `workflow_runs_dev.faults.FaultInjector` between it and 
   `ThrottlingError` reason (not retried by botocore), as an on-demand table answers.
 Refused requests never reach DynamoDB Local: they change nothing.
 
-200 runs of ONE tenant (1,000 with SOAK=1), a quarter each of four workflows, are started at
+100 runs of ONE tenant (1,000 with SOAK=1), a quarter each of four workflows, are started at
 once through `POST /execute` (which answers 202 at once here): runs that complete, runs
 that fail (a `fail` step), runs that wait (a `wait` step, then complete), and runs cancelled
 through `POST /cancel` while their `wait` step runs. Then, after polling (with a deadline)
@@ -75,7 +75,7 @@ from tests.reliability.support import soak, stream_records
 
 pytestmark = pytest.mark.dynamodb_local
 
-RUN_COUNT = soak(200, 1000)
+RUN_COUNT = soak(100, 1000)
 TENANT = "contention"
 RUNS = "/api/v1/workflow-runs"
 TERMINAL = ("completed", "failed", "cancelled")

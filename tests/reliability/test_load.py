@@ -1,5 +1,5 @@
 """Load on `workflow-runs dev`, loopback only: 50 SSE clients each starting and following runs
-to their closing event, while list and get requests arrive at 100 per second, for 10 s (60 s
+to their closing event, while list and get requests arrive at 100 per second, for 5 s (60 s
 with SOAK=1). The server runs in this process (LocalRuntime); the clients run in a child
 process (tests/reliability/load_clients.py), so the two do not share one interpreter lock.
 
@@ -30,7 +30,7 @@ from tests.reliability.support import soak
 pytestmark = pytest.mark.dynamodb_local
 
 ROOT = Path(__file__).resolve().parents[2]
-DURATION_SECONDS = soak(10, 60)
+DURATION_SECONDS = soak(5, 60)
 SSE_CLIENTS = 50
 REQUESTS_PER_SECOND = 100
 # Resident memory of this process (server, orchestrator, poller, DynamoDB clients) may grow this

@@ -48,8 +48,8 @@ from tests.reliability.support import (
 
 pytestmark = pytest.mark.dynamodb_local
 
-CANCEL_RACES = soak(200, 1000)
-RECONCILER_RACES = soak(40, 300)
+CANCEL_RACES = soak(100, 1000)
+RECONCILER_RACES = soak(20, 300)
 CONCURRENCY = 20
 # The last step's store calls: read the run, open the activity, close it, complete the run.
 RUNNER_CALLS = 4

@@ -194,7 +194,7 @@ OPS = ["{a} * {n}", "{a} + {b}", "[{a}, {b}, {a}, {b}]", "{a}|join", "{a}|string
        "[{a}] * {n}", "{a}|pprint"]
 
 
-@settings(max_examples=soak(60, 400), deadline=None, database=None, derandomize=True,
+@settings(max_examples=soak(30, 400), deadline=None, database=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 @given(st.lists(st.tuples(st.sampled_from(OPS), st.sampled_from(PIECES), st.sampled_from(PIECES),
                           st.sampled_from(["2", "10", "100", "1000"])), min_size=1, max_size=3))
