@@ -180,7 +180,7 @@ def chain(lines: list[ImportLine], package: str) -> str:
 
 
 def run(quick: bool) -> SectionResult:
-    rounds = 3 if quick else 15
+    rounds = 1 if quick else 15
     # Quick mode (CI) keeps the targets and drops the informational rows and breakdowns.
     subjects = SUBJECTS + LAMBDA_INIT if quick else SUBJECTS + LAMBDA_INIT + FIRST_INVOCATION + FLOORS
     result = SectionResult(

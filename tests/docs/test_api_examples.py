@@ -64,9 +64,10 @@ def is_curl(command: Command) -> bool:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    # as docs/api.md says to start it for its CORS example
-    with dev_server("--cors-origin", "http://localhost:5173", examples=True) as running:
+def server(dynamodb_local_endpoint: str) -> Iterator[DevServer]:
+    # as docs/api.md says to start it for its CORS example (on the session's DynamoDB Local)
+    with dev_server("--cors-origin", "http://localhost:5173", examples=True,
+                    dynamodb_endpoint=dynamodb_local_endpoint) as running:
         yield running
 
 

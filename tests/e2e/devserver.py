@@ -70,12 +70,19 @@ class DevServer:
 
 
 @contextmanager
-def dev_server(*extra: str, env: dict[str, str] | None = None, examples: bool = False) -> Iterator[DevServer]:
+def dev_server(*extra: str, env: dict[str, str] | None = None, examples: bool = False,
+               dynamodb_endpoint: str | None = None) -> Iterator[DevServer]:
     """`extra` arguments for `workflow-runs dev`; `env` over this process's environment
-    (less the settings a test session sets for itself); `examples` loads examples/."""
+    (less the settings a test session sets for itself); `examples` loads examples/;
+    `dynamodb_endpoint`: a running DynamoDB (the session's DynamoDB Local), in tables of the
+    server's own, instead of a database the server starts."""
     port, internal_port = free_port(), free_port()
     environment = {k: v for k, v in os.environ.items()
                    if k not in ("JWKS_URL", "RUNS_TABLE", "EVENTS_TABLE", "WORKFLOW_RUNS_URL", "WORKFLOW_RUNS_TOKEN")}
+    if dynamodb_endpoint:
+        suffix = uuid.uuid4().hex[:10]
+        environment.update({"RUNS_TABLE": f"runs-{suffix}", "EVENTS_TABLE": f"events-{suffix}"})
+        extra = ("--dynamodb-endpoint", dynamodb_endpoint, *extra)
     environment.update(env or {})
     process = subprocess.Popen(
         [console_script(), "dev", "--port", str(port), "--internal-port", str(internal_port),

@@ -53,8 +53,9 @@ EXECUTE_WAIT_SECONDS = 3  # the blocking execute's budget on this server (then 2
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    with dev_server(env={"EXECUTE_WAIT_SECONDS": str(EXECUTE_WAIT_SECONDS)}) as running:
+def server(dynamodb_local_endpoint: str) -> Iterator[DevServer]:
+    with dev_server(env={"EXECUTE_WAIT_SECONDS": str(EXECUTE_WAIT_SECONDS)},
+                    dynamodb_endpoint=dynamodb_local_endpoint) as running:
         yield running
 
 

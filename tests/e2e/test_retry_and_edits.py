@@ -33,10 +33,8 @@ class Dev:
 
 @pytest.fixture(scope="module")
 def dev(dynamodb_local_endpoint: str) -> Iterator[Dev]:
-    suffix = uuid.uuid4().hex[:10]
-    env = {"RUNS_TABLE": f"runs-{suffix}", "EVENTS_TABLE": f"events-{suffix}",
-           "HTTP_STEP_ALLOWED_HOSTS": "127.0.0.1", "EXECUTE_WAIT_SECONDS": "20"}
-    with start_dev_server("--dynamodb-endpoint", dynamodb_local_endpoint, env=env, examples=True) as server:
+    env = {"HTTP_STEP_ALLOWED_HOSTS": "127.0.0.1", "EXECUTE_WAIT_SECONDS": "20"}
+    with start_dev_server(env=env, examples=True, dynamodb_endpoint=dynamodb_local_endpoint) as server:
         yield Dev(server)
 
 

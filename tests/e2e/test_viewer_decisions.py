@@ -38,8 +38,8 @@ APPROVAL = {
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    with dev_server() as running:
+def server(dynamodb_local_endpoint: str) -> Iterator[DevServer]:
+    with dev_server(dynamodb_endpoint=dynamodb_local_endpoint) as running:
         yield running
 
 

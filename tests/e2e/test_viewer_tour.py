@@ -25,8 +25,8 @@ PANEL_STATUS = "document.getElementById('run-panel').dataset.status"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    with dev_server(examples=True) as running:
+def server(dynamodb_local_endpoint: str) -> Iterator[DevServer]:
+    with dev_server(examples=True, dynamodb_endpoint=dynamodb_local_endpoint) as running:
         yield running
 
 
