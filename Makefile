@@ -71,7 +71,7 @@ cli: .make-python
 	@$(BIN)/workflow-runs $(ARGS)
 
 test: install .make-chromium typecheck lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder
 
 typecheck: .make-python
 	$(BIN)/mypy

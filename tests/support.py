@@ -88,16 +88,20 @@ def finished_file(record: str) -> Path:
     return Path(record + ".finished")
 
 
-def wait_for_every_other_test(session: pytest.Session, record: str, seconds: float = 1800) -> None:
+def wait_for_every_other_test(session: pytest.Session, record: str, stalled_seconds: float = 600) -> None:
     """Until every selected test that is not `after_all_suites` has finished, on this worker or
-    another (alone, they finished before: they are sorted first)."""
+    another (alone, they finished before: they are sorted first). Fails when none has finished
+    for `stalled_seconds` (a test queued behind this one on this worker would never start: the
+    Makefile keeps xdist's scopes in collection order, where these tests come last)."""
     others = {item.nodeid for item in session.items if item.get_closest_marker("after_all_suites") is None}
-    give_up = time.monotonic() + seconds
+    path = finished_file(record)
+    left, moved = len(others), time.monotonic()
     while True:
-        path = finished_file(record)
         missing = others - set(path.read_text(encoding="utf-8").splitlines() if path.exists() else ())
         if not missing:
             return
-        if time.monotonic() > give_up:
-            pytest.fail(f"{len(missing)} tests never finished, e.g. {sorted(missing)[:3]}")
+        if len(missing) < left:
+            left, moved = len(missing), time.monotonic()
+        elif time.monotonic() - moved > stalled_seconds:
+            pytest.fail(f"{len(missing)} tests have not finished, none for {stalled_seconds:g} s: {sorted(missing)[:5]}")
         time.sleep(1)
