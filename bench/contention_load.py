@@ -324,7 +324,7 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
     result = SectionResult("contention-load", "11. Contention as a function of load (one workflow, one tenant)",
                            method=__doc__.split("\n\n", 1)[1].replace("\n", " ").strip())
     real_rates = (2, 5) if quick else (2, 5, 10)
-    count = 10 if quick else 40
+    count = 6 if quick else 40
     reals = [drive_real(endpoint, rate, count) for rate in real_rates]
     templates = [t for r in reals for t in r.templates if t.writes]
     # The sharded shared keys (a counter shard ends in its two-digit shard number).
@@ -346,7 +346,7 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
             ["rate runs/s", "reached runs/s", "completed", "real conflicts per run", "real transaction latency",
              "simulated retries per run"], check_rows))
 
-    runs_per_rate = 600 if quick else 3000
+    runs_per_rate = 200 if quick else 3000
     curve = [simulate(templates, rate, runs_per_rate, shards=shards) for rate in SIMULATED_RATES]
     unbuilt = counters_out_of_transactions(templates)
     what_if = [simulate(unbuilt, rate, runs_per_rate, shards=shards) for rate in SIMULATED_RATES]

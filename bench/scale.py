@@ -48,7 +48,7 @@ def _measure(endpoint: str, quick: bool) -> SectionResult:
     transitions = {steps: len(c['entered']) for steps, c in count_states(endpoint).items()}
     # Express bills the execution's duration: measured as the ASL runs under moto, its Lambda
     # tasks answered by the real step runner on DynamoDB Local.
-    express_runs = count_states(endpoint, "EXPRESS", repeat=3 if quick else 10)
+    express_runs = count_states(endpoint, "EXPRESS", repeat=1 if quick else 10)
     express_seconds = {steps: statistics.mean(c["seconds"]) for steps, c in express_runs.items()}
 
     rows = []
