@@ -58,19 +58,25 @@ CHECKOV_VENV := .venv-checkov
 	touch $@
 
 install: .make-python .make-node .make-dynamodb-local .make-checkov
+	@:
 
 # make dev PORT=8100 INTERNAL_PORT=8101 ARGS='--inject-faults conflict=0.2'
 PORT ?= 8000
 INTERNAL_PORT ?= 8001
 ARGS ?=
-dev: install
+dev:
+	@$(MAKE) --no-print-directory -j3 install
 	@$(BIN)/workflow-runs dev --port $(PORT) --internal-port $(INTERNAL_PORT) $(ARGS)
 
 # make cli ARGS='runs list --status failed' (or bin/workflow-runs …, or . .venv/bin/activate)
 cli: .make-python
 	@$(BIN)/workflow-runs $(ARGS)
 
-test: install .make-chromium typecheck lint
+# The installs and the static checks run side by side (three jobs: the two venvs, npm, DynamoDB
+# Local and chromium do not wait for each other; mypy and ruff start once the venv is there),
+# then the tests in two pytest-xdist workers.
+test:
+	@$(MAKE) --no-print-directory -j3 install .make-chromium typecheck lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder
 
 typecheck: .make-python
