@@ -283,7 +283,9 @@ class LocalRuntime:
             faults.attach(streams)
         self._poller = StreamPoller(settings, lambda batch, context: projector.handler(batch, context,
                                                                                        store=projector_store),
-                                    client=streams, repair=lambda run_id: reconciler.repair(projector_store, run_id))
+                                    # In AWS the repair is the reconciler's (the projector's on-failure queue feeds it)
+                                    client=streams, repair=aws_calls.as_function(
+                                        "reconciler", lambda run_id: reconciler.repair(projector_store, run_id)))
         self._poller.start()
 
         def apps(internal: bool) -> Any:

@@ -106,3 +106,26 @@ def test_a_runtime_starting_in_a_storm_waits_it_out_and_its_faults_leave_with_it
     conflicts = faults.stats["conflict_random"]
     assert runtime.store.put_workflow("faulty", workflow_id, WorkflowDefinition.model_validate(WORKFLOW)).version >= 1
     assert faults.stats["conflict_random"] == conflicts
+
+
+def test_the_pollers_repair_of_an_event_log_is_the_reconcilers_call(
+        dynamodb_local_endpoint: str, tables: dict[str, str], started: list[LocalRuntime], tmp_path: Path):
+    # In AWS the projector's failed batches reach the reconciler through a queue: its repair's
+    # AWS calls are the reconciler's (the IAM evaluation judges them against its role).
+    import json
+
+    from workflow_runs_dev import aws_calls
+
+    path = tmp_path / "calls.jsonl"
+    recorder = aws_calls.CallRecorder(str(path)).start()
+    try:
+        runtime = runtime_on(dynamodb_local_endpoint, tables).start()
+        started.append(runtime)
+        runtime._poller._repair(str(uuid.uuid4()))  # a run it does not know: the repair reads, finds nothing
+    finally:
+        recorder.stop()
+    calls = [json.loads(line) for line in path.read_text().splitlines()]
+    # The poller's own stream reads are the projector's (the event source mapping's role); the
+    # repair's table reads are the reconciler's.
+    table_calls = [c for c in calls if c["operation"].startswith("dynamodb:")]
+    assert table_calls and {c["function"] for c in table_calls} == {"reconciler"}, table_calls
