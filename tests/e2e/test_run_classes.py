@@ -35,7 +35,9 @@ CANCEL_WAIT_SECONDS = 3
 
 @pytest.fixture(scope="module", params=["standard", "express"])
 def runtime(request: pytest.FixtureRequest) -> Iterator[LocalRuntime]:
-    env = {"ORCHESTRATION": request.param, "SSE_POLL_MAX_SECONDS": "0.2", "HTTP_STEP_ALLOWED_HOSTS": "127.0.0.1",
+    # The idle pace sets how long a quiet log waits before the stream ends from the run's status
+    # (ten idle polls: 6 s here, 10 s by default): a busy machine's projector lags by seconds.
+    env = {"ORCHESTRATION": request.param, "SSE_POLL_MAX_SECONDS": "0.6", "HTTP_STEP_ALLOWED_HOSTS": "127.0.0.1",
            "EXECUTE_WAIT_SECONDS": "10"}
     rt = LocalRuntime(port=free_port(), internal_port=free_port(), dynamodb="moto", env=env,
                       retry_interval_scale=0.01)
